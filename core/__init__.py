@@ -1,0 +1,1 @@
+"""stepfold's agent kernel: pure, no AWS handlers, no environment reads."""

@@ -1,0 +1,414 @@
+"""The agent and its step: a stateless reducer ``thread -> new events + a routing word`` (Factors 8, 9, 12).
+
+One step makes at most one model call. Deterministic code, not the model, decides what happens to
+the tool call it returns: approval policies, limits, error escalation and the effect ledger all
+live here. The step does no I/O of its own beyond the injected model and the tools; the runtime
+loads and saves the thread around it and may pass a ``checkpoint`` to persist the intent before a
+tool runs (see "One step" in DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from typing import Any, Literal
+
+from core.context import ContextOptions, render
+from core.errors import clip
+from core.events import (
+    JSON,
+    Done,
+    Error,
+    Event,
+    Failed,
+    HumanRequest,
+    LLMCall,
+    ToolCall,
+    ToolResult,
+    ToolStarted,
+    utcnow,
+)
+from core.llm.base import LLM, LLMRequest, LLMRequestError, LLMResponse
+from core.pricing import cost_usd
+from core.prompts import Prompt, PromptLibrary
+from core.thread import ASK_TOOL, DONE_TOOL, PendingCall, Thread, ThreadState, fold
+from core.tools import InvalidCall, RequestHumanInput, Tool, ToolContext, ToolRegistry, ValidCall
+
+Route = Literal["continue", "await_human", "paused", "done", "failed"]
+Checkpoint = Callable[[Sequence[Event]], None]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds that stop an agent from looping forever (Factor 8). Each ends in a clear event."""
+
+    max_steps: int = 25
+    max_consecutive_errors: int = 3
+    max_cost_usd: float | None = None
+    max_repeats: int = 3
+    """The same tool call with the same args this many times escalates to a human."""
+    on_limit: Literal["ask_human", "fail"] = "ask_human"
+
+
+@dataclass(frozen=True)
+class Prefetch:
+    """A deterministic context fetch run before the first model call (the methodology's "factor 13").
+
+    ``args`` is a dict or a function of the thread; the call and its result appear in the thread as
+    ordinary tool_call + tool_result events marked ``prefetch``.
+    """
+
+    tool: str
+    args: Mapping[str, JSON] | Callable[[Thread], Mapping[str, JSON]] = field(default_factory=dict)
+
+    def args_for(self, thread: Thread) -> dict[str, JSON]:
+        return dict(self.args(thread) if callable(self.args) else self.args)
+
+
+@dataclass(frozen=True)
+class Agent:
+    """A small, focused agent (Factor 10): a prompt version, a handful of tools and limits."""
+
+    name: str
+    description: str
+    prompt_id: str
+    prompt_version: int
+    tools: tuple[Tool[Any], ...]
+    model: str
+    limits: Limits = field(default_factory=Limits)
+    prefetch: tuple[Prefetch, ...] = ()
+    context: ContextOptions = field(default_factory=ContextOptions)
+
+    @cached_property
+    def registry(self) -> ToolRegistry:
+        registry = ToolRegistry(self.tools)
+        for fetch in self.prefetch:
+            if fetch.tool not in registry or registry[fetch.tool].fn is None:
+                raise ValueError(f"agent {self.name}: prefetch names {fetch.tool!r}, which is not one of its tools")
+        return registry
+
+    def prompt_version_for(self, thread: Thread) -> int:
+        """The prompt version a thread runs with: the one pinned when it started, else the agent's."""
+        pinned = thread.labels.get("prompt_version", "")
+        return int(pinned) if pinned.isdigit() else self.prompt_version
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What a step produced. ``events[:checkpointed]`` were already committed through the checkpoint."""
+
+    events: tuple[Event, ...]
+    route: Route
+    checkpointed: int = 0
+    llm_calls: int = 0
+    tool_runs: int = 0
+
+    @property
+    def uncommitted(self) -> tuple[Event, ...]:
+        return self.events[self.checkpointed :]
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:16]}"
+
+
+@dataclass
+class _Builder:
+    """Accumulates a step's events with contiguous seqs and commits at checkpoints."""
+
+    thread: Thread
+    clock: Callable[[], datetime]
+    checkpoint: Checkpoint | None
+    events: list[Event] = field(default_factory=list)
+    checkpointed: int = 0
+    llm_calls: int = 0
+    tool_runs: int = 0
+
+    @property
+    def next_seq(self) -> int:
+        return self.thread.next_seq + len(self.events)
+
+    def add(self, cls: type[Event], **fields: Any) -> Event:
+        event: Event = cls(seq=self.next_seq, ts=self.clock(), **fields)
+        self.events.append(event)
+        return event
+
+    def commit(self) -> None:
+        """Persist what is not yet persisted, before a side effect runs."""
+        if self.checkpoint is not None and len(self.events) > self.checkpointed:
+            self.checkpoint(tuple(self.events[self.checkpointed :]))
+            self.checkpointed = len(self.events)
+
+    def outcome(self, route: Route) -> StepOutcome:
+        return StepOutcome(tuple(self.events), route, self.checkpointed, self.llm_calls, self.tool_runs)
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """The step's injected collaborators: prompts, clock, id factory and an optional checkpoint."""
+
+    prompts: PromptLibrary = field(default_factory=PromptLibrary)
+    clock: Callable[[], datetime] = utcnow
+    ids: Callable[[str], str] = new_id
+    checkpoint: Checkpoint | None = None
+    model: str | None = None
+    """Overrides the agent's model string for recording and pricing (``STEPFOLD_MODEL``)."""
+
+
+def step(thread: Thread, agent: Agent, llm: LLM, ctx: StepContext | None = None) -> StepOutcome:
+    """Advance a thread by one step. Raises only system errors (retryable model errors, store conflicts)."""
+    ctx = ctx or StepContext()
+    if thread.agent != agent.name:
+        raise ValueError(f"thread {thread.id} belongs to agent {thread.agent!r}, not {agent.name!r}")
+    state = fold(thread)
+    b = _Builder(thread, ctx.clock, ctx.checkpoint)
+    if state.status != "running":
+        return b.outcome(_ROUTE_OF[state.status])
+    if state.pending is not None:
+        return _finish_pending(b, agent, state.pending, ctx)
+    if (limit := _limit_reached(agent.limits, state)) is not None:
+        return _escalate(b, agent, ctx, "limit", limit)
+    if not any(isinstance(e, LLMCall) for e in thread.events) and not any(
+        isinstance(e, ToolCall) and e.prefetch for e in thread.events
+    ):
+        _prefetch(b, agent, ctx)
+    return _decide(b, agent, llm, ctx, state)
+
+
+_ROUTE_OF: dict[str, Route] = {
+    "awaiting_human": "await_human",
+    "paused": "paused",
+    "done": "done",
+    "failed": "failed",
+    "running": "continue",
+}
+
+
+def _limit_reached(limits: Limits, state: ThreadState) -> str | None:
+    if state.steps_since_review >= limits.max_steps:
+        return f"reached the limit of {limits.max_steps} model calls"
+    if limits.max_cost_usd is not None and state.cost_since_review >= limits.max_cost_usd:
+        return f"spent ${state.cost_since_review:.4f}, the budget is ${limits.max_cost_usd:.4f}"
+    return None
+
+
+def _escalate(b: _Builder, agent: Agent, ctx: StepContext, origin: Literal["errors", "limit"], why: str) -> StepOutcome:
+    """A limit or repeated errors: ask a human (default) or fail, per the agent's limits."""
+    if origin == "limit":
+        b.add(Error, kind="limit", message=why)
+    if agent.limits.on_limit == "fail":
+        b.add(Failed, reason=why)
+        return b.outcome("failed")
+    b.add(
+        HumanRequest,
+        kind="question",
+        approval_id=ctx.ids("apr"),
+        question=f"The {agent.name} agent stopped: {why}. How should it continue?",
+        context="Answer with guidance for the agent, or tell it to stop.",
+        urgency="high",
+        origin=origin,
+    )
+    return b.outcome("await_human")
+
+
+def _prefetch(b: _Builder, agent: Agent, ctx: StepContext) -> None:
+    for fetch in agent.prefetch:
+        tool = agent.registry[fetch.tool]
+        call_id = ctx.ids("pre")
+        raw_args = fetch.args_for(b.thread)
+        checked = agent.registry.validate(tool.name, raw_args)
+        if isinstance(checked, InvalidCall):
+            raise ValueError(f"agent {agent.name}: prefetch {fetch.tool} has invalid args: {checked.message}")
+        b.add(ToolCall, call_id=call_id, tool=tool.name, args=checked.args_json, prefetch=True)
+        _run(b, agent, checked, call_id)
+
+
+def _run(b: _Builder, agent: Agent, call: ValidCall, call_id: str) -> None:
+    ok, value = agent.registry.run(call, ToolContext(b.thread.id, call_id, agent.name))
+    b.tool_runs += 1
+    if ok:
+        b.add(ToolResult, call_id=call_id, tool=call.tool.name, result=value)
+    else:
+        b.add(Error, kind="tool_failed", message=str(value), call_id=call_id, tool=call.tool.name)
+
+
+def _finish_pending(b: _Builder, agent: Agent, pending: PendingCall, ctx: StepContext) -> StepOutcome:
+    """Run an approved call, or settle an intent that has no result (the effect ledger)."""
+    call = pending.call
+    if pending.state == "awaiting_approval":
+        return b.outcome("await_human")
+    if call.tool not in agent.registry or agent.registry[call.tool].fn is None:
+        b.add(
+            Error,
+            kind="unknown_tool",
+            message=f"tool {call.tool!r} is no longer available",
+            call_id=call.call_id,
+            tool=call.tool,
+        )
+        return b.outcome("continue")
+    checked = agent.registry.validate(call.tool, pending.args)
+    if isinstance(checked, InvalidCall):
+        b.add(Error, kind=checked.kind, message=checked.message, call_id=call.call_id, tool=call.tool)
+        return b.outcome("continue")
+    if pending.state == "ready":
+        b.add(ToolStarted, call_id=call.call_id)
+        b.commit()
+        _run(b, agent, checked, call.call_id)
+        return b.outcome("continue")
+    # "dispatched": the intent was committed earlier and may or may not have run.
+    if checked.tool.idempotent:
+        _run(b, agent, checked, call.call_id)
+        return b.outcome("continue")
+    b.add(
+        Error,
+        kind="outcome_unknown",
+        message=f"{call.tool} may or may not have run (the step stopped before recording its result); "
+        "it was not run again",
+        call_id=call.call_id,
+        tool=call.tool,
+    )
+    b.add(
+        HumanRequest,
+        kind="question",
+        approval_id=ctx.ids("apr"),
+        question=f"Did {call.tool} with {clip(str(pending.args), 300)} take effect? The agent will not retry it "
+        "on its own.",
+        context="A step stopped between starting this tool and recording its result.",
+        urgency="high",
+        origin="ledger",
+    )
+    return b.outcome("await_human")
+
+
+def _call_model(b: _Builder, agent: Agent, llm: LLM, ctx: StepContext) -> tuple[LLMResponse | None, Prompt]:
+    thread = b.thread.extend(b.events) if b.events else b.thread
+    prompt = ctx.prompts.load(agent.prompt_id, agent.prompt_version_for(thread))
+    registry = agent.registry
+    system = prompt.render(agent=agent.name, tools=", ".join(registry.names))
+    model = ctx.model or agent.model
+    request = LLMRequest(model, system, render(thread, agent.context), registry.specs(), thread.events, prompt.hash)
+    started = time.perf_counter()
+    b.llm_calls += 1
+    try:
+        response = llm.complete(request)
+    except LLMRequestError as exc:
+        b.add(
+            LLMCall,
+            model=model,
+            prompt_id=prompt.ref,
+            prompt_hash=prompt.hash,
+            input_tokens=0,
+            output_tokens=0,
+            cost_usd=0.0,
+            latency_ms=_ms(started),
+            output={"error": clip(str(exc))},
+        )
+        b.add(Error, kind="llm_error", message=clip(str(exc)))
+        return None, prompt
+    output: dict[str, JSON] = (
+        {"name": response.tool, "arguments": response.arguments} if response.tool else {"text": clip(response.text)}
+    )
+    usage = response.usage
+    b.add(
+        LLMCall,
+        model=model,
+        prompt_id=prompt.ref,
+        prompt_hash=prompt.hash,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cost_usd=cost_usd(model, usage.input_tokens, usage.output_tokens),
+        latency_ms=_ms(started),
+        output=output,
+    )
+    return response, prompt
+
+
+def _ms(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
+
+
+def _decide(b: _Builder, agent: Agent, llm: LLM, ctx: StepContext, state: ThreadState) -> StepOutcome:
+    response, _ = _call_model(b, agent, llm, ctx)
+    if response is None:
+        return _after_error(b, agent, ctx, state)
+    checked = agent.registry.validate(response.tool, response.arguments)
+    if isinstance(checked, InvalidCall):
+        b.add(Error, kind=checked.kind, message=checked.message, tool=checked.tool)
+        return _after_error(b, agent, ctx, state)
+    tool, args = checked.tool, checked.args_json
+    signature = f"{tool.name}:{sorted(args.items())!r}"
+    repeats = state.calls_by_signature.get(signature, 0) + 1
+    call_id = ctx.ids("call")
+    b.add(ToolCall, call_id=call_id, tool=tool.name, args=args)
+    if tool.name == DONE_TOOL:
+        b.add(Done, answer=str(args["answer"]))
+        return b.outcome("done")
+    if tool.name == ASK_TOOL:
+        ask = checked.args
+        assert isinstance(ask, RequestHumanInput)
+        b.add(
+            HumanRequest,
+            kind="question",
+            approval_id=ctx.ids("apr"),
+            call_id=call_id,
+            question=ask.question,
+            context=ask.context,
+            urgency=ask.urgency,
+            format=ask.format,
+            choices=ask.choices,
+            origin="model",
+        )
+        return b.outcome("await_human")
+    if repeats >= agent.limits.max_repeats:
+        b.add(
+            Error,
+            kind="limit",
+            message=f"{tool.name} was called {repeats} times with the same arguments; not run",
+            call_id=call_id,
+            tool=tool.name,
+        )
+        return _escalate(b, agent, ctx, "errors", f"it repeated the same {tool.name} call {repeats} times")
+    policy = tool.policy_for(checked.args)
+    if policy == "deny":
+        b.add(
+            Error,
+            kind="denied",
+            message=f"{tool.name} is not allowed with these arguments",
+            call_id=call_id,
+            tool=tool.name,
+        )
+        return _after_error(b, agent, ctx, state)
+    if policy == "needs_approval":
+        b.add(
+            HumanRequest,
+            kind="approval",
+            approval_id=ctx.ids("apr"),
+            call_id=call_id,
+            question=f"Approve {tool.name} with {clip(_args_text(args), 500)}?",
+            context=tool.description,
+            format="yes_no",
+            origin="policy",
+        )
+        return b.outcome("await_human")
+    b.commit()
+    _run(b, agent, checked, call_id)
+    if isinstance(b.events[-1], Error):
+        return _after_error(b, agent, ctx, state)
+    return b.outcome("continue")
+
+
+def _after_error(b: _Builder, agent: Agent, ctx: StepContext, state: ThreadState) -> StepOutcome:
+    """Count this step's error with the ones before it; at the limit, escalate (Factor 9)."""
+    errors = state.consecutive_errors + sum(isinstance(e, Error) for e in b.events)
+    if errors >= agent.limits.max_consecutive_errors:
+        last = next(e for e in reversed(b.events) if isinstance(e, Error))
+        return _escalate(b, agent, ctx, "errors", f"{errors} errors in a row, the last: {clip(last.message, 200)}")
+    return b.outcome("continue")
+
+
+def _args_text(args: Mapping[str, JSON]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in args.items()) or "no arguments"

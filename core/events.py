@@ -1,0 +1,213 @@
+"""The thread's event log: one pydantic discriminated union (Factor 5).
+
+Every event carries its position in the thread (``seq``), when it happened (``ts``) and the schema
+version it was written with (``v``). Events are immutable; a thread only ever grows.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+SCHEMA_VERSION = 1
+"""Schema version written on every new event. Bump it and add an upgrade in ``_UPGRADES`` when a
+stored event's shape changes."""
+
+JSON = Any
+"""A JSON-serialisable value (what tools return and what the model sends as arguments)."""
+
+ErrorKind = Literal[
+    "invalid_json",  # the model's output was not parseable
+    "unknown_tool",  # the model named a tool the agent does not have
+    "invalid_args",  # arguments failed the tool's schema
+    "tool_failed",  # the tool raised
+    "denied",  # the tool's policy forbids it
+    "no_tool_call",  # the model answered with text instead of a tool call
+    "llm_error",  # the provider refused the request (non-retryable)
+    "outcome_unknown",  # a non-idempotent tool may or may not have run (effect ledger)
+    "limit",  # a limit (steps, cost, errors) was reached
+]
+
+HumanDecision = Literal["approve", "reject", "edit", "answer", "expired"]
+
+
+def utcnow() -> datetime:
+    """The default clock: an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seq: int = Field(ge=0, description="Position in the thread, 0-based and contiguous.")
+    ts: datetime = Field(description="When the event was recorded (UTC).")
+    v: int = Field(default=SCHEMA_VERSION, description="Schema version this event was written with.")
+
+
+class UserInput(_Event):
+    """Input from a person or a trigger (webhook, schedule, event rule)."""
+
+    type: Literal["user_input"] = "user_input"
+    text: str
+    source: str = "api"
+
+
+class LLMCall(_Event):
+    """One model call: what was asked, what it cost, and what came back (kept for replay)."""
+
+    type: Literal["llm_call"] = "llm_call"
+    model: str
+    prompt_id: str
+    prompt_hash: str
+    input_tokens: int = Field(ge=0)
+    output_tokens: int = Field(ge=0)
+    cost_usd: float = Field(ge=0)
+    latency_ms: int = Field(ge=0)
+    output: dict[str, JSON] = Field(
+        default_factory=dict, description="The raw tool call as the model returned it: {name, arguments} or {text}."
+    )
+
+
+class ToolCall(_Event):
+    """The intent: a validated tool call, recorded before the tool runs."""
+
+    type: Literal["tool_call"] = "tool_call"
+    call_id: str
+    tool: str
+    args: dict[str, JSON]
+    prefetch: bool = Field(default=False, description="True when deterministic code, not the model, made the call.")
+
+
+class ToolStarted(_Event):
+    """Marker committed before an approved tool runs, so a retry knows it may already have run."""
+
+    type: Literal["tool_started"] = "tool_started"
+    call_id: str
+
+
+class ToolResult(_Event):
+    """What a tool returned."""
+
+    type: Literal["tool_result"] = "tool_result"
+    call_id: str
+    tool: str
+    result: JSON
+
+
+class Error(_Event):
+    """A compacted error the model sees on its next step (Factor 9)."""
+
+    type: Literal["error"] = "error"
+    kind: ErrorKind
+    message: str
+    call_id: str | None = None
+    tool: str | None = None
+
+
+class HumanRequest(_Event):
+    """The agent waits for a person: an approval of a tool call, or an answer to a question."""
+
+    type: Literal["human_request"] = "human_request"
+    kind: Literal["approval", "question"]
+    approval_id: str
+    call_id: str | None = None
+    question: str
+    context: str = ""
+    urgency: Literal["low", "medium", "high"] = "medium"
+    format: Literal["free_text", "yes_no", "multiple_choice"] = "free_text"
+    choices: list[str] = Field(default_factory=list)
+    origin: Literal["model", "policy", "errors", "limit", "ledger"] = Field(
+        default="model",
+        description="Who asked: the model (request_human_input), a tool policy, the error limit, another limit, "
+        "or the effect ledger (a tool whose outcome is unknown).",
+    )
+
+
+class HumanResponse(_Event):
+    """A person's decision (or the system's, when the request expired)."""
+
+    type: Literal["human_response"] = "human_response"
+    approval_id: str
+    decision: HumanDecision
+    by: str
+    channel: str = "api"
+    comment: str = ""
+    args: dict[str, JSON] | None = Field(default=None, description="New arguments, for decision='edit'.")
+    answer: str | None = Field(default=None, description="The answer text, for decision='answer'.")
+
+
+class Paused(_Event):
+    type: Literal["paused"] = "paused"
+    by: str = "api"
+    reason: str = ""
+
+
+class Resumed(_Event):
+    type: Literal["resumed"] = "resumed"
+    by: str = "api"
+
+
+class Done(_Event):
+    """The agent finished for now with a final answer; a new user_input continues the thread."""
+
+    type: Literal["done"] = "done"
+    answer: str
+
+
+class Failed(_Event):
+    """The thread ended without an answer (limit with on_limit='fail', cancelled, unrecoverable)."""
+
+    type: Literal["failed"] = "failed"
+    reason: str
+
+
+Event = Annotated[
+    UserInput
+    | LLMCall
+    | ToolCall
+    | ToolStarted
+    | ToolResult
+    | Error
+    | HumanRequest
+    | HumanResponse
+    | Paused
+    | Resumed
+    | Done
+    | Failed,
+    Field(discriminator="type"),
+]
+
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+EVENTS_ADAPTER: TypeAdapter[list[Event]] = TypeAdapter(list[Event])
+
+
+class UnknownSchemaVersionError(ValueError):
+    """A stored event was written by a newer stepfold than this one."""
+
+
+_UPGRADES: dict[int, Any] = {}
+"""Upgrade functions keyed by the version they upgrade *from*: ``raw dict -> raw dict`` of version+1."""
+
+
+def parse_event(raw: dict[str, Any] | str | bytes, *, thread_id: str = "?") -> Event:
+    """Parse a stored event, upgrading older schema versions; a newer version fails loudly."""
+    data: dict[str, Any] = dict(raw) if isinstance(raw, dict) else json.loads(raw)
+    version = int(data.get("v", 1))
+    if version > SCHEMA_VERSION:
+        raise UnknownSchemaVersionError(
+            f"thread {thread_id}: event seq={data.get('seq')} has schema version {version}, "
+            f"this code understands up to {SCHEMA_VERSION}; deploy a newer stepfold to read it"
+        )
+    while version < SCHEMA_VERSION:
+        data = _UPGRADES[version](data)
+        version += 1
+        data["v"] = version
+    return EVENT_ADAPTER.validate_python(data)
+
+
+def dump_event(event: Event) -> dict[str, Any]:
+    """The JSON-ready form of an event (what the stores write)."""
+    return event.model_dump(mode="json")

@@ -1,0 +1,86 @@
+"""Model providers behind one Protocol. Provider modules are imported lazily: cold start is a feature."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from core.llm.base import (
+    LLM,
+    LLMError,
+    LLMRequest,
+    LLMRequestError,
+    LLMResponse,
+    ModelStringError,
+    RetryableLLMError,
+    ToolSpec,
+    Usage,
+    parse_model_string,
+)
+
+__all__ = [
+    "LLM",
+    "LLMError",
+    "LLMRequest",
+    "LLMRequestError",
+    "LLMResponse",
+    "ModelStringError",
+    "ProviderConfig",
+    "RetryableLLMError",
+    "ToolSpec",
+    "Usage",
+    "make_llm",
+    "parse_model_string",
+]
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """What providers need from the outside world, injected (core never reads the environment).
+
+    ``http_client`` builds the httpx client (tests pass one with ``httpx.MockTransport``);
+    ``bedrock_client`` is a boto3 ``bedrock-runtime`` client (tests use botocore's Stubber).
+    """
+
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_api_key: str | None = None
+    anthropic_base_url: str = "https://api.anthropic.com"
+    anthropic_api_key: str | None = None
+    timeout_s: float = 60.0
+    http_client: Any = None
+    bedrock_client: Any = None
+    scripted: Callable[[str], LLM] | None = None
+
+
+def make_llm(model: str, config: ProviderConfig | None = None) -> LLM:
+    """Build the provider for a model string such as ``openai:gpt-4o-mini`` or ``scripted:calculator``."""
+    config = config or ProviderConfig()
+    provider, name = parse_model_string(model)
+    if provider == "openai":
+        from core.llm.openai import OpenAIChat  # noqa: PLC0415 - lazy: keeps cold start small
+
+        return OpenAIChat(
+            name,
+            base_url=config.openai_base_url,
+            api_key=config.openai_api_key,
+            client=config.http_client,
+            timeout_s=config.timeout_s,
+        )
+    if provider == "anthropic":
+        from core.llm.anthropic import AnthropicMessages  # noqa: PLC0415
+
+        return AnthropicMessages(
+            name,
+            base_url=config.anthropic_base_url,
+            api_key=config.anthropic_api_key,
+            client=config.http_client,
+            timeout_s=config.timeout_s,
+        )
+    if provider == "bedrock":
+        from core.llm.bedrock import BedrockConverse  # noqa: PLC0415
+
+        return BedrockConverse(name, client=config.bedrock_client)
+    from core.llm.scripted import scripted_model  # noqa: PLC0415
+
+    return config.scripted(name) if config.scripted else scripted_model(name)

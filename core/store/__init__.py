@@ -1,0 +1,19 @@
+"""Thread stores: the Protocol, its errors, and the memory implementation (DynamoDB is imported on demand)."""
+
+from core.store.base import (
+    StoreError,
+    ThreadExistsError,
+    ThreadNotFoundError,
+    ThreadStore,
+    VersionConflictError,
+)
+from core.store.memory import MemoryThreadStore
+
+__all__ = [
+    "MemoryThreadStore",
+    "StoreError",
+    "ThreadExistsError",
+    "ThreadNotFoundError",
+    "ThreadStore",
+    "VersionConflictError",
+]

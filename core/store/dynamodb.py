@@ -1,0 +1,404 @@
+"""The DynamoDB thread store: one item per event, one header per thread, one transaction per step.
+
+Layout (one table, string keys ``PK``/``SK``):
+
+- ``PK=THREAD#<id>, SK=META``: the header: agent, labels, version (number of events), status (the fold's,
+  denormalised for listings), created_at/updated_at and an optional ``expires_at`` TTL.
+- ``PK=THREAD#<id>, SK=EV#<seq:010d>``: one event as compact JSON in ``e`` and its type in ``t``. An event
+  whose JSON is larger than ``offload_bytes`` lives in S3; its item keeps the key (``s3``), a ``preview``
+  and the ``size``, so no item ever approaches DynamoDB's 400 KB limit.
+
+An append writes only the new events and the header, conditioned on the version the writer read, so the
+bytes written per step do not grow with the thread. A warm container keeps the threads it has seen and
+reads only what is newer than its copy.
+
+boto3 is imported by nobody here: the low-level clients are injected (built once per container elsewhere).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from core.events import Event, dump_event, parse_event, utcnow
+from core.store.base import StoreError, ThreadExistsError, ThreadNotFoundError, VersionConflictError
+from core.thread import Thread, fold
+
+MAX_EVENTS_PER_WRITE = 99
+"""TransactWriteItems takes at most 100 items and one of them is the header."""
+
+_META = "META"
+_EV = "EV#"
+_SEQ_DIGITS = 10
+_FULL_LOAD_ATTEMPTS = 3
+
+Item = dict[str, Any]
+"""A DynamoDB item in the low-level client's typed form (``{"S": ...}``, ``{"N": ...}``, ``{"M": ...}``)."""
+
+
+class CorruptEventError(StoreError):
+    """A stored event cannot be read back: someone edited the item, or its S3 payload is missing."""
+
+    def __init__(self, thread_id: str, seq: int | str, reason: str) -> None:
+        super().__init__(
+            f"thread {thread_id!r}: stored event seq={seq} is unreadable ({reason}); "
+            f"inspect item PK={_pk(thread_id)} SK={_sk(seq) if isinstance(seq, int) else seq} and restore it"
+        )
+        self.thread_id = thread_id
+        self.seq = seq
+
+
+def table_key_schema() -> dict[str, Any]:
+    """The table's keys as ``create_table`` arguments (shared by tests, the local stack and the template)."""
+    return {
+        "KeySchema": [{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+        "AttributeDefinitions": [
+            {"AttributeName": "PK", "AttributeType": "S"},
+            {"AttributeName": "SK", "AttributeType": "S"},
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+
+
+def create_table(dynamodb: Any, table: str, *, ttl_attribute: str | None = "expires_at") -> None:
+    """Create the threads table (on-demand) and wait until it is active; for tests and the local stack."""
+    dynamodb.create_table(TableName=table, **table_key_schema())
+    dynamodb.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+    if ttl_attribute:
+        dynamodb.update_time_to_live(
+            TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute}
+        )
+
+
+def _pk(thread_id: str) -> str:
+    return f"THREAD#{thread_id}"
+
+
+def _sk(seq: int) -> str:
+    return f"{_EV}{seq:0{_SEQ_DIGITS}d}"
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+@dataclass(frozen=True)
+class _Header:
+    agent: str
+    labels: dict[str, str]
+    version: int
+
+    @classmethod
+    def from_item(cls, thread_id: str, item: Item) -> _Header:
+        try:
+            labels = {key: value["S"] for key, value in item.get("labels", {}).get("M", {}).items()}
+            return cls(agent=item["agent"]["S"], labels=labels, version=int(item["version"]["N"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptEventError(thread_id, _META, f"header is malformed: {exc!r}") from None
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    """An event ready to write: its item, and the S3 object to upload first when it is offloaded."""
+
+    item: Item
+    offload: tuple[str, bytes] | None
+
+
+class DynamoThreadStore:
+    """:class:`~core.store.base.ThreadStore` on one DynamoDB table, with large payloads in S3."""
+
+    def __init__(
+        self,
+        table: str,
+        dynamodb: Any,
+        s3: Any,
+        bucket: str,
+        *,
+        offload_bytes: int = 32_000,
+        preview_chars: int = 400,
+        cache: bool = True,
+        cache_size: int = 64,
+        ttl_days: int | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._table = table
+        self._db = dynamodb
+        self._s3 = s3
+        self._bucket = bucket
+        self._offload_bytes = offload_bytes
+        self._preview_chars = preview_chars
+        self._cache_size = cache_size if cache else 0
+        self._cache: OrderedDict[str, Thread] = OrderedDict()
+        self._ttl_days = ttl_days
+        self._clock = clock
+
+    # -- the Protocol ------------------------------------------------------------------------------------------
+
+    def create(self, thread: Thread) -> Thread:
+        """Write the header and every event in one transaction; :class:`ThreadExistsError` if the id is taken."""
+        _check_batch(thread.id, len(thread.events))
+        encoded = [self._encode(thread.id, event) for event in thread.events]
+        self._upload(encoded)
+        now = self._clock()
+        header: Item = {
+            "PK": _s(_pk(thread.id)),
+            "SK": _s(_META),
+            "agent": _s(thread.agent),
+            "labels": {"M": {key: _s(value) for key, value in thread.labels.items()}},
+            "version": _n(thread.version),
+            "status": _s(fold(thread).status),
+            "created_at": _s(now.isoformat()),
+            "updated_at": _s(now.isoformat()),
+        }
+        if self._ttl_days is not None:
+            header["expires_at"] = _n(self._expires_at(now))
+        writes: list[Item] = [
+            {"Put": {"TableName": self._table, "Item": header, "ConditionExpression": "attribute_not_exists(PK)"}},
+            *({"Put": {"TableName": self._table, "Item": enc.item}} for enc in encoded),
+        ]
+        try:
+            self._db.transact_write_items(TransactItems=writes)
+        except self._db.exceptions.TransactionCanceledException as exc:
+            if _reason(exc, 0) == "ConditionalCheckFailed":
+                raise ThreadExistsError(thread.id) from None
+            raise
+        self._remember(thread)
+        return thread
+
+    def load(self, thread_id: str) -> Thread:
+        """The whole thread; a warm copy is refreshed with only the events written since it was read."""
+        cached = self._cache.get(thread_id)
+        thread = self._refresh(cached) if cached is not None else None
+        if thread is None:
+            thread = self._load_full(thread_id)
+        self._remember(thread)
+        return thread
+
+    def append(self, thread_id: str, expected_version: int, events: Sequence[Event]) -> Thread:
+        """Write ``events`` and the header in one transaction conditioned on ``expected_version``.
+
+        Only the new events and the header are written, whatever the thread's length. The header's status is
+        the fold of the whole thread, so the thread at ``expected_version`` is needed: from the warm cache when
+        this container has seen it (the usual step: load, decide, append), else read first.
+        """
+        _check_batch(thread_id, len(events))
+        base = self._cache.get(thread_id)
+        if base is None or base.version != expected_version:
+            base = self.load(thread_id)
+        if base.version != expected_version:
+            raise VersionConflictError(thread_id, expected_version, base.version)
+        updated = base.extend(events)
+        if not events:
+            return updated
+        encoded = [self._encode(thread_id, event) for event in events]
+        self._upload(encoded)
+        now = self._clock()
+        names = {"#v": "version", "#s": "status", "#u": "updated_at"}
+        values: Item = {
+            ":expected": _n(expected_version),
+            ":new": _n(updated.version),
+            ":status": _s(fold(updated).status),
+            ":now": _s(now.isoformat()),
+        }
+        update = "SET #v = :new, #s = :status, #u = :now"
+        if self._ttl_days is not None:
+            names["#x"] = "expires_at"
+            values[":exp"] = _n(self._expires_at(now))
+            update += ", #x = :exp"
+        writes: list[Item] = [
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": {"PK": _s(_pk(thread_id)), "SK": _s(_META)},
+                    "UpdateExpression": update,
+                    "ConditionExpression": "#v = :expected",
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": values,
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            },
+            *(
+                {"Put": {"TableName": self._table, "Item": enc.item, "ConditionExpression": "attribute_not_exists(SK)"}}
+                for enc in encoded
+            ),
+        ]
+        try:
+            self._db.transact_write_items(TransactItems=writes)
+        except self._db.exceptions.TransactionCanceledException as exc:
+            self._cache.pop(thread_id, None)
+            reasons = _reasons(exc)
+            if not any(r.get("Code") == "ConditionalCheckFailed" for r in reasons):
+                raise
+            old = reasons[0].get("Item") if reasons else None
+            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed" and not old:
+                raise ThreadNotFoundError(thread_id) from None
+            actual = int(old["version"]["N"]) if old and "version" in old else None
+            raise VersionConflictError(thread_id, expected_version, actual) from None
+        self._remember(updated)
+        return updated
+
+    # -- reading -----------------------------------------------------------------------------------------------
+
+    def _refresh(self, cached: Thread) -> Thread | None:
+        """The cached thread brought up to date by one Query of the header and the events after it.
+
+        ``META`` sorts after every ``EV#`` key, so ``SK >= EV#<cached version>`` returns exactly the new events
+        and the header: the bytes read depend on what changed, not on the thread's length. ``None`` when the
+        two do not line up (a write landed between the reads, or the table was edited): load it all instead.
+        """
+        items = self._query(
+            KeyConditionExpression="PK = :pk AND SK >= :from",
+            ExpressionAttributeValues={":pk": _s(_pk(cached.id)), ":from": _s(_sk(cached.version))},
+        )
+        header_item, event_items = _split(items)
+        if header_item is None:
+            self._cache.pop(cached.id, None)
+            raise ThreadNotFoundError(cached.id)
+        header = _Header.from_item(cached.id, header_item)
+        if header.version == cached.version:
+            return cached
+        new = [self._decode(cached.id, item) for item in event_items]
+        seqs = [event.seq for event in new]
+        if header.version < cached.version or seqs != list(range(cached.version, header.version)):
+            return None
+        return cached.extend(new)
+
+    def _load_full(self, thread_id: str) -> Thread:
+        """Every item of the thread, page by page; retried when a concurrent append lands mid-read."""
+        missing = 0
+        for _ in range(_FULL_LOAD_ATTEMPTS):
+            items = self._query(
+                KeyConditionExpression="PK = :pk", ExpressionAttributeValues={":pk": _s(_pk(thread_id))}
+            )
+            header_item, event_items = _split(items)
+            if header_item is None:
+                raise ThreadNotFoundError(thread_id)
+            header = _Header.from_item(thread_id, header_item)
+            # Items past the header's version are leftovers no committed append wrote (the header is the truth).
+            events = [self._decode(thread_id, item) for item in event_items if _seq_of(item) < header.version]
+            missing = next((i for i, event in enumerate(events) if event.seq != i), len(events))
+            if missing == header.version:
+                return Thread(id=thread_id, agent=header.agent, events=tuple(events), labels=header.labels)
+        raise CorruptEventError(thread_id, missing, "the header counts more events than the table holds")
+
+    def _query(self, **kwargs: Any) -> list[Item]:
+        """All items of a strongly consistent Query, following ``LastEvaluatedKey`` (1 MB per page)."""
+        items: list[Item] = []
+        request: dict[str, Any] = {"TableName": self._table, "ConsistentRead": True, **kwargs}
+        while True:
+            page = self._db.query(**request)
+            items.extend(page.get("Items", []))
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return items
+            request["ExclusiveStartKey"] = start
+
+    def _decode(self, thread_id: str, item: Item) -> Event:
+        seq = _seq_of(item)
+        try:
+            if "s3" in item:
+                raw = self._download(thread_id, seq, item["s3"]["S"], int(item["size"]["N"]))
+            else:
+                raw = item["e"]["S"]
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise CorruptEventError(thread_id, seq, f"expected a JSON object, got {type(data).__name__}")
+            event = parse_event(data, thread_id=thread_id)
+        except (KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError, ValidationError) as exc:
+            # UnknownSchemaVersionError passes through: it already names the thread and seq, and says what to do.
+            raise CorruptEventError(thread_id, seq, _short(exc)) from None
+        if event.seq != seq:
+            raise CorruptEventError(thread_id, seq, f"the event inside says seq={event.seq}")
+        return event
+
+    def _download(self, thread_id: str, seq: int, key: str, size: int) -> bytes:
+        try:
+            body: bytes = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+        except self._s3.exceptions.NoSuchKey:
+            raise CorruptEventError(thread_id, seq, f"its payload s3://{self._bucket}/{key} is missing") from None
+        if len(body) != size:
+            raise CorruptEventError(thread_id, seq, f"s3://{self._bucket}/{key} has {len(body)} bytes, not {size}")
+        return body
+
+    # -- writing -----------------------------------------------------------------------------------------------
+
+    def _encode(self, thread_id: str, event: Event) -> _Encoded:
+        text = json.dumps(dump_event(event), separators=(",", ":"), ensure_ascii=False)
+        body = text.encode()
+        item: Item = {"PK": _s(_pk(thread_id)), "SK": _s(_sk(event.seq)), "t": _s(event.type)}
+        if len(body) <= self._offload_bytes:
+            item["e"] = _s(text)
+            return _Encoded(item, None)
+        # The content hash keeps a losing writer's upload from overwriting the winner's payload at the same seq.
+        digest = hashlib.sha256(body).hexdigest()[:16]
+        key = f"threads/{thread_id}/events/{event.seq:0{_SEQ_DIGITS}d}-{digest}.json"
+        item.update(s3=_s(key), preview=_s(text[: self._preview_chars]), size=_n(len(body)))
+        return _Encoded(item, (key, body))
+
+    def _upload(self, encoded: Sequence[_Encoded]) -> None:
+        """Put offloaded payloads before the transaction, so a committed item never points at nothing."""
+        for enc in encoded:
+            if enc.offload is not None:
+                key, body = enc.offload
+                self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json")
+
+    def _expires_at(self, now: datetime) -> int:
+        assert self._ttl_days is not None
+        return int((now + timedelta(days=self._ttl_days)).timestamp())
+
+    def _remember(self, thread: Thread) -> None:
+        if not self._cache_size:
+            return
+        self._cache[thread.id] = thread
+        self._cache.move_to_end(thread.id)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+
+def _check_batch(thread_id: str, count: int) -> None:
+    if count > MAX_EVENTS_PER_WRITE:
+        raise ValueError(
+            f"thread {thread_id}: {count} events in one write; at most {MAX_EVENTS_PER_WRITE} fit in one "
+            "DynamoDB transaction (100 items, one is the header): split them over several appends"
+        )
+
+
+def _split(items: list[Item]) -> tuple[Item | None, list[Item]]:
+    """The header (``None`` if absent) and the event items, in seq order."""
+    header = next((item for item in items if item["SK"]["S"] == _META), None)
+    return header, [item for item in items if item["SK"]["S"].startswith(_EV)]
+
+
+def _seq_of(item: Item) -> int:
+    return int(item["SK"]["S"].removeprefix(_EV))
+
+
+def _reasons(exc: Any) -> list[dict[str, Any]]:
+    reasons: list[dict[str, Any]] = exc.response.get("CancellationReasons", [])
+    return reasons
+
+
+def _reason(exc: Any, index: int) -> str | None:
+    reasons = _reasons(exc)
+    code: str | None = reasons[index].get("Code") if index < len(reasons) else None
+    return code
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+__all__ = ["MAX_EVENTS_PER_WRITE", "CorruptEventError", "DynamoThreadStore", "create_table", "table_key_schema"]
