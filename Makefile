@@ -44,3 +44,25 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .aws-sam
+
+# --- SAM build targets (infra) ---
+# `sam build` calls build-<LogicalId> for the functions of template.yaml (Metadata: BuildMethod: makefile).
+# All three share one CodeUri (the repo root), so SAM builds once and copies the result. The package holds
+# core/, functions/, prompts/ and requirements-lambda.txt installed for arm64 / CPython 3.12 - no tests,
+# venvs or caches. LAMBDA_PIP must be a pip that can reach PyPI; the interpreter does not need to be 3.12.
+LAMBDA_PIP ?= python3 -m pip
+LAMBDA_SOURCES := core functions prompts
+
+.PHONY: build-StepFunction build-RequestHumanFunction build-ApiFunction lambda-package
+
+build-StepFunction build-RequestHumanFunction build-ApiFunction: lambda-package
+
+lambda-package:
+	test -n "$(ARTIFACTS_DIR)"
+	mkdir -p "$(ARTIFACTS_DIR)"
+	cp -R $(LAMBDA_SOURCES) "$(ARTIFACTS_DIR)/"
+	$(LAMBDA_PIP) install --quiet --disable-pip-version-check --no-compile \
+		--platform manylinux2014_aarch64 --only-binary=:all: --implementation cp --python-version 3.12 \
+		--target "$(ARTIFACTS_DIR)" -r requirements-lambda.txt
+	find "$(ARTIFACTS_DIR)" -depth \( -name __pycache__ -o -name '*.pyc' \) -exec rm -rf {} +
+	rm -rf "$(ARTIFACTS_DIR)/bin"

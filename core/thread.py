@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from core.events import (
     JSON,
+    SCHEMA_VERSION,
     Done,
     Error,
     Event,
@@ -24,6 +26,7 @@ from core.events import (
     ToolResult,
     ToolStarted,
     UserInput,
+    parse_event,
 )
 
 Status = Literal["running", "awaiting_human", "paused", "done", "failed"]
@@ -44,6 +47,14 @@ class Thread(BaseModel):
     labels: dict[str, str] = Field(
         default_factory=dict, description="Launch metadata: prompt version pinned at start, trigger, callback."
     )
+
+    @field_validator("events", mode="before")
+    @classmethod
+    def _known_versions(cls, value: Any, info: ValidationInfo) -> Any:
+        """Raw events of another schema version go through ``parse_event``: upgraded if older, refused if newer."""
+        if isinstance(value, list | tuple):
+            return _upgraded(value, str(info.data.get("id", "?")))
+        return value
 
     @model_validator(mode="after")
     def _contiguous(self) -> Thread:
@@ -74,7 +85,18 @@ class Thread(BaseModel):
 
     @classmethod
     def from_json(cls, data: str | bytes) -> Thread:
-        return cls.model_validate_json(data)
+        """Read a thread; an event from a newer schema raises :class:`~core.events.UnknownSchemaVersionError`."""
+        raw = json.loads(data)
+        if isinstance(raw, dict) and isinstance(raw.get("events"), list):
+            raw["events"] = _upgraded(raw["events"], str(raw.get("id", "?")))
+        return cls.model_validate(raw)
+
+
+def _upgraded(events: list[Any] | tuple[Any, ...], thread_id: str) -> list[Any]:
+    return [
+        parse_event(e, thread_id=thread_id) if isinstance(e, dict) and e.get("v", 1) != SCHEMA_VERSION else e
+        for e in events
+    ]
 
 
 def start_thread(thread_id: str, agent: str, text: str, *, now: datetime, source: str = "api", **labels: str) -> Thread:

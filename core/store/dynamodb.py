@@ -12,7 +12,8 @@ An append writes only the new events and the header, conditioned on the version 
 bytes written per step do not grow with the thread. A warm container keeps the threads it has seen and
 reads only what is newer than its copy.
 
-boto3 is imported by nobody here: the low-level clients are injected (built once per container elsewhere).
+This module imports neither boto3 nor botocore: the low-level clients are injected, built once per container
+by the caller.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ from core.thread import Thread, fold
 
 MAX_EVENTS_PER_WRITE = 99
 """TransactWriteItems takes at most 100 items and one of them is the header."""
+MAX_INLINE_BYTES = 350_000
+"""The largest ``offload_bytes`` allowed: an item (event JSON plus keys) must stay under DynamoDB's 400 KB."""
+_MAX_TRANSACTION_BYTES = 4_000_000
+"""TransactWriteItems refuses requests whose items add up to more than 4 MB."""
 
 _META = "META"
 _EV = "EV#"
@@ -47,9 +52,10 @@ class CorruptEventError(StoreError):
     """A stored event cannot be read back: someone edited the item, or its S3 payload is missing."""
 
     def __init__(self, thread_id: str, seq: int | str, reason: str) -> None:
+        what, sk = (f"event seq={seq}", _sk(seq)) if isinstance(seq, int) else (f"item {seq}", seq)
         super().__init__(
-            f"thread {thread_id!r}: stored event seq={seq} is unreadable ({reason}); "
-            f"inspect item PK={_pk(thread_id)} SK={_sk(seq) if isinstance(seq, int) else seq} and restore it"
+            f"thread {thread_id!r}: stored {what} is unreadable ({reason}); "
+            f"inspect item PK={_pk(thread_id)} SK={sk} and restore it"
         )
         self.thread_id = thread_id
         self.seq = seq
@@ -133,6 +139,8 @@ class DynamoThreadStore:
         ttl_days: int | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        if not 0 < offload_bytes <= MAX_INLINE_BYTES:
+            raise ValueError(f"offload_bytes must be between 1 and {MAX_INLINE_BYTES} (DynamoDB items stop at 400 KB)")
         self._table = table
         self._db = dynamodb
         self._s3 = s3
@@ -291,7 +299,7 @@ class DynamoThreadStore:
             missing = next((i for i, event in enumerate(events) if event.seq != i), len(events))
             if missing == header.version:
                 return Thread(id=thread_id, agent=header.agent, events=tuple(events), labels=header.labels)
-        raise CorruptEventError(thread_id, missing, "the header counts more events than the table holds")
+        raise CorruptEventError(thread_id, missing, "missing: the header counts more events than the table holds")
 
     def _query(self, **kwargs: Any) -> list[Item]:
         """All items of a strongly consistent Query, following ``LastEvaluatedKey`` (1 MB per page)."""
@@ -349,6 +357,11 @@ class DynamoThreadStore:
 
     def _upload(self, encoded: Sequence[_Encoded]) -> None:
         """Put offloaded payloads before the transaction, so a committed item never points at nothing."""
+        inline = sum(len(enc.item["e"]["S"].encode()) for enc in encoded if "e" in enc.item)
+        if inline > _MAX_TRANSACTION_BYTES:
+            raise ValueError(
+                f"{inline} bytes of events in one write; a DynamoDB transaction takes 4 MB: split them over appends"
+            )
         for enc in encoded:
             if enc.offload is not None:
                 key, body = enc.offload
@@ -399,6 +412,3 @@ def _reason(exc: Any, index: int) -> str | None:
 def _short(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text[:300]}"
-
-
-__all__ = ["MAX_EVENTS_PER_WRITE", "CorruptEventError", "DynamoThreadStore", "create_table", "table_key_schema"]

@@ -1,0 +1,113 @@
+"""Load -> step -> save, safe to retry: what the step Lambda does, without the Lambda (Factor 12).
+
+The store is injected, so the same code runs against DynamoDB in AWS, moto locally and memory in
+unit tests. See "One step" in DESIGN.md for why each branch exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from core.agent import Agent, Route, StepContext, StepOutcome, step
+from core.events import Event
+from core.llm.base import LLM
+from core.store.base import ThreadStore, VersionConflictError
+from core.thread import Thread, fold
+
+Status = Literal["running", "awaiting_human", "paused", "done", "failed"]
+ROUTE_OF_STATUS: dict[Status, Route] = {
+    "running": "continue",
+    "awaiting_human": "await_human",
+    "paused": "paused",
+    "done": "done",
+    "failed": "failed",
+}
+RESULT_COMMIT_ATTEMPTS = 5
+
+
+class StaleStepError(RuntimeError):
+    """The caller asked to advance a seq the thread has not reached: a bug in the caller, not a retry."""
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What the step Lambda returns to Step Functions."""
+
+    thread_id: str
+    seq: int
+    route: Route
+    llm_calls: int = 0
+    tool_runs: int = 0
+    replayed: bool = False
+    events: tuple[Event, ...] = ()
+
+    def payload(self) -> dict[str, object]:
+        return {"thread_id": self.thread_id, "seq": self.seq, "route": self.route}
+
+
+def route_of(thread: Thread) -> Route:
+    return ROUTE_OF_STATUS[fold(thread).status]
+
+
+def advance(
+    store: ThreadStore,
+    thread_id: str,
+    seq: int,
+    *,
+    agents: Mapping[str, Agent],
+    llm_for: Callable[[Agent], LLM],
+    ctx: StepContext,
+) -> StepResult:
+    """Advance ``thread_id`` by one step from version ``seq``.
+
+    Retry-safe: if the thread is already past ``seq`` the step committed before, so the recorded
+    route is returned without a model call, unless it left an intent without a result, which the
+    step settles by the effect-ledger rules.
+    """
+    thread = store.load(thread_id)
+    if thread.version < seq:
+        raise StaleStepError(f"thread {thread_id} is at version {thread.version}, the caller asked for {seq}")
+    agent = agents[thread.agent]
+    state = fold(thread)
+    if thread.version > seq and not (state.pending is not None and state.pending.state == "dispatched"):
+        return StepResult(thread_id, thread.version, ROUTE_OF_STATUS[state.status], replayed=True)
+
+    current = [thread]
+
+    def checkpoint(events: Sequence[Event]) -> None:
+        current[0] = store.append(thread_id, current[0].version, events)
+
+    outcome = step(thread, agent, llm_for(agent), replace(ctx, checkpoint=checkpoint))
+    final = _commit_rest(store, current[0], outcome)
+    route = outcome.route
+    if route == "continue":
+        route = ROUTE_OF_STATUS[fold(final).status]  # a pause that arrived mid-step takes effect now
+    return StepResult(thread_id, final.version, route, outcome.llm_calls, outcome.tool_runs, events=outcome.events)
+
+
+def _commit_rest(store: ThreadStore, thread: Thread, outcome: StepOutcome) -> Thread:
+    """Commit what the step produced after its checkpoint.
+
+    Before any checkpoint a conflict is raised (nothing ran; Step Functions retries and the retry
+    sees the other writer's events). After a checkpoint a tool has run, so its result must not be
+    lost: the events are re-numbered onto the newer thread, if what arrived meanwhile (a pause, a
+    message) did not settle the same call.
+    """
+    events = outcome.uncommitted
+    if not events:
+        return thread
+    if outcome.checkpointed == 0:
+        return store.append(thread.id, thread.version, events)
+    for _ in range(RESULT_COMMIT_ATTEMPTS):
+        try:
+            return store.append(thread.id, thread.version, events)
+        except VersionConflictError:
+            thread = store.load(thread.id)
+            pending = fold(thread).pending
+            call_ids = {getattr(e, "call_id", None) for e in events} - {None}
+            if pending is None or pending.call.call_id not in call_ids:
+                raise
+            events = tuple(e.model_copy(update={"seq": thread.next_seq + i}) for i, e in enumerate(events))
+    raise VersionConflictError(thread.id, thread.version)

@@ -1,0 +1,73 @@
+"""Approval records in the threads table: ``PK=APPROVAL#<id>, SK=META``, one conditional transition."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.approvals import Approval, ApprovalNotFoundError, ApprovalState
+
+RETENTION_SECONDS = 30 * 24 * 3600
+"""Decided approvals stay this long after their expiry (audit), then DynamoDB's TTL removes them."""
+
+
+class DynamoApprovalStore:
+    """The :class:`core.approvals.ApprovalStore` on DynamoDB (boto3 client injected)."""
+
+    def __init__(self, table: str, dynamodb: Any) -> None:
+        self.table = table
+        self.dynamodb = dynamodb
+
+    @staticmethod
+    def _key(approval_id: str) -> dict[str, Any]:
+        return {"PK": {"S": f"APPROVAL#{approval_id}"}, "SK": {"S": "META"}}
+
+    def put_pending(self, approval: Approval) -> Approval:
+        body = approval.model_dump_json(exclude={"state", "decided_by", "decided_at"})
+        item = {
+            **self._key(approval.approval_id),
+            "doc": {"S": body},
+            "state": {"S": "pending"},
+            "thread_id": {"S": approval.thread_id},
+            "expires_at": {"N": str(approval.expires_at + RETENTION_SECONDS)},
+        }
+        try:
+            self.dynamodb.put_item(
+                TableName=self.table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(PK) OR #s = :pending",
+                ExpressionAttributeNames={"#s": "state"},
+                ExpressionAttributeValues={":pending": {"S": "pending"}},
+            )
+        except self.dynamodb.exceptions.ConditionalCheckFailedException:
+            return self.get(approval.approval_id)
+        return approval
+
+    def get(self, approval_id: str) -> Approval:
+        found = self.dynamodb.get_item(TableName=self.table, Key=self._key(approval_id), ConsistentRead=True)
+        item = found.get("Item")
+        if item is None:
+            raise ApprovalNotFoundError(f"no approval {approval_id!r}")
+        extra: dict[str, Any] = {"state": item["state"]["S"]}
+        if "decided_by" in item:
+            extra["decided_by"] = item["decided_by"]["S"]
+            extra["decided_at"] = int(item["decided_at"]["N"])
+        return Approval.model_validate_json(item["doc"]["S"]).model_copy(update=extra)
+
+    def close(self, approval_id: str, state: ApprovalState, by: str, at: int) -> bool:
+        try:
+            self.dynamodb.update_item(
+                TableName=self.table,
+                Key=self._key(approval_id),
+                UpdateExpression="SET #s = :state, decided_by = :by, decided_at = :at",
+                ConditionExpression="#s = :pending",
+                ExpressionAttributeNames={"#s": "state"},
+                ExpressionAttributeValues={
+                    ":state": {"S": state},
+                    ":by": {"S": by},
+                    ":at": {"N": str(at)},
+                    ":pending": {"S": "pending"},
+                },
+            )
+        except self.dynamodb.exceptions.ConditionalCheckFailedException:
+            return False
+        return True

@@ -1,0 +1,1 @@
+"""Thin Lambda handlers: parse the event, call core, return. Wiring lives in ``functions._wiring``."""

@@ -1,0 +1,1 @@
+"""Infrastructure: the state machine definition, its static check, and the local stack."""

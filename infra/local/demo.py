@@ -1,0 +1,201 @@
+"""`make demo`: the example agents on the local stack, step by step.
+
+Runs the real handlers and the real state machine on moto, with the scripted model by default
+(``STEPFOLD_MODEL=openai:<model>`` with ``OPENAI_BASE_URL``/``OPENAI_API_KEY`` uses a real one).
+Exits non-zero if any thread does not end as its scenario says.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.approvals import Decision, decide
+from core.events import (
+    Done,
+    Error,
+    Event,
+    HumanRequest,
+    HumanResponse,
+    LLMCall,
+    ToolCall,
+    ToolResult,
+)
+from core.thread import Thread, fold
+from infra.local.stack import Invocation, LocalStack
+
+
+@dataclass(frozen=True)
+class Scenario:
+    title: str
+    agent: str
+    text: str
+    answers: tuple[Decision, ...] = ()
+    expect_status: str = "done"
+    expect_in_answer: str = ""
+
+
+SCENARIOS = (
+    Scenario(
+        "calculator: a chain of operations",
+        "calculator",
+        "multiply 3 and 4, then divide the result by 2 and then add 12",
+        expect_in_answer="18",
+    ),
+    Scenario(
+        "calculator: an ambiguous request asks a human",
+        "calculator",
+        "multiply 3 and xyz",
+        (Decision(decision="answer", answer="5", by="demo-user", channel="cli"),),
+        expect_in_answer="15",
+    ),
+    Scenario(
+        "deploybot: production needs approval",
+        "deploybot",
+        "deploy the latest backend to production",
+        (Decision(decision="approve", by="alice@example.com", channel="link"),),
+        expect_in_answer="backend v1.5.0 to production",
+    ),
+    Scenario(
+        "deploybot: a rejection with a reason re-plans",
+        "deploybot",
+        "deploy v1.4.2 frontend to production",
+        (
+            Decision(decision="reject", comment="deploy to staging first", by="bob@example.com", channel="link"),
+            Decision(decision="approve", by="bob@example.com", channel="link"),
+        ),
+        expect_in_answer="frontend v1.4.2 to production",
+    ),
+)
+
+
+def _short(value: Any, limit: int = 70) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass
+class _Printer:
+    """Prints each step when the step Lambda returns (it runs on the state machine's thread)."""
+
+    stack: LocalStack
+    out: Callable[[str], None] = print
+    seen: dict[str, int] = field(default_factory=dict)
+    steps: dict[str, int] = field(default_factory=dict)
+
+    def __call__(self, invocation: Invocation) -> None:
+        if invocation.function != "StepFunction" or invocation.error or not isinstance(invocation.result, dict):
+            if invocation.error:
+                self.out(f"    ! {invocation.function} raised {invocation.error}; Step Functions retries it")
+            return
+        thread_id = str(invocation.result["thread_id"])
+        thread = self.stack.thread(thread_id)
+        new = list(thread.events[self.seen.get(thread_id, 1) :])
+        self.seen[thread_id] = thread.version
+        for line in self.describe(thread_id, new, str(invocation.result["route"])):
+            self.out(line)
+
+    def describe(self, thread_id: str, events: list[Event], route: str) -> list[str]:
+        lines: list[str] = []
+        for event in events:
+            match event:
+                case LLMCall():
+                    self.steps[thread_id] = self.steps.get(thread_id, 0) + 1
+                    tool = event.output.get("name") or "(text)"
+                    lines.append(
+                        f"  step {self.steps[thread_id]:>2}  {tool:<20} tokens {event.input_tokens}+"
+                        f"{event.output_tokens}  ${event.cost_usd:.6f}"
+                    )
+                case ToolCall(prefetch=True):
+                    lines.append(f"  pre-fetch {event.tool}")
+                case ToolResult():
+                    lines.append(f"           -> {event.tool}: {_short(event.result)}")
+                case Error():
+                    lines.append(f"           !! {event.kind}: {_short(event.message)}")
+                case HumanRequest():
+                    lines.append(f"           ?? waiting for a human ({event.kind}): {_short(event.question)}")
+                case Done():
+                    lines.append(f"           == done: {_short(event.answer, 90)}")
+                case _:
+                    pass
+        lines.append(f"           route: {route}")
+        return lines
+
+
+def run(out: Callable[[str], None] = print) -> int:
+    scripted = not os.environ.get("STEPFOLD_MODEL")
+    failures: list[str] = []
+    quiet = {"POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING")}
+    with LocalStack(env=quiet) as stack:
+        printer = _Printer(stack, out)
+        stack.listeners.append(printer)
+        model = os.environ.get("STEPFOLD_MODEL") or "scripted (each agent's own scripted:<agent> model)"
+        out("stepfold demo: moto DynamoDB/S3/Lambda/Step Functions in this process, the real agent_loop.asl.json")
+        out(f"model: {model}\n")
+        results: list[tuple[Scenario, Thread]] = []
+        for scenario in SCENARIOS:
+            out(f"== {scenario.title}\n   {scenario.agent} <- {scenario.text!r}")
+            thread = stack.launch(scenario.agent, scenario.text)
+            answers = list(scenario.answers)
+            while True:
+                thread = stack.wait(thread.id, timeout=60)
+                state = fold(thread)
+                if state.status != "awaiting_human" or not answers:
+                    break
+                approval, url = stack.notifier.sent[-1]
+                out(f"   link sent: {url.split('?')[0]}?exp=...&sig=...")
+                answer = answers.pop(0)
+                out(
+                    f"   {answer.by} answers via {answer.channel}: {answer.decision}"
+                    + (f" ({answer.comment or answer.answer})" if answer.comment or answer.answer else "")
+                )
+                rt = stack.rt
+                decide(
+                    approval.approval_id,
+                    answer,
+                    threads=rt.threads,
+                    approvals=rt.approvals,
+                    agents=rt.agents,
+                    tokens=rt.sfn,
+                    clock=rt.clock,
+                )
+            state = fold(thread)
+            ok = state.status == scenario.expect_status and (
+                not scripted or scenario.expect_in_answer in (state.answer or "")
+            )
+            if not ok:
+                failures.append(f"{scenario.title}: ended {state.status} with {state.answer!r}")
+            results.append((scenario, thread))
+            out("")
+        stack.wait_idle()
+        items, size = stack.items()
+        out("== results")
+        for scenario, thread in results:
+            state = fold(thread)
+            decided = [e for e in thread.events if isinstance(e, HumanResponse)]
+            humans = f", {len(decided)} human decision(s)" if decided else ""
+            out(
+                f"  {scenario.agent:<11} {state.status:<6} {state.steps} model calls, {state.total_tokens} tokens, "
+                f"${state.cost_usd:.6f}{humans}: {_short(state.answer or state.failure or '', 80)}"
+            )
+        out(
+            f"\nDynamoDB: {items} items, {size} bytes in the table; written by steps: "
+            f"{stack.bytes_written} bytes in {stack.write_requests} requests"
+        )
+    if failures:
+        out("\nFAILED:\n  " + "\n  ".join(failures))
+        return 1
+    out("\nall threads reached their expected end")
+    return 0
+
+
+def main() -> None:
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

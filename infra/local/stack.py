@@ -1,0 +1,388 @@
+"""The local stack: the deployed code on one machine, with no AWS account and no Docker.
+
+moto provides DynamoDB, S3, Lambda, Step Functions, Secrets Manager, Scheduler and EventBridge
+in this process. Resources are created from what ``template.yaml`` declares, and the REAL
+``agent_loop.asl.json`` runs in moto's own Step Functions engine. moto's Lambda, without Docker,
+only echoes payloads, so one small adapter (:meth:`LocalStack._invoke`) routes each invoke, by
+function name, to the handler the template names, with real Lambda event and context shapes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.events import Event
+from core.notify import RecordingNotifier
+from core.thread import Thread, fold, start_thread
+from functions._wiring import Runtime, Settings, build_runtime, install_runtime
+from infra.asl_check import substitute
+from infra.local.template import Template, load_template
+
+ROOT = Path(__file__).resolve().parents[2]
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+FAST = {"RetryIntervalSeconds": 1, "RetryMaxAttempts": 3}
+"""Substitutions that keep retries short locally; the ASL file is the same one that is deployed."""
+
+_WRITES = ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem")
+_FAKE_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+
+
+@dataclass
+class LambdaContext:
+    """The attributes of the real Lambda context object that handlers and Powertools read."""
+
+    function_name: str
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = ""
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = ""
+    log_stream_name: str = ""
+    function_version: str = "$LATEST"
+    deadline_ms: float = field(default_factory=lambda: time.time() * 1000 + 60_000)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int(self.deadline_ms - time.time() * 1000))
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One routed Lambda invoke, kept for tests and the demo."""
+
+    function: str
+    event: Any
+    result: Any
+    error: str | None
+
+
+class LocalStack:
+    """Start with ``with LocalStack() as stack:``; everything stops (and is forgotten) on exit."""
+
+    def __init__(
+        self,
+        *,
+        root: Path = ROOT,
+        substitutions: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.root = root
+        self.template: Template = load_template(root / "template.yaml")
+        self.substitution_overrides = {**FAST, **(substitutions or {})}
+        self.env_overrides = dict(env or {})
+        self.notifier = RecordingNotifier()
+        self.invocations: list[Invocation] = []
+        self.function_arns: dict[str, str] = {}
+        self.state_machine_arn = ""
+        self._handler_paths: dict[str, str] = {}
+        self._handlers: dict[str, Callable[[Any, Any], Any]] = {}
+        self._mock: Any = None
+        self._saved_env: dict[str, str | None] = {}
+        self._saved_invoke: Any = None
+        self._lock = threading.Lock()
+        self.runtime: Runtime | None = None
+        self.clients: dict[str, Any] = {}
+        self.listeners: list[Callable[[Invocation], None]] = []
+        self.bytes_written = 0
+        self.write_requests = 0
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        from moto import mock_aws  # noqa: PLC0415 - dev dependency, only the local stack needs it
+        from moto.awslambda_simple.models import LambdaSimpleBackend  # noqa: PLC0415
+
+        self._set_env(_FAKE_ENV, only_missing=False)
+        self._mock = mock_aws(
+            config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+        )
+        self._mock.start()
+        self._saved_invoke = LambdaSimpleBackend.invoke
+        stack = self
+
+        def invoke(
+            _backend: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: Any
+        ) -> bytes:
+            del qualifier, headers
+            return stack._invoke(function_name, body, response_headers)
+
+        LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign,assignment]  # the one documented adapter
+        import boto3  # noqa: PLC0415
+
+        for name in ("dynamodb", "s3", "lambda", "stepfunctions", "iam", "secretsmanager"):
+            self.clients[name] = boto3.client(name, region_name=REGION)
+        settings = self._create_resources()
+        self.runtime = build_runtime(settings)
+        self.runtime.notifier = self.notifier
+        events = self.runtime.clients["dynamodb"].meta.events
+        for operation in _WRITES:
+            events.register(f"before-send.dynamodb.{operation}", self._count_write)
+        install_runtime(self.runtime)
+
+    def stop(self) -> None:
+        from moto.awslambda_simple.models import LambdaSimpleBackend  # noqa: PLC0415
+
+        self.wait_idle()
+        install_runtime(None)
+        if self._saved_invoke is not None:
+            LambdaSimpleBackend.invoke = self._saved_invoke  # type: ignore[method-assign]
+            self._saved_invoke = None
+        if self._mock is not None:
+            self._mock.stop()
+            self._mock = None
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env.clear()
+
+    def _set_env(self, values: Mapping[str, str], *, only_missing: bool) -> None:
+        for key, value in values.items():
+            if only_missing and key in os.environ:
+                continue
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+
+    # --- resources from template.yaml ------------------------------------------------------------
+
+    def _create_resources(self) -> Settings:
+        t = self.template
+        ddb, s3, lam, sfn, iam = (self.clients[n] for n in ("dynamodb", "s3", "lambda", "stepfunctions", "iam"))
+        table_name = "stepfold-threads"
+        ddb.create_table(TableName=table_name, **t.table_properties())
+        if t.ttl_attribute():
+            ddb.update_time_to_live(
+                TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": t.ttl_attribute()}
+            )
+        bucket = "stepfold-payloads"
+        s3.create_bucket(Bucket=bucket)
+        role = iam.create_role(
+            RoleName="stepfold-local", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []})
+        )["Role"]["Arn"]
+        for function in t.functions():
+            arn = lam.create_function(
+                FunctionName=function.name,
+                Runtime=t.runtime(),
+                Role=role,
+                Handler=function.handler,
+                Code={"ZipFile": b"local stack: routed to the handler in-process"},
+            )["FunctionArn"]
+            self.function_arns[function.logical_id] = arn
+            self._handler_paths[function.name] = function.handler
+        machine = t.state_machine()
+        values = t.substitutions(machine, self.function_arns, self.substitution_overrides)
+        definition = substitute((self.root / machine.definition_uri).read_text(), values)
+        self.state_machine_arn = sfn.create_state_machine(
+            name=machine.logical_id, definition=definition, roleArn=role, type=machine.type
+        )["stateMachineArn"]
+        env = {
+            **t.function_environment(),
+            "STEPFOLD_TABLE": table_name,
+            "STEPFOLD_BUCKET": bucket,
+            "STEPFOLD_STATE_MACHINE_ARN": self.state_machine_arn,
+            "STEPFOLD_APPROVAL_TIMEOUT_SECONDS": str(values.get("ApprovalTimeoutSeconds", 86_400)),
+            "STEPFOLD_SECRETS_ARN": "",
+            **self.env_overrides,
+        }
+        self._set_env({k: str(v) for k, v in env.items()}, only_missing=False)
+        # STEPFOLD_MODEL from the caller's shell wins over the template's empty default
+        return Settings.from_env()
+
+    # --- the Lambda adapter ----------------------------------------------------------------------
+
+    def _invoke(self, function_name: str, body: Any, response_headers: dict[str, str]) -> bytes:
+        name = function_name.rsplit(":", 1)[-1] if function_name.startswith("arn:") else function_name
+        handler = self.handler(name)
+        if handler is None:
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps(
+                {"errorType": "ResourceNotFoundException", "errorMessage": f"no function {name}"}
+            ).encode()
+        raw = body.decode() if isinstance(body, bytes) else body
+        event = json.loads(raw) if raw else {}
+        context = LambdaContext(function_name=name, invoked_function_arn=self.function_arns_by_name().get(name, ""))
+        try:
+            result = handler(event, context)
+        except Exception as exc:  # noqa: BLE001 - reported to Step Functions exactly as Lambda would
+            response_headers["x-amz-function-error"] = "Unhandled"
+            error = {
+                "errorType": type(exc).__name__,
+                "errorMessage": str(exc),
+                "stackTrace": traceback.format_tb(exc.__traceback__),
+            }
+            self._record(Invocation(name, event, None, type(exc).__name__))
+            return json.dumps(error).encode()
+        self._record(Invocation(name, event, result, None))
+        return json.dumps(result).encode()
+
+    def handler(self, name: str) -> Callable[[Any, Any], Any] | None:
+        """The function's handler, imported on its first invoke (as a Lambda cold start does)."""
+        if name not in self._handlers:
+            path = self._handler_paths.get(name)
+            if path is None:
+                return None
+            module, _, attr = path.rpartition(".")
+            self._handlers[name] = getattr(importlib.import_module(module.replace("/", ".")), attr)
+        return self._handlers[name]
+
+    def _record(self, invocation: Invocation) -> None:
+        with self._lock:
+            self.invocations.append(invocation)
+        for listener in self.listeners:
+            listener(invocation)
+
+    def _count_write(self, request: Any, **_: Any) -> None:
+        with self._lock:
+            self.write_requests += 1
+            self.bytes_written += len(request.body or b"")
+
+    def function_arns_by_name(self) -> dict[str, str]:
+        return {arn.rsplit(":", 1)[-1]: arn for arn in self.function_arns.values()}
+
+    # --- driving threads -------------------------------------------------------------------------
+
+    @property
+    def rt(self) -> Runtime:
+        assert self.runtime is not None, "the stack is not started"
+        return self.runtime
+
+    def launch(self, agent: str, text: str, *, thread_id: str | None = None, source: str = "api") -> Thread:
+        """Create a thread and start its execution (what the API's launch does)."""
+        rt = self.rt
+        agent_obj = rt.agents[agent]
+        thread = start_thread(
+            thread_id or f"th_{uuid.uuid4().hex[:12]}",
+            agent,
+            text,
+            now=rt.now(),
+            source=source,
+            prompt_version=str(agent_obj.prompt_version),
+        )
+        rt.threads.create(thread)
+        self.start_execution(thread.id, thread.version)
+        return thread
+
+    def start_execution(self, thread_id: str, seq: int) -> str:
+        response = self.clients["stepfunctions"].start_execution(
+            stateMachineArn=self.state_machine_arn,
+            name=f"{thread_id}-{seq}",
+            input=json.dumps({"thread_id": thread_id, "seq": seq, "iteration": 0}),
+        )
+        arn: str = response["executionArn"]
+        return arn
+
+    def execution_arn(self, thread_id: str, seq: int = 1) -> str:
+        return self.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{thread_id}-{seq}"
+
+    def execution_status(self, execution_arn: str) -> str:
+        status: str = self.clients["stepfunctions"].describe_execution(executionArn=execution_arn)["status"]
+        return status
+
+    def thread(self, thread_id: str) -> Thread:
+        return self.rt.threads.load(thread_id)
+
+    def wait(
+        self,
+        thread_id: str,
+        *,
+        until: tuple[str, ...] = ("awaiting_human", "paused", "done", "failed"),
+        timeout: float = 30.0,
+        on_events: Callable[[list[Event]], None] | None = None,
+    ) -> Thread:
+        """Poll until the thread's folded status is one of ``until`` and no execution is mid-step."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            thread = self.thread(thread_id)
+            if on_events is not None and thread.version > seen:
+                on_events(list(thread.events[seen:]))
+                seen = thread.version
+            status = fold(thread).status
+            if status in until and self._settled(thread_id, status):
+                return thread
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"thread {thread_id} is {status} after {timeout}s; waited for {until}")
+            time.sleep(0.02)
+
+    def _settled(self, thread_id: str, status: str) -> bool:
+        """A waiting thread counts once its link was sent; an ended one once its execution ended."""
+        if status == "awaiting_human":
+            request = fold(self.thread(thread_id)).open_request
+            sent = self.notifier.last_for(thread_id)
+            return request is not None and sent is not None and sent[0].approval_id == request.approval_id
+        return not self.running_executions(thread_id)
+
+    def running_executions(self, thread_id: str) -> list[str]:
+        sfn = self.clients["stepfunctions"]
+        arns = [
+            e["executionArn"]
+            for e in sfn.list_executions(stateMachineArn=self.state_machine_arn, statusFilter="RUNNING")["executions"]
+            if e["name"].startswith(f"{thread_id}-")
+        ]
+        return [a for a in arns if not self._waiting_for_human(a)]
+
+    def _waiting_for_human(self, execution_arn: str) -> bool:
+        history = self.clients["stepfunctions"].get_execution_history(executionArn=execution_arn, reverseOrder=True)
+        for event in history["events"]:
+            if event["type"] == "TaskStateEntered":
+                return bool(event["stateEnteredEventDetails"]["name"] == "WaitForHuman")
+            if event["type"] in ("TaskStateExited", "PassStateEntered", "ChoiceStateEntered"):
+                return False
+        return False
+
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """Wait until no execution is mid-step (so stopping the mock does not cut one in half)."""
+        if not self.state_machine_arn or self._mock is None:
+            return
+        deadline = time.monotonic() + timeout
+        sfn = self.clients["stepfunctions"]
+        while time.monotonic() < deadline:
+            running = sfn.list_executions(stateMachineArn=self.state_machine_arn, statusFilter="RUNNING")["executions"]
+            if all(self._waiting_for_human(e["executionArn"]) for e in running):
+                return
+            time.sleep(0.05)
+
+    def history(self, execution_arn: str) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = self.clients["stepfunctions"].get_execution_history(executionArn=execution_arn)[
+            "events"
+        ]
+        return events
+
+    def items(self) -> tuple[int, int]:
+        """(number of items, bytes) in the threads table: what the demo reports."""
+        ddb = self.clients["dynamodb"]
+        count = size = 0
+        for page in ddb.get_paginator("scan").paginate(TableName="stepfold-threads"):
+            count += page["Count"]
+            size += sum(len(json.dumps(item)) for item in page["Items"])
+        return count, size
+
+
+@contextmanager
+def local_stack(**kwargs: Any) -> Iterator[LocalStack]:
+    with LocalStack(**kwargs) as stack:
+        yield stack

@@ -1,0 +1,127 @@
+"""Read what template.yaml declares, so the local stack creates the same resources the SAM app does."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml  # type: ignore[import-untyped]  # PyYAML arrives with cfn-lint (dev only)
+
+
+class _CfnLoader(yaml.SafeLoader):  # type: ignore[misc]
+    """A YAML loader that keeps CloudFormation short-form tags (``!Ref X`` -> ``{"Ref": "X"}``)."""
+
+
+def _tag(loader: yaml.Loader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if suffix == "GetAtt" and isinstance(value, str):
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _tag)
+
+
+@dataclass(frozen=True)
+class Function:
+    logical_id: str
+    handler: str
+
+    @property
+    def name(self) -> str:
+        return self.logical_id
+
+
+@dataclass(frozen=True)
+class StateMachine:
+    logical_id: str
+    definition_uri: str
+    type: str
+    substitutions: dict[str, Any]
+
+
+class TemplateError(ValueError):
+    """template.yaml lacks something the local stack needs."""
+
+
+class Template:
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
+        self.resources: dict[str, Any] = doc.get("Resources", {})
+        self.parameters: dict[str, Any] = doc.get("Parameters", {})
+        self.globals: dict[str, Any] = doc.get("Globals", {}).get("Function", {})
+
+    def _of_type(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
+        return [(k, v.get("Properties", {})) for k, v in self.resources.items() if v.get("Type") == kind]
+
+    def functions(self) -> list[Function]:
+        return [
+            Function(k, p.get("Handler") or self.globals["Handler"])
+            for k, p in self._of_type("AWS::Serverless::Function")
+        ]
+
+    def runtime(self) -> str:
+        return str(self.globals.get("Runtime", "python3.12"))
+
+    def function_environment(self) -> dict[str, str]:
+        """Global environment variables with literal values (references are resolved by the stack)."""
+        variables = self.globals.get("Environment", {}).get("Variables", {})
+        return {k: str(v) for k, v in variables.items() if isinstance(v, str | int)}
+
+    def _table(self) -> dict[str, Any]:
+        tables = self._of_type("AWS::DynamoDB::Table")
+        if len(tables) != 1:
+            raise TemplateError(f"expected one AWS::DynamoDB::Table, found {len(tables)}")
+        return tables[0][1]
+
+    def table_properties(self) -> dict[str, Any]:
+        """Keys, attributes, indexes and billing mode, as CreateTable takes them."""
+        props = self._table()
+        keep = ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "BillingMode")
+        return {k: props[k] for k in keep if k in props}
+
+    def ttl_attribute(self) -> str | None:
+        ttl = self._table().get("TimeToLiveSpecification") or {}
+        return str(ttl["AttributeName"]) if ttl.get("Enabled") else None
+
+    def state_machine(self) -> StateMachine:
+        machines = self._of_type("AWS::Serverless::StateMachine")
+        if len(machines) != 1:
+            raise TemplateError(f"expected one AWS::Serverless::StateMachine, found {len(machines)}")
+        logical_id, props = machines[0]
+        return StateMachine(
+            logical_id, props["DefinitionUri"], props.get("Type", "STANDARD"), props.get("DefinitionSubstitutions", {})
+        )
+
+    def substitutions(
+        self, machine: StateMachine, function_arns: dict[str, str], overrides: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Resolve ``!GetAtt Fn.Arn`` to local function ARNs and ``!Ref Param`` to defaults; overrides win."""
+        values: dict[str, Any] = {}
+        for key, raw in machine.substitutions.items():
+            if key in overrides:
+                values[key] = overrides[key]
+            elif isinstance(raw, dict) and "Fn::GetAtt" in raw:
+                values[key] = function_arns[raw["Fn::GetAtt"][0]]
+            elif isinstance(raw, dict) and "Ref" in raw:
+                ref = raw["Ref"]
+                if ref in function_arns:
+                    values[key] = function_arns[ref]
+                elif ref in self.parameters:
+                    values[key] = self.parameters[ref].get("Default")
+                else:
+                    raise TemplateError(f"substitution {key} refers to {ref}, which the local stack cannot resolve")
+            else:
+                values[key] = raw
+        return values
+
+
+def load_template(path: Path) -> Template:
+    return Template(yaml.load(path.read_text(), Loader=_CfnLoader))  # noqa: S506 - SafeLoader subclass

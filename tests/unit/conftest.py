@@ -1,0 +1,211 @@
+"""Fixtures for the kernel's unit tests: a fixed clock, deterministic ids, a StepContext builder, ``drive``.
+
+``drive(agent, text, responses)`` plays the runtime and a person: it runs :func:`core.agent.step` in a loop,
+extends the thread with each outcome's events, and answers each human request with the next
+:class:`~core.events.HumanResponse` field dict (``{"decision": "approve"}``, ``{"decision": "answer", "answer": "5"}``).
+It stops at ``done``/``failed``/``paused``, or at ``await_human`` once the responses run out.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar, get_args
+
+import pytest
+from pydantic import BaseModel
+
+from core.agent import Agent, Checkpoint, StepContext, StepOutcome, step
+from core.agents import deploybot, triage
+from core.events import EVENT_ADAPTER, Event, HumanResponse, LLMCall, ToolCall
+from core.llm import LLM, make_llm
+from core.prompts import PromptLibrary
+from core.thread import Thread, ThreadState, fold, start_thread
+
+FIXED_NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+UPDATE_SNAPSHOTS = os.environ.get("UPDATE_SNAPSHOTS") == "1"
+
+E = TypeVar("E", bound=BaseModel)
+
+EVENT_CLASSES: tuple[type[BaseModel], ...] = get_args(get_args(Event)[0])
+"""Every concrete event class of the union, read from the type itself (no list to forget to update)."""
+
+
+def fixed_clock() -> datetime:
+    return FIXED_NOW
+
+
+class Ids:
+    """Deterministic ids ``<prefix>_<n>``, one counter across prefixes (as a thread's ids would interleave)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self, prefix: str) -> str:
+        self.n += 1
+        return f"{prefix}_{self.n}"
+
+
+class ThreadBuilder:
+    """Hand-built threads for fold and context tests: ``add`` numbers the events and stamps the fixed clock."""
+
+    def __init__(self, agent: str = "calculator", thread_id: str = "t_1") -> None:
+        self.agent = agent
+        self.thread_id = thread_id
+        self.events: list[Event] = []
+
+    def add(self, cls: type[E], **fields: Any) -> E:
+        event = cls(seq=len(self.events), ts=FIXED_NOW, **fields)
+        self.events.append(EVENT_ADAPTER.validate_python(event))
+        return event
+
+    def thread(self, **labels: str) -> Thread:
+        return Thread(id=self.thread_id, agent=self.agent, events=tuple(self.events), labels=labels)
+
+
+def respond(thread: Thread, *, clock: Callable[[], datetime] = fixed_clock, **fields: Any) -> Thread:
+    """The thread with a person's answer to its open request (``by`` defaults to alice)."""
+    request = fold(thread).open_request
+    if request is None:
+        raise AssertionError(f"thread {thread.id} has no open human request to respond to")
+    fields.setdefault("by", "alice")
+    response = HumanResponse(seq=thread.next_seq, ts=clock(), approval_id=request.approval_id, **fields)
+    return thread.extend([response])
+
+
+def llm_calls(thread: Thread) -> list[LLMCall]:
+    return [e for e in thread.events if isinstance(e, LLMCall)]
+
+
+@dataclass
+class Run:
+    """What ``drive`` did: the final thread, each step's outcome, and the model it used."""
+
+    thread: Thread
+    outcomes: list[StepOutcome]
+    llm: LLM
+    responses_left: int = 0
+
+    @property
+    def state(self) -> ThreadState:
+        return fold(self.thread)
+
+    @property
+    def routes(self) -> list[str]:
+        return [o.route for o in self.outcomes]
+
+    def tools(self, *, prefetch: bool = False) -> list[str]:
+        """Tool names in call order: the model's calls, plus code's prefetches when asked."""
+        return [e.tool for e in self.thread.events if isinstance(e, ToolCall) and (prefetch or not e.prefetch)]
+
+    def of(self, kind: type[E]) -> list[E]:
+        return [e for e in self.thread.events if isinstance(e, kind)]
+
+
+@dataclass
+class Driver:
+    """Runs an agent to a stop with its scripted model (or ``llm``), answering requests like a person."""
+
+    ctx: StepContext
+    max_steps: int = 60
+    thread_id: str = "t_1"
+    history: list[Run] = field(default_factory=list)
+
+    def __call__(
+        self,
+        agent: Agent,
+        text: str | None = None,
+        responses: Sequence[Mapping[str, Any]] = (),
+        *,
+        llm: LLM | None = None,
+        thread: Thread | None = None,
+    ) -> Run:
+        model = llm if llm is not None else make_llm(agent.model)
+        if thread is None:
+            if text is None:
+                raise ValueError("drive needs a text or a thread")
+            thread = start_thread(self.thread_id, agent.name, text, now=self.ctx.clock())
+        pending = [dict(r) for r in responses]
+        outcomes: list[StepOutcome] = []
+        for _ in range(self.max_steps):
+            outcome = step(thread, agent, model, self.ctx)
+            outcomes.append(outcome)
+            thread = thread.extend(outcome.events)
+            if outcome.route == "await_human":
+                if not pending:
+                    break
+                thread = respond(thread, clock=self.ctx.clock, **pending.pop(0))
+            elif outcome.route in ("done", "failed", "paused"):
+                break
+        else:
+            raise AssertionError(f"{agent.name} did not stop within {self.max_steps} steps")
+        run = Run(thread, outcomes, model, len(pending))
+        self.history.append(run)
+        return run
+
+
+MakeCtx = Callable[..., StepContext]
+
+
+@pytest.fixture
+def clock() -> Callable[[], datetime]:
+    return fixed_clock
+
+
+@pytest.fixture
+def ids() -> Ids:
+    return Ids()
+
+
+@pytest.fixture
+def make_ctx(clock: Callable[[], datetime], ids: Ids) -> Callable[..., StepContext]:
+    """Build a StepContext with the fixed clock and deterministic ids; keyword overrides win."""
+
+    def build(
+        *,
+        prompts: PromptLibrary | None = None,
+        checkpoint: Checkpoint | None = None,
+        model: str | None = None,
+    ) -> StepContext:
+        return StepContext(
+            prompts=prompts or PromptLibrary(), clock=clock, ids=ids, checkpoint=checkpoint, model=model
+        )
+
+    return build
+
+
+@pytest.fixture
+def drive(make_ctx: Callable[..., StepContext]) -> Driver:
+    return Driver(make_ctx())
+
+
+@pytest.fixture(autouse=True)
+def _reset_example_services() -> Iterator[None]:
+    """The example agents act on module-level fakes; every test starts and ends with them empty."""
+    deploybot.SERVICE.reset()
+    triage.TRACKER.reset()
+    yield
+    deploybot.SERVICE.reset()
+    triage.TRACKER.reset()
+
+
+def _check_snapshot(name: str, text: str) -> None:
+    path = SNAPSHOTS / f"{name}.txt"
+    if UPDATE_SNAPSHOTS:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return
+    if not path.is_file():
+        raise AssertionError(f"no snapshot {path}; run `UPDATE_SNAPSHOTS=1 pytest tests/unit` and review the file")
+    expected = path.read_text(encoding="utf-8")
+    assert text == expected, f"{path} differs from the output; if the change is intended, rerun with UPDATE_SNAPSHOTS=1"
+
+
+@pytest.fixture
+def snapshot() -> Callable[[str, str], None]:
+    """``snapshot(name, text)``: compare ``text`` with ``tests/unit/snapshots/<name>.txt`` exactly."""
+    return _check_snapshot
