@@ -129,7 +129,8 @@ def _render_response(event: HumanResponse, index: _Index, options: ContextOption
             if event.decision == "reject"
             else "approval expired before anyone answered; the call was not run"
         )
-        return _block("tool_result", f"NOT RUN - {why}", name=call.tool, id=call.call_id, status=event.decision)
+        status = "rejected" if event.decision == "reject" else "expired"
+        return _block("tool_result", f"NOT RUN - {why}", name=call.tool, id=call.call_id, status=status)
     if event.decision == "answer":
         return _block("human_response", event.answer or "", by=event.by)
     if event.decision == "edit":

@@ -44,6 +44,11 @@ class Prompt:
             return Template(self.body).substitute(values)
         except KeyError as exc:
             raise PromptError(f"prompt {self.ref} needs a value for ${{{exc.args[0]}}}") from None
+        except ValueError as exc:
+            raise PromptError(
+                f"prompt {self.ref} has a '$' that is not a ${{name}} placeholder ({exc} of the body); "
+                "write '$$' for a literal '$'"
+            ) from None
 
 
 def parse_prompt(text: str, *, source: str = "<string>") -> Prompt:

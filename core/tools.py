@@ -197,11 +197,12 @@ class ToolRegistry:
 
 
 def _jsonable(value: Any) -> JSON:
-    """Make a tool's return value JSON (pydantic models and other objects are converted, not rejected)."""
+    """Make a tool's return value JSON (pydantic models and other objects are converted, not rejected).
+
+    Always a round trip through ``json``, so the result in memory is exactly what a store reads back:
+    tuples become lists and non-string keys become strings (a dict mixing int and str keys would
+    otherwise break the sorted rendering of every later context).
+    """
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return json.loads(json.dumps(value, default=str))
-    return value
+    return json.loads(json.dumps(value, default=str))

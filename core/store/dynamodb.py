@@ -247,7 +247,11 @@ class DynamoThreadStore:
         except self._db.exceptions.TransactionCanceledException as exc:
             self._cache.pop(thread_id, None)
             reasons = _reasons(exc)
-            if not any(r.get("Code") == "ConditionalCheckFailed" for r in reasons):
+            codes = {r.get("Code") for r in reasons}
+            if "TransactionConflict" in codes and "ConditionalCheckFailed" not in codes:
+                # another transaction was writing the same thread at that instant: the same race, retried the same way
+                raise VersionConflictError(thread_id, expected_version) from None
+            if "ConditionalCheckFailed" not in codes:
                 raise
             old = reasons[0].get("Item") if reasons else None
             if reasons and reasons[0].get("Code") == "ConditionalCheckFailed" and not old:

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Validate and build the SAM application, offline and without Docker.
+#
+# - SAM CLI lives in its own venv (.venv-sam): its boto3 pin clashes with moto's in .venv.
+# - `sam build --build-in-source` runs the Makefile's build-<LogicalId> targets in the repo itself;
+#   without the flag SAM first copies the whole repo (virtualenvs included) to a scratch dir, which
+#   takes minutes here for the same result.
+# - The makefile builder installs wheels for arm64 / CPython 3.12 with pip's --platform options, so
+#   no python3.12 is needed on PATH (the default python builder would need one).
+# Idempotent; run from anywhere: bash .ci/sam.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$SECONDS
+
+SAM_VENV=.venv-sam
+SAM_CLI_VERSION=${SAM_CLI_VERSION:-1.170.0}
+if ! "$SAM_VENV/bin/sam" --version 2>/dev/null | grep -q "version $SAM_CLI_VERSION\$"; then
+  echo "== installing aws-sam-cli $SAM_CLI_VERSION into $SAM_VENV"
+  test -x "$SAM_VENV/bin/python" || "${PYTHON:-python3}" -m venv "$SAM_VENV"
+  "$SAM_VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+  "$SAM_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "aws-sam-cli==$SAM_CLI_VERSION"
+fi
+
+export PATH="$PWD/$SAM_VENV/bin:$PATH"
+export SAM_CLI_TELEMETRY=0
+export LAMBDA_PIP="$PWD/$SAM_VENV/bin/python -m pip"
+
+echo "== sam validate --lint"
+sam validate --lint
+
+echo "== sam build"
+rm -rf .aws-sam/build
+sam build --build-in-source
+
+for fn in StepFunction RequestHumanFunction ApiFunction; do
+  dir=.aws-sam/build/$fn
+  for required in core functions prompts pydantic aws_lambda_powertools httpx; do
+    test -e "$dir/$required" || { echo "sam.sh: $dir lacks $required" >&2; exit 1; }
+  done
+  for forbidden in tests benchmarks infra .venv .venv-sam .git boto3 botocore; do
+    test ! -e "$dir/$forbidden" || { echo "sam.sh: $dir must not contain $forbidden" >&2; exit 1; }
+  done
+done
+
+echo "== StepFunction artifact size"
+du -sh .aws-sam/build/StepFunction
+echo "sam.sh: ok in $((SECONDS - start)) s"

@@ -1,0 +1,231 @@
+"""The serverless runtime end to end: real handlers, the real agent_loop.asl.json on moto's engine."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import pytest
+
+from core.agents import AGENTS, deploybot
+from core.approvals import Decision, decide
+from core.events import Error, HumanRequest, HumanResponse, LLMCall, ToolCall
+from core.llm.scripted import ScriptedLLM
+from core.store.base import VersionConflictError
+from core.thread import Thread, fold, start_thread
+from functions import step as step_function
+from infra.local.stack import LambdaContext, LocalStack
+from tests.functional._agents import CountingAgentKit
+
+QUIET = {"POWERTOOLS_LOG_LEVEL": "WARNING"}
+
+
+def _approve(stack: LocalStack, thread: Thread, decision: Decision) -> None:
+    approval, url = stack.notifier.sent[-1]
+    assert approval.thread_id == thread.id
+    assert "sig=" in url
+    assert approval.task_token not in url
+    rt = stack.rt
+    decide(
+        approval.approval_id,
+        decision,
+        threads=rt.threads,
+        approvals=rt.approvals,
+        agents=rt.agents,
+        tokens=rt.sfn,
+        clock=rt.clock,
+    )
+
+
+def _states(stack: LocalStack, thread: Thread, seq: int = 1) -> list[str]:
+    return [
+        e["stateEnteredEventDetails"]["name"]
+        for e in stack.history(stack.execution_arn(thread.id, seq))
+        if "stateEnteredEventDetails" in e
+    ]
+
+
+def test_calculator_runs_to_done_through_the_state_machine(stack: LocalStack) -> None:
+    thread = stack.launch("calculator", "multiply 3 and 4, then divide the result by 2 and then add 12")
+    final = stack.wait(thread.id)
+    state = fold(final)
+    assert state.status == "done"
+    assert state.answer == "The answer is 18."
+    assert [e.tool for e in final.events if isinstance(e, ToolCall)] == ["multiply", "divide", "add", "done_for_now"]
+    assert state.steps == 4 == sum(isinstance(e, LLMCall) for e in final.events)
+    assert stack.execution_status(stack.execution_arn(thread.id)) == "SUCCEEDED"
+    states = _states(stack, thread)
+    assert states.count("Step") == 4
+    assert states[-1] == "Done"
+
+
+def test_deploybot_waits_for_human_then_approval_resumes_to_done(stack: LocalStack) -> None:
+    thread = stack.launch("deploybot", "deploy the latest backend to production")
+    waiting = stack.wait(thread.id)
+    assert fold(waiting).status == "awaiting_human"
+    execution = stack.execution_arn(thread.id)
+    assert stack.execution_status(execution) == "RUNNING"
+    assert _states(stack, thread)[-1] == "WaitForHuman"
+    assert deploybot.SERVICE.deployments == []  # nothing ran before the approval
+
+    _approve(stack, waiting, Decision(decision="approve", by="alice", channel="link"))
+    final = stack.wait(thread.id)
+    assert fold(final).status == "done"
+    assert fold(final).answer == "Deployed backend v1.5.0 to production."
+    assert [(d["component"], d["environment"]) for d in deploybot.SERVICE.deployments] == [("backend", "production")]
+    assert list(deploybot.SERVICE.runs.values()) == [1]
+    response = next(e for e in final.events if isinstance(e, HumanResponse))
+    assert (response.decision, response.by, response.channel) == ("approve", "alice", "link")
+    stack.wait_idle()
+    assert stack.execution_status(execution) == "SUCCEEDED"
+    assert "AfterHuman" in _states(stack, thread)
+
+
+def test_rejection_is_fed_back_to_the_model_which_replans(stack: LocalStack) -> None:
+    thread = stack.launch("deploybot", "deploy v1.4.2 frontend to production")
+    stack.wait(thread.id)
+    _approve(stack, thread, Decision(decision="reject", comment="deploy to staging first", by="bob"))
+    again = stack.wait(thread.id)
+    assert fold(again).status == "awaiting_human"  # staging ran, production asked again
+    assert [(d["environment"]) for d in deploybot.SERVICE.deployments] == ["staging"]
+    model = stack.rt.llm_for(AGENTS["deploybot"])
+    assert isinstance(model, ScriptedLLM)
+    seen = [r for r in model.calls if "rejected by bob" in r.context]
+    assert seen, "the model's context after the rejection shows the reviewer's reason"
+    assert 'status="rejected"' in seen[0].context
+    assert "deploy to staging first" in seen[0].context
+
+
+def test_expired_approval_denies_by_default() -> None:
+    with LocalStack(substitutions={"ApprovalTimeoutSeconds": 1}, env=QUIET) as stack:
+        thread = stack.launch("deploybot", "deploy the latest backend to production")
+        stack.wait(thread.id)
+        final = stack.wait(thread.id, until=("done", "failed"), timeout=30)
+        expired = [e for e in final.events if isinstance(e, HumanResponse)]
+        assert [(e.decision, e.by) for e in expired] == [("expired", "system")]
+        assert deploybot.SERVICE.deployments == []
+        assert "nobody approved it" in (fold(final).answer or "")
+        assert "ExpireApproval" in _states(stack, thread)
+        approval, _ = stack.notifier.sent[-1]
+        assert stack.rt.approvals.get(approval.approval_id).state == "expired"
+
+
+def test_iteration_guard_stops_a_runaway_loop() -> None:
+    with LocalStack(substitutions={"MaxIterations": 2}, env=QUIET) as stack:
+        thread = stack.launch("calculator", "multiply 3 and 4, then divide the result by 2 and then add 12")
+        final = stack.wait(thread.id, until=("running",), timeout=10)
+        stack.wait_idle()
+        execution = stack.execution_arn(thread.id)
+        assert stack.execution_status(execution) == "FAILED"
+        assert _states(stack, thread)[-1] == "TooManyIterations"
+        assert fold(stack.thread(final.id)).steps == 2
+
+
+def test_paused_thread_ends_the_execution_cleanly(stack: LocalStack) -> None:
+    from core.events import Paused  # noqa: PLC0415
+
+    rt = stack.rt
+    thread = start_thread("th_paused", "calculator", "add 1 and 2", now=rt.now())
+    thread = rt.threads.create(thread)
+    rt.threads.append(thread.id, 1, [Paused(seq=1, ts=rt.now(), by="ops")])
+    stack.start_execution(thread.id, 2)
+    stack.wait(thread.id, until=("paused",))
+    stack.wait_idle()
+    assert stack.execution_status(stack.execution_arn(thread.id, 2)) == "SUCCEEDED"
+    assert _states(stack, thread, 2)[-1] == "Paused"
+    assert fold(stack.thread(thread.id)).steps == 0
+
+
+# --- the step handler, invoked directly as Lambda would (retries, races) ------------------------------
+
+
+def _context() -> LambdaContext:
+    return LambdaContext(function_name="StepFunction")
+
+
+def test_retried_step_for_a_committed_seq_makes_no_second_llm_call(stack: LocalStack) -> None:
+    kit = CountingAgentKit()
+    kit.install(stack)
+    thread = stack.rt.threads.create(start_thread("th_retry", kit.agent.name, "go", now=stack.rt.now()))
+    first = step_function.handler({"thread_id": thread.id, "seq": 1}, _context())
+    again = step_function.handler({"thread_id": thread.id, "seq": 1}, _context())
+    assert first == again == {"thread_id": thread.id, "seq": 4, "route": "continue"}
+    assert len(kit.llm.calls) == 1
+    assert kit.runs == {"call_id_count": 1}
+    events = stack.thread(thread.id).events
+    assert [e.type for e in events] == ["user_input", "llm_call", "tool_call", "tool_result"]
+
+
+def test_two_concurrent_steps_on_one_thread_commit_exactly_once(stack: LocalStack) -> None:
+    kit = CountingAgentKit(barrier=threading.Barrier(2, timeout=10))
+    kit.install(stack)
+    thread = stack.rt.threads.create(start_thread("th_race", kit.agent.name, "go", now=stack.rt.now()))
+    outcomes: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcomes.append(step_function.handler({"thread_id": thread.id, "seq": 1}, _context()))
+        except VersionConflictError as exc:
+            outcomes.append(exc)
+
+    workers = [threading.Thread(target=run) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=20)
+    assert len(kit.llm.calls) == 2  # both decided...
+    assert sum(isinstance(o, VersionConflictError) for o in outcomes) == 1  # ...one committed
+    assert kit.runs == {"call_id_count": 1}
+    events = stack.thread(thread.id).events
+    assert [e.type for e in events] == ["user_input", "llm_call", "tool_call", "tool_result"]
+
+
+def test_intent_without_result_is_settled_by_the_ledger_on_retry(stack: LocalStack) -> None:
+    kit = CountingAgentKit(idempotent=False)
+    kit.install(stack)
+    thread = stack.rt.threads.create(start_thread("th_crash", kit.agent.name, "go", now=stack.rt.now()))
+    kit.crash_after_tool = True
+    with pytest.raises(RuntimeError, match="crashed after the tool ran"):
+        step_function.handler({"thread_id": thread.id, "seq": 1}, _context())
+    kit.crash_after_tool = False
+    assert [e.type for e in stack.thread(thread.id).events] == ["user_input", "llm_call", "tool_call"]
+    result = step_function.handler({"thread_id": thread.id, "seq": 1}, _context())
+    assert result["route"] == "await_human"
+    events = stack.thread(thread.id).events
+    assert kit.runs == {"call_id_count": 1}  # not run a second time
+    error = next(e for e in events if isinstance(e, Error))
+    assert error.kind == "outcome_unknown"
+    assert next(e for e in events if isinstance(e, HumanRequest)).origin == "ledger"
+    assert len(kit.llm.calls) == 1
+
+
+def test_idempotent_intent_without_result_reruns_with_the_same_key(stack: LocalStack) -> None:
+    kit = CountingAgentKit(idempotent=True)
+    kit.install(stack)
+    thread = stack.rt.threads.create(start_thread("th_crash2", kit.agent.name, "go", now=stack.rt.now()))
+    kit.crash_after_tool = True
+    with pytest.raises(RuntimeError):
+        step_function.handler({"thread_id": thread.id, "seq": 1}, _context())
+    kit.crash_after_tool = False
+    result = step_function.handler({"thread_id": thread.id, "seq": 1}, _context())
+    assert result["route"] == "continue"
+    events = stack.thread(thread.id).events
+    assert [e.type for e in events] == ["user_input", "llm_call", "tool_call", "tool_result"]
+    assert kit.keys == [kit.keys[0], kit.keys[0]]  # ran twice, with one idempotency key
+    assert len(kit.llm.calls) == 1
+
+
+def test_bad_step_input_is_rejected_with_a_clear_error(stack: LocalStack) -> None:
+    with pytest.raises(ValueError, match="seq"):
+        step_function.handler({"thread_id": "x", "seq": -1}, _context())
+    with pytest.raises(ValueError, match="thread_id"):
+        step_function.handler({"seq": 1}, _context())
+
+
+def test_step_lambda_errors_reach_step_functions_as_named_errors(stack: LocalStack) -> None:
+    response = stack.clients["lambda"].invoke(
+        FunctionName="StepFunction", Payload=json.dumps({"thread_id": "nope", "seq": 0})
+    )
+    assert response["FunctionError"] == "Unhandled"
+    assert json.loads(response["Payload"].read())["errorType"] == "ThreadNotFoundError"
