@@ -21,15 +21,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pydantic import BaseModel, ConfigDict  # noqa: E402
+from pydantic import BaseModel, ConfigDict
 
-from core.agent import Agent, Limits, StepContext  # noqa: E402
-from core.events import ToolResult  # noqa: E402
-from core.llm.base import LLMRequest  # noqa: E402
-from core.llm.scripted import Say, ScriptedLLM  # noqa: E402
-from core.runner import advance  # noqa: E402
-from core.thread import start_thread  # noqa: E402
-from core.tools import Tool, ToolContext  # noqa: E402
+from core.agent import Agent, Limits, StepContext
+from core.events import ToolResult
+from core.llm.base import LLMRequest
+from core.llm.scripted import Say, ScriptedLLM
+from core.runner import advance
+from core.thread import start_thread
+from core.tools import Tool, ToolContext
 
 STEPS = 200
 EARLY = 10

@@ -42,6 +42,18 @@ Route = Literal["continue", "await_human", "paused", "done", "failed"]
 Checkpoint = Callable[[Sequence[Event]], None]
 
 
+class UnknownAgentError(KeyError):
+    """No agent of that name is registered."""
+
+    def __init__(self, name: str, known: Sequence[str] = ()) -> None:
+        super().__init__(name)
+        self.name = name
+        self.known = tuple(known)
+
+    def __str__(self) -> str:
+        return f"unknown agent {self.name!r}; available: {', '.join(self.known) or 'none'}"
+
+
 @dataclass(frozen=True)
 class Limits:
     """Bounds that stop an agent from looping forever (Factor 8). Each ends in a clear event."""

@@ -26,7 +26,7 @@ from core.events import JSON, HumanDecision, HumanRequest, HumanResponse
 from core.store.base import ThreadStore, VersionConflictError
 from core.thread import Thread, fold
 
-ApprovalState = Literal["pending", "approved", "rejected", "edited", "answered", "expired"]
+ApprovalState = Literal["pending", "approved", "rejected", "edited", "answered", "expired", "cancelled"]
 DECIDED: dict[HumanDecision, ApprovalState] = {
     "approve": "approved",
     "reject": "rejected",

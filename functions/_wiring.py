@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -116,9 +117,56 @@ class Runtime:
     def step_context(self) -> StepContext:
         return StepContext(prompts=self.prompts, clock=self.clock, model=self.settings.model)
 
+    @property
+    def executions(self) -> SfnExecutions:
+        return SfnExecutions(self.sfn, self.settings.state_machine_arn)
+
+    @property
+    def waits(self) -> TokenWaits:
+        return TokenWaits(self.sfn, self.approvals, self.clock)
+
     def now(self) -> datetime:
         result: datetime = self.clock()
         return result
+
+
+@dataclass(frozen=True)
+class SfnExecutions:
+    """Starts the agent loop; the execution name ``<thread>-<seq>`` makes a repeated start a no-op."""
+
+    sfn: Any
+    state_machine_arn: str | None
+
+    def start(self, thread_id: str, seq: int) -> None:
+        if not self.state_machine_arn:
+            raise RuntimeError("STEPFOLD_STATE_MACHINE_ARN is not set: this function cannot start executions")
+        with contextlib.suppress(self.sfn.exceptions.ExecutionAlreadyExists):
+            self.sfn.start_execution(
+                stateMachineArn=self.state_machine_arn,
+                name=f"{thread_id}-{seq}",
+                input=json.dumps({"thread_id": thread_id, "seq": seq, "iteration": 0}),
+            )
+
+
+@dataclass(frozen=True)
+class TokenWaits:
+    """Ends a human wait without an answer: SendTaskFailure with the token stored in the approval record."""
+
+    sfn: Any
+    approvals: ApprovalStore
+    clock: Any
+
+    def cancel_wait(self, approval_id: str, reason: str) -> None:
+        from core.approvals import ApprovalNotFoundError  # noqa: PLC0415
+
+        try:
+            approval = self.approvals.get(approval_id)
+        except ApprovalNotFoundError:
+            return  # the wait had not recorded its token yet; the cancelled thread ends at its next step
+        self.approvals.close(approval_id, "cancelled", "system", int(self.clock().timestamp()))
+        if approval.task_token:
+            with contextlib.suppress(self.sfn.exceptions.TaskTimedOut, self.sfn.exceptions.InvalidToken):
+                self.sfn.send_task_failure(taskToken=approval.task_token, error="Cancelled", cause=reason[:256])
 
 
 def build_runtime(settings: Settings | None = None) -> Runtime:

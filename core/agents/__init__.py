@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.agent import Agent
+from core.agent import Agent, UnknownAgentError
 from core.agents import calculator, deploybot, triage
 from core.llm.scripted import Brain
 
@@ -14,20 +14,11 @@ SCRIPTED_BRAINS: dict[str, Brain] = {
 }
 
 
-class UnknownAgentError(KeyError):
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.name = name
-
-    def __str__(self) -> str:
-        return f"unknown agent {self.name!r}; available: {', '.join(sorted(AGENTS))}"
-
-
 def get_agent(name: str) -> Agent:
     try:
         return AGENTS[name]
     except KeyError:
-        raise UnknownAgentError(name) from None
+        raise UnknownAgentError(name, sorted(AGENTS)) from None
 
 
 __all__ = ["AGENTS", "SCRIPTED_BRAINS", "UnknownAgentError", "get_agent"]

@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.control import launch
 from core.events import Event
 from core.notify import RecordingNotifier
-from core.thread import Thread, fold, start_thread
+from core.thread import Thread, fold
 from functions._wiring import Runtime, Settings, build_runtime, install_runtime
 from infra.asl_check import substitute
 from infra.local.template import Template, load_template
@@ -270,21 +271,19 @@ class LocalStack:
         assert self.runtime is not None, "the stack is not started"
         return self.runtime
 
-    def launch(self, agent: str, text: str, *, thread_id: str | None = None, source: str = "api") -> Thread:
-        """Create a thread and start its execution (what the API's launch does)."""
+    def launch(self, agent: str, text: str, *, idempotency_key: str | None = None, source: str = "api") -> Thread:
+        """Create a thread and start its execution, as the API's launch does."""
         rt = self.rt
-        agent_obj = rt.agents[agent]
-        thread = start_thread(
-            thread_id or f"th_{uuid.uuid4().hex[:12]}",
-            agent,
-            text,
-            now=rt.now(),
+        return launch(
+            rt.threads,
+            rt.executions,
+            rt.agents,
+            agent=agent,
+            text=text,
+            clock=rt.clock,
+            idempotency_key=idempotency_key,
             source=source,
-            prompt_version=str(agent_obj.prompt_version),
-        )
-        rt.threads.create(thread)
-        self.start_execution(thread.id, thread.version)
-        return thread
+        ).thread
 
     def start_execution(self, thread_id: str, seq: int) -> str:
         response = self.clients["stepfunctions"].start_execution(

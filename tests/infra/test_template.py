@@ -1,0 +1,210 @@
+"""template.yaml: lint-clean, least privilege, and in step with the code it deploys."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+
+CONTRACT_HANDLERS = {
+    "StepFunction": "functions.step.handler",
+    "RequestHumanFunction": "functions.request_human.handler",
+    "ApiFunction": "functions.api.handler",
+}
+CONTRACT_ENV = {
+    "STEPFOLD_TABLE",
+    "STEPFOLD_BUCKET",
+    "STEPFOLD_MODEL",
+    "STEPFOLD_APPROVAL_TIMEOUT_SECONDS",
+    "STEPFOLD_SECRETS_ARN",
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "POWERTOOLS_LOG_LEVEL",
+}
+RUNTIME_PROVIDED = {"boto3", "botocore"}
+"""The Lambda Python runtime ships these; bundling them only makes the package bigger."""
+
+
+def _template() -> Any:
+    from cfnlint.decode import cfn_yaml  # type: ignore[import-untyped]  # noqa: PLC0415  (tolerates !Ref & co)
+
+    return cfn_yaml.load(str(TEMPLATE))
+
+
+def _resources(kind: str) -> dict[str, Any]:
+    return {name: res for name, res in _template()["Resources"].items() if res["Type"] == kind}
+
+
+def _statements(function: dict[str, Any]) -> list[dict[str, Any]]:
+    """The inline policy statements of a function (SAM policy templates are not inline statements)."""
+    found: list[dict[str, Any]] = []
+    for policy in function["Properties"].get("Policies", []):
+        if isinstance(policy, dict) and "Statement" in policy:
+            found.extend(policy["Statement"])
+    return found
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _iam_actions() -> dict[str, Any]:
+    """cfn-lint's copy of the Service Authorization Reference: service prefix -> actions -> resource types."""
+    text = files("cfnlint.data.AdditionalSpecs").joinpath("Policies.json").read_text(encoding="utf-8")
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+# --- lint -----------------------------------------------------------------------------------------
+
+
+def test_cfn_lint_reports_nothing() -> None:
+    cfn_lint = Path(sys.executable).with_name("cfn-lint")
+    result = subprocess.run([str(cfn_lint), "template.yaml"], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+# --- functions ------------------------------------------------------------------------------------
+
+
+def test_functions_are_the_contracts() -> None:
+    functions = _resources("AWS::Serverless::Function")
+    assert {name: fn["Properties"]["Handler"] for name, fn in functions.items()} == CONTRACT_HANDLERS
+
+
+@pytest.mark.parametrize("name", sorted(CONTRACT_HANDLERS))
+def test_handler_exists(name: str) -> None:
+    module, _, attribute = CONTRACT_HANDLERS[name].rpartition(".")
+    path = ROOT / Path(*module.split(".")).with_suffix(".py")
+    if not path.exists():
+        pytest.skip(f"{path.relative_to(ROOT)} is not written yet (template.yaml points {name} at it)")
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    top_level: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            top_level.add(node.name)
+        elif isinstance(node, ast.Assign):
+            top_level.update(target.id for target in node.targets if isinstance(target, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            top_level.add(node.target.id)
+    assert attribute in top_level, f"{path.relative_to(ROOT)} defines no top-level {attribute!r}"
+
+
+def test_every_function_gets_the_contract_environment() -> None:
+    template = _template()
+    assert set(template["Globals"]["Function"]["Environment"]["Variables"]) == CONTRACT_ENV
+    api_env = template["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert api_env["STEPFOLD_STATE_MACHINE_ARN"] == {"Ref": "AgentLoop"}
+
+
+def test_functions_are_built_by_the_makefile() -> None:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "# --- SAM build targets (infra) ---" in makefile
+    for name, function in _resources("AWS::Serverless::Function").items():
+        assert function.get("Metadata", {}).get("BuildMethod") == "makefile", name
+        assert re.search(rf"^[^#\n]*\bbuild-{name}\b[^\n]*:", makefile, re.MULTILINE), f"no build-{name} target"
+
+
+def test_no_wildcard_actions_in_function_policies() -> None:
+    for name, function in _resources("AWS::Serverless::Function").items():
+        for statement in _statements(function):
+            for action in _as_list(statement["Action"]):
+                assert "*" not in action, f"{name} {statement.get('Sid')}: wildcard action {action}"
+
+
+def test_policy_actions_exist_and_star_only_where_iam_allows_nothing_else() -> None:
+    iam = _iam_actions()
+    for name, function in _resources("AWS::Serverless::Function").items():
+        for statement in _statements(function):
+            actions = [action.lower() for action in _as_list(statement["Action"])]
+            for action in actions:
+                service, _, verb = action.partition(":")
+                assert verb in iam.get(service, {}).get("Actions", {}), f"{name}: {action} is not an IAM action"
+            if "*" in _as_list(statement["Resource"]):
+                scoped = [a for a in actions if iam[a.split(":")[0]]["Actions"][a.split(":")[1]].get("Resources")]
+                assert scoped == [], f"{name} {statement.get('Sid')}: Resource '*' for actions that can be scoped"
+
+
+def test_state_machine_invokes_exactly_the_two_functions() -> None:
+    machine = _template()["Resources"]["AgentLoop"]["Properties"]
+    assert machine["Type"] == "STANDARD"
+    invoked = [policy["LambdaInvokePolicy"]["FunctionName"] for policy in machine["Policies"]]
+    assert invoked == [{"Ref": "StepFunction"}, {"Ref": "RequestHumanFunction"}]
+
+
+# --- state ----------------------------------------------------------------------------------------
+
+
+def test_table_is_on_demand_with_pitr_ttl_and_sse() -> None:
+    (table,) = _resources("AWS::DynamoDB::Table").values()
+    props = table["Properties"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert props["SSESpecification"]["SSEEnabled"] is True
+
+
+def test_table_keys_match_the_store() -> None:
+    from core.store.dynamodb import table_key_schema  # noqa: PLC0415
+
+    props = _template()["Resources"]["ThreadsTable"]["Properties"]
+    expected = table_key_schema()
+    assert props["KeySchema"] == expected["KeySchema"]
+    assert [a for a in props["AttributeDefinitions"] if a["AttributeName"] in {"PK", "SK"}] == (
+        expected["AttributeDefinitions"]
+    )
+    (index,) = props["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "status-updated"
+    assert [k["AttributeName"] for k in index["KeySchema"]] == ["status", "updated_at"]
+
+
+def test_bucket_blocks_public_access_is_encrypted_and_requires_tls() -> None:
+    props = _template()["Resources"]["PayloadBucket"]["Properties"]
+    assert set(props["PublicAccessBlockConfiguration"].values()) == {True}
+    assert len(props["PublicAccessBlockConfiguration"]) == 4
+    (rule,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in {"AES256", "aws:kms"}
+    (policy,) = _resources("AWS::S3::BucketPolicy").values()
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert any(
+        s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in statements
+    )
+
+
+def test_secret_generates_the_link_signing_key() -> None:
+    secret = _template()["Resources"]["Secrets"]["Properties"]
+    assert secret["GenerateSecretString"]["GenerateStringKey"] == "link_signing_key"
+
+
+def test_outputs() -> None:
+    assert set(_template()["Outputs"]) == {"ApiUrl", "StateMachineArn", "TableName", "BucketName"}
+
+
+# --- the package's dependencies ---------------------------------------------------------------------
+
+
+def test_lambda_requirements_follow_pyproject() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    wanted = {canonicalize_name(r.name): r for r in map(Requirement, project["dependencies"])}
+    lines = (ROOT / "requirements-lambda.txt").read_text(encoding="utf-8").splitlines()
+    pinned = {canonicalize_name(r.name): r for r in map(Requirement, (ln for ln in lines if ln and ln[0] != "#"))}
+
+    assert set(pinned) == set(wanted) - RUNTIME_PROVIDED
+    for name, requirement in pinned.items():
+        (spec,) = requirement.specifier
+        assert spec.operator == "==", f"{name}: pin an exact version"
+        assert wanted[name].specifier.contains(spec.version), f"{name} {spec.version} breaks {wanted[name]}"
+        assert requirement.extras == wanted[name].extras, f"{name}: extras differ from pyproject.toml"
