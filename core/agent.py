@@ -183,6 +183,7 @@ def step(thread: Thread, agent: Agent, llm: LLM, ctx: StepContext | None = None)
     if state.pending is not None:
         return _finish_pending(b, agent, state.pending, ctx)
     if (limit := _limit_reached(agent.limits, state)) is not None:
+        b.add(Error, kind="limit", message=limit)
         return _escalate(b, agent, ctx, "limit", limit)
     if not any(isinstance(e, LLMCall) for e in thread.events) and not any(
         isinstance(e, ToolCall) and e.prefetch for e in thread.events
@@ -210,8 +211,6 @@ def _limit_reached(limits: Limits, state: ThreadState) -> str | None:
 
 def _escalate(b: _Builder, agent: Agent, ctx: StepContext, origin: Literal["errors", "limit"], why: str) -> StepOutcome:
     """A limit or repeated errors: ask a human (default) or fail, per the agent's limits."""
-    if origin == "limit":
-        b.add(Error, kind="limit", message=why)
     if agent.limits.on_limit == "fail":
         b.add(Failed, reason=why)
         return b.outcome("failed")
@@ -237,6 +236,7 @@ def _prefetch(b: _Builder, agent: Agent, ctx: StepContext) -> None:
             raise ValueError(f"agent {agent.name}: prefetch {fetch.tool} has invalid args: {checked.message}")
         b.add(ToolCall, call_id=call_id, tool=tool.name, args=checked.args_json, prefetch=True)
         _run(b, agent, checked, call_id)
+    b.commit()  # a retried model call must not fetch again
 
 
 def _run(b: _Builder, agent: Agent, call: ValidCall, call_id: str) -> None:
@@ -265,6 +265,15 @@ def _finish_pending(b: _Builder, agent: Agent, pending: PendingCall, ctx: StepCo
     checked = agent.registry.validate(call.tool, pending.args)
     if isinstance(checked, InvalidCall):
         b.add(Error, kind=checked.kind, message=checked.message, call_id=call.call_id, tool=call.tool)
+        return b.outcome("continue")
+    if checked.tool.policy_for(checked.args) == "deny":  # an edit may not turn a call into a forbidden one
+        b.add(
+            Error,
+            kind="denied",
+            message=f"{call.tool} is not allowed with the edited arguments",
+            call_id=call.call_id,
+            tool=call.tool,
+        )
         return b.outcome("continue")
     if pending.state == "ready":
         b.add(ToolStarted, call_id=call.call_id)
@@ -383,7 +392,7 @@ def _decide(b: _Builder, agent: Agent, llm: LLM, ctx: StepContext, state: Thread
             call_id=call_id,
             tool=tool.name,
         )
-        return _escalate(b, agent, ctx, "errors", f"it repeated the same {tool.name} call {repeats} times")
+        return _escalate(b, agent, ctx, "limit", f"it repeated the same {tool.name} call {repeats} times")
     policy = tool.policy_for(checked.args)
     if policy == "deny":
         b.add(

@@ -202,6 +202,10 @@ def parse_event(raw: dict[str, Any] | str | bytes, *, thread_id: str = "?") -> E
             f"this code understands up to {SCHEMA_VERSION}; deploy a newer stepfold to read it"
         )
     while version < SCHEMA_VERSION:
+        if version not in _UPGRADES:
+            raise UnknownSchemaVersionError(
+                f"thread {thread_id}: event seq={data.get('seq')} has schema version {version}, which no upgrade handles"
+            )
         data = _UPGRADES[version](data)
         version += 1
         data["v"] = version

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, get_args
@@ -88,7 +88,6 @@ class Run:
     thread: Thread
     outcomes: list[StepOutcome]
     llm: LLM
-    responses_left: int = 0
 
     @property
     def state(self) -> ThreadState:
@@ -113,7 +112,6 @@ class Driver:
     ctx: StepContext
     max_steps: int = 60
     thread_id: str = "t_1"
-    history: list[Run] = field(default_factory=list)
 
     def __call__(
         self,
@@ -143,12 +141,13 @@ class Driver:
                 break
         else:
             raise AssertionError(f"{agent.name} did not stop within {self.max_steps} steps")
-        run = Run(thread, outcomes, model, len(pending))
-        self.history.append(run)
-        return run
+        if pending:
+            raise AssertionError(f"{agent.name} stopped at {outcomes[-1].route!r} with {len(pending)} responses unused")
+        return Run(thread, outcomes, model)
 
 
 MakeCtx = Callable[..., StepContext]
+"""``make_ctx(prompts=..., checkpoint=..., model=...)``: a StepContext on the fixed clock and deterministic ids."""
 
 
 @pytest.fixture
@@ -162,7 +161,7 @@ def ids() -> Ids:
 
 
 @pytest.fixture
-def make_ctx(clock: Callable[[], datetime], ids: Ids) -> Callable[..., StepContext]:
+def make_ctx(clock: Callable[[], datetime], ids: Ids) -> MakeCtx:
     """Build a StepContext with the fixed clock and deterministic ids; keyword overrides win."""
 
     def build(
@@ -171,15 +170,13 @@ def make_ctx(clock: Callable[[], datetime], ids: Ids) -> Callable[..., StepConte
         checkpoint: Checkpoint | None = None,
         model: str | None = None,
     ) -> StepContext:
-        return StepContext(
-            prompts=prompts or PromptLibrary(), clock=clock, ids=ids, checkpoint=checkpoint, model=model
-        )
+        return StepContext(prompts=prompts or PromptLibrary(), clock=clock, ids=ids, checkpoint=checkpoint, model=model)
 
     return build
 
 
 @pytest.fixture
-def drive(make_ctx: Callable[..., StepContext]) -> Driver:
+def drive(make_ctx: MakeCtx) -> Driver:
     return Driver(make_ctx())
 
 

@@ -36,7 +36,7 @@ from core.prompts import PromptLibrary
 from core.store.memory import MemoryThreadStore
 from core.thread import Thread, fold, start_thread
 from core.tools import Policy, Tool, ToolContext
-from tests.unit.conftest import FIXED_NOW, Driver, respond
+from tests.unit.conftest import FIXED_NOW, Driver, MakeCtx, respond
 
 PROMPT = """---
 id: tester
@@ -45,8 +45,6 @@ description: A test agent's prompt.
 ---
 You are ${{agent}} (prompt v{version}). Tools: ${{tools}}.
 """
-
-MakeCtx = Callable[..., StepContext]
 
 
 class N(BaseModel):
@@ -61,7 +59,7 @@ class Env(BaseModel):
     env: str
 
 
-class Crash(BaseException):  # noqa: N818 - stands in for the Lambda being killed mid-tool
+class Crash(BaseException):
     """Not an Exception: like a timeout, it ends the step without the tool registry catching it."""
 
 
@@ -213,8 +211,15 @@ def test_the_model_gets_the_rendered_prompt_context_and_offered_tools(rec: Recor
     )
     assert request.context == render(thread) == "<user_input>hello &lt;there&gt;</user_input>"
     assert [t.name for t in request.tools] == [
-        "ping", "send", "deploy", "fragile", "weird", "fetch", "request_human_input", "done_for_now"
-    ]  # fmt: skip
+        "ping",
+        "send",
+        "deploy",
+        "fragile",
+        "weird",
+        "fetch",
+        "request_human_input",
+        "done_for_now",
+    ]
     assert tuple(request.events) == thread.events
 
 
@@ -238,8 +243,10 @@ def test_done_for_now_finishes_with_the_answer(rec: Recorder, ctx: StepContext) 
 
 
 def test_a_question_from_the_model_waits_for_a_human(rec: Recorder, ctx: StepContext) -> None:
-    ask = Say("request_human_input", {"question": "Which env?", "urgency": "high", "format": "multiple_choice",
-                                      "choices": ["a", "b"]})  # fmt: skip
+    ask = Say(
+        "request_human_input",
+        {"question": "Which env?", "urgency": "high", "format": "multiple_choice", "choices": ["a", "b"]},
+    )
 
     outcome, thread = _step(_new(), make_agent(rec), ScriptedLLM([ask]), ctx)
 
@@ -248,8 +255,11 @@ def test_a_question_from_the_model_waits_for_a_human(rec: Recorder, ctx: StepCon
     request = _one(outcome.events, HumanRequest)
     assert (request.kind, request.origin, request.call_id) == ("question", "model", "call_1")
     assert (request.question, request.urgency, request.format, request.choices) == (
-        "Which env?", "high", "multiple_choice", ["a", "b"]
-    )  # fmt: skip
+        "Which env?",
+        "high",
+        "multiple_choice",
+        ["a", "b"],
+    )
     assert fold(thread).status == "awaiting_human"
 
 
@@ -363,11 +373,6 @@ def test_an_edit_with_invalid_args_is_an_error_and_does_not_run(rec: Recorder, c
     assert fold(thread).pending is None
 
 
-@pytest.mark.xfail(
-    reason="BUG: core/agent.py _finish_pending re-validates edited args but does not re-check the tool's policy, "
-    "so an edit can turn an approved call into one the policy denies and it still runs",
-    strict=True,
-)
 def test_an_edit_into_denied_args_does_not_run(rec: Recorder, ctx: StepContext) -> None:
     agent, llm, thread = _awaiting_deploy(rec, ctx)
     thread = respond(thread, decision="edit", args={"env": "moon"})
@@ -427,16 +432,34 @@ def test_three_bad_outputs_in_a_row_escalate_to_a_human(rec: Recorder, ctx: Step
 
 def test_an_answer_to_the_escalation_resets_the_count(rec: Recorder, ctx: StepContext) -> None:
     agent = make_agent(rec, limits=Limits(max_consecutive_errors=2))
-    llm = ScriptedLLM([Say.text("a"), Say.text("b"), Say.text("c"), Say("ping", {}), Say("done_for_now", {"answer": "ok"})])
+    llm = ScriptedLLM(
+        [Say.text("a"), Say.text("b"), Say.text("c"), Say("ping", {}), Say("done_for_now", {"answer": "ok"})]
+    )
 
     run = Driver(ctx)(agent, "go", [{"decision": "answer", "answer": "use a tool"}], llm=llm)
 
     assert run.routes == ["continue", "await_human", "continue", "continue", "done"]
     events = run.thread.events
-    counts = [fold(Thread(id="t_1", agent="tester", events=events[: e.seq + 1])).consecutive_errors
-              for e in events if isinstance(e, Error)]  # fmt: skip
+    counts = [
+        fold(Thread(id="t_1", agent="tester", events=events[: e.seq + 1])).consecutive_errors
+        for e in events
+        if isinstance(e, Error)
+    ]
     assert counts == [1, 2, 1]
     assert rec.count("ping") == 1
+
+
+def test_repeated_errors_with_on_limit_fail_fail_the_thread(rec: Recorder, ctx: StepContext) -> None:
+    agent = make_agent(rec, limits=Limits(max_consecutive_errors=2, on_limit="fail"))
+    llm = ScriptedLLM([Say("fragile", {}), Say("fragile", {"n": 1})])
+    _, thread = _step(_new(), agent, llm, ctx)
+
+    outcome, thread = _step(thread, agent, llm, ctx)
+
+    assert _types(outcome.events) == ["llm_call", "tool_call", "error", "failed"]
+    assert outcome.route == "failed"
+    assert fold(thread).failure == "2 errors in a row, the last: RuntimeError: the backend said no"
+    assert rec.count("fragile") == 2
 
 
 def test_text_is_recorded_as_the_model_output(rec: Recorder, ctx: StepContext) -> None:
@@ -526,8 +549,21 @@ def test_the_same_call_repeated_escalates_instead_of_running(rec: Recorder, ctx:
     error = _one(outcome.events, Error)
     assert (error.kind, error.call_id) == ("limit", "call_3")
     assert error.message == "send was called 3 times with the same arguments; not run"
-    assert _one(outcome.events, HumanRequest).origin == "errors"
+    assert _one(outcome.events, HumanRequest).origin == "limit"  # a human answer resets the repeat count
     assert fold(thread).pending is None
+
+
+def test_a_human_answer_to_a_repeat_escalation_lets_the_agent_try_again(rec: Recorder, ctx: StepContext) -> None:
+    agent = make_agent(rec, limits=Limits(max_repeats=2))
+    llm = ScriptedLLM([Say("send", {"n": 7})] * 3)
+    thread = _new()
+    for _ in range(2):
+        outcome, thread = _step(thread, agent, llm, ctx)
+    assert outcome.route == "await_human"
+    thread = respond(thread, decision="answer", answer="try once more")
+    outcome, thread = _step(thread, agent, llm, ctx)
+    assert outcome.route == "continue"
+    assert rec.count("send") == 2
 
 
 def test_the_same_tool_with_other_args_is_not_a_repeat(rec: Recorder, ctx: StepContext) -> None:
@@ -555,7 +591,9 @@ def test_the_intent_is_checkpointed_before_the_tool_runs(rec: Recorder, ctx: Ste
     assert _types(outcome.uncommitted) == ["tool_result"]
 
 
-def test_without_a_checkpoint_nothing_is_marked_committed(rec: Recorder, make_ctx: MakeCtx, prompts: PromptLibrary) -> None:
+def test_without_a_checkpoint_nothing_is_marked_committed(
+    rec: Recorder, make_ctx: MakeCtx, prompts: PromptLibrary
+) -> None:
     outcome = step(_new(), make_agent(rec), ScriptedLLM([Say("send", {})]), make_ctx(prompts=prompts))
 
     assert outcome.checkpointed == 0
@@ -576,8 +614,11 @@ def _crashed_mid_tool(rec: Recorder, ctx: StepContext, tool: str) -> tuple[Agent
     agent = make_agent(rec)
     llm = ScriptedLLM([Say(tool, {"n": 1}), Say("done_for_now", {"answer": "finished"})])
     rec.crash_on.add(tool)
-    saving = StepContext(prompts=ctx.prompts, clock=ctx.clock, ids=ctx.ids,
-                         checkpoint=lambda events: store.append("t_1", store.load("t_1").version, events))  # fmt: skip
+
+    def save(events: Sequence[Event]) -> None:
+        store.append("t_1", store.load("t_1").version, events)
+
+    saving = StepContext(prompts=ctx.prompts, clock=ctx.clock, ids=ctx.ids, checkpoint=save)
     with pytest.raises(Crash):
         step(thread, agent, llm, saving)
     rec.crash_on.clear()
@@ -587,8 +628,9 @@ def _crashed_mid_tool(rec: Recorder, ctx: StepContext, tool: str) -> tuple[Agent
 def test_an_idempotent_intent_without_result_is_run_again_once(rec: Recorder, ctx: StepContext) -> None:
     agent, llm, thread = _crashed_mid_tool(rec, ctx, "ping")
     assert _types(thread.events) == ["user_input", "llm_call", "tool_call"]
-    assert fold(thread).pending is not None
-    assert fold(thread).pending.state == "dispatched"  # type: ignore[union-attr]
+    pending = fold(thread).pending
+    assert pending is not None
+    assert pending.state == "dispatched"
 
     outcome, thread = _step(thread, agent, llm, ctx)
 
@@ -639,7 +681,11 @@ def test_an_intent_for_a_tool_the_agent_no_longer_has_is_closed_with_an_error(re
     outcome, thread = _step(thread, make_agent(rec), ScriptedLLM([]), ctx)
 
     error = _one(outcome.events, Error)
-    assert (error.kind, error.call_id, error.message) == ("unknown_tool", "c_old", "tool 'retired' is no longer available")
+    assert (error.kind, error.call_id, error.message) == (
+        "unknown_tool",
+        "c_old",
+        "tool 'retired' is no longer available",
+    )
     assert fold(thread).pending is None
 
 
@@ -746,7 +792,12 @@ def test_prefetch_runs_before_the_first_model_call_and_only_once(rec: Recorder, 
 
 
 def test_prefetch_args_can_be_a_function_of_the_thread(rec: Recorder, ctx: StepContext) -> None:
-    agent = make_agent(rec, prefetch=(Prefetch("fetch", lambda t: {"n": len(t.events[0].text)}),))  # type: ignore[union-attr]
+    def by_input_length(thread: Thread) -> dict[str, Any]:
+        first = thread.events[0]
+        assert isinstance(first, UserInput)
+        return {"n": len(first.text)}
+
+    agent = make_agent(rec, prefetch=(Prefetch("fetch", by_input_length),))
 
     step(_new("four"), agent, ScriptedLLM([Say("done_for_now", {"answer": "x"})]), ctx)
 

@@ -95,7 +95,9 @@ def test_calculator_explains_a_division_by_zero_instead_of_retrying(drive: Drive
     [error] = run.of(Error)
     assert (error.kind, error.tool) == ("tool_failed", "divide")
     assert error.message == "ZeroDivisionError: float division by zero"
-    assert run.state.answer == "I could not finish: ZeroDivisionError: float division by zero. The last result was none."
+    assert (
+        run.state.answer == "I could not finish: ZeroDivisionError: float division by zero. The last result was none."
+    )
     assert_folds_match(run.thread)
 
 
@@ -202,7 +204,9 @@ def test_deploybot_asks_when_the_request_is_ambiguous(drive: Driver) -> None:
 
     request = _only_request(waiting)
     assert (request.kind, request.origin) == ("question", "model")
-    assert request.question == "Which component (backend, frontend or both) and which environment (staging or production)?"
+    assert (
+        request.question == "Which component (backend, frontend or both) and which environment (staging or production)?"
+    )
     assert waiting.tools() == ["request_human_input"]
     assert deploybot.SERVICE.deployments == []
 
@@ -268,7 +272,9 @@ def test_triage_waits_for_approval_before_paging_on_call(drive: Driver) -> None:
 
 
 def test_triage_pages_on_call_once_approved(drive: Driver) -> None:
-    run = drive(TRIAGE, _issue(43, "XSS vulnerability in search", "a script tag gets executed"), [{"decision": "approve"}])
+    run = drive(
+        TRIAGE, _issue(43, "XSS vulnerability in search", "a script tag gets executed"), [{"decision": "approve"}]
+    )
 
     assert run.state.status == "done"
     assert run.tools() == ["add_label", "page_oncall", "post_comment", "done_for_now"]
@@ -289,7 +295,8 @@ def test_triage_treats_an_injection_attempt_as_data(drive: Driver) -> None:
     assert triage.TRACKER.labels == {44: {"question"}}
     assert triage.TRACKER.pages == []
     assert run.of(HumanRequest) == []
-    first_context = run.llm.calls[0].context  # type: ignore[attr-defined]
+    assert isinstance(run.llm, ScriptedLLM)
+    first_context = run.llm.calls[0].context
     assert first_context.count("<tool_call") == 0
     assert "&lt;tool_call name=" in first_context
     assert_folds_match(run.thread)

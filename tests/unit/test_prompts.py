@@ -111,7 +111,9 @@ def test_comments_and_a_v_prefix_in_front_matter_are_allowed() -> None:
             id="missing-two",
         ),
         pytest.param(GOOD.replace("description: A demo prompt.", "description:"), "missing description", id="empty"),
-        pytest.param(GOOD.replace("version: 1", "version: one"), "version must be a number, got 'one'", id="bad-version"),
+        pytest.param(
+            GOOD.replace("version: 1", "version: one"), "version must be a number, got 'one'", id="bad-version"
+        ),
         pytest.param(GOOD.replace("id: demo", "id demo"), "line 'id demo' is not 'key: value'", id="not-key-value"),
     ],
 )
@@ -135,7 +137,7 @@ def test_a_missing_file_names_the_path_and_the_versions_there(tmp_path: Path) ->
 
 
 def test_a_missing_prompt_directory_says_none_were_found(tmp_path: Path) -> None:
-    with pytest.raises(PromptError, match="no prompt nobody/v1 .*versions found: none"):
+    with pytest.raises(PromptError, match=r"no prompt nobody/v1 .*versions found: none"):
         PromptLibrary(tmp_path).load("nobody", 1)
 
 

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from core.events import (
     Done,
     Error,
+    Event,
     Failed,
     HumanRequest,
     HumanResponse,
@@ -46,9 +47,7 @@ def _started(text: str = "go") -> ThreadBuilder:
 
 def _approval_for(b: ThreadBuilder, call_id: str = "call_1", approval_id: str = "apr_1") -> None:
     b.add(ToolCall, call_id=call_id, tool="deploy", args={"env": "prod"})
-    b.add(
-        HumanRequest, kind="approval", approval_id=approval_id, call_id=call_id, question="ok?", origin="policy"
-    )
+    b.add(HumanRequest, kind="approval", approval_id=approval_id, call_id=call_id, question="ok?", origin="policy")
 
 
 # --- status ----------------------------------------------------------------------------------------
@@ -239,9 +238,7 @@ def test_a_dispatched_call_is_closed_by(closing: Callable[[ThreadBuilder], objec
 @pytest.mark.parametrize(
     "closing",
     [
-        pytest.param(
-            lambda b: b.add(HumanResponse, approval_id="apr_1", decision="reject", by="alice"), id="rejected"
-        ),
+        pytest.param(lambda b: b.add(HumanResponse, approval_id="apr_1", decision="reject", by="alice"), id="rejected"),
         pytest.param(
             lambda b: b.add(HumanResponse, approval_id="apr_1", decision="expired", by="system"), id="expired"
         ),
@@ -431,7 +428,7 @@ def test_a_thread_must_start_at_seq_0() -> None:
 
 def test_extend_appends_contiguous_events_and_leaves_the_original_alone() -> None:
     thread = start_thread("t_1", "calculator", "hi", now=FIXED_NOW)
-    more = [Paused(seq=1, ts=FIXED_NOW), Resumed(seq=2, ts=FIXED_NOW)]
+    more: list[Event] = [Paused(seq=1, ts=FIXED_NOW), Resumed(seq=2, ts=FIXED_NOW)]
 
     longer = thread.extend(more)
 

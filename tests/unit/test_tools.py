@@ -52,8 +52,11 @@ def _boom(args: Pair, _: ToolContext) -> None:
     raise ConnectionError("the database  is\n  down")
 
 
+_POLICIES: dict[str, Policy] = {"staging": "auto", "production": "needs_approval", "prod-db": "deny"}
+
+
 def _by_environment(args: Target) -> Policy:
-    return {"staging": "auto", "production": "needs_approval", "prod-db": "deny"}[args.environment]  # type: ignore[return-value]
+    return _POLICIES[args.environment]
 
 
 ADD = Tool("add", "a + b", Pair, _add, idempotent=True)
