@@ -204,7 +204,8 @@ def parse_event(raw: dict[str, Any] | str | bytes, *, thread_id: str = "?") -> E
     while version < SCHEMA_VERSION:
         if version not in _UPGRADES:
             raise UnknownSchemaVersionError(
-                f"thread {thread_id}: event seq={data.get('seq')} has schema version {version}, which no upgrade handles"
+                f"thread {thread_id}: event seq={data.get('seq')} has schema version {version}, "
+                "which no upgrade handles"
             )
         data = _UPGRADES[version](data)
         version += 1

@@ -68,7 +68,8 @@ def test_step_retries_the_errors_of_the_contract() -> None:
 
 def test_routes_of_the_contract_are_all_handled() -> None:
     route = _real_definition()["States"]["Route"]
-    assert {rule["StringEquals"] for rule in route["Choices"]} == {"continue", "await_human", "paused", "done", "failed"}
+    routes = {rule["StringEquals"] for rule in route["Choices"]}
+    assert routes == {"continue", "await_human", "paused", "done", "failed"}
     assert route["Default"] == "UnknownRoute"
 
 
@@ -230,7 +231,11 @@ def test_loop_with_no_exit() -> None:
 
 
 def test_loop_whose_only_exit_is_an_error() -> None:
-    decide = {"Type": "Choice", "Choices": [{"Variable": "$.n", "NumericLessThan": 3, "Next": "Work"}], "Default": "Work"}
+    decide = {
+        "Type": "Choice",
+        "Choices": [{"Variable": "$.n", "NumericLessThan": 3, "Next": "Work"}],
+        "Default": "Work",
+    }
     problems = check(_broken(Decide=decide))
     assert "Work: every normal continuation loops forever; only an error can end it" in problems
     assert "Finished: unreachable from StartAt" in problems
@@ -305,7 +310,9 @@ def test_nested_parallel_branches_are_checked() -> None:
 
 def test_cli_reports_problems_per_state(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "broken.asl.json"
-    path.write_text(json.dumps(_broken(Work=_work(Next="Nowhere"))).replace('"TimeoutSeconds": 60', '"TimeoutSeconds": ${T}'))
+    path.write_text(
+        json.dumps(_broken(Work=_work(Next="Nowhere"))).replace('"TimeoutSeconds": 60', '"TimeoutSeconds": ${T}')
+    )
     assert main([str(path)]) == 1
     out = capsys.readouterr().out
     assert f"{path}: Work: Next names a state that does not exist: 'Nowhere'" in out

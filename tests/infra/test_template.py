@@ -106,8 +106,20 @@ def test_handler_exists(name: str) -> None:
 def test_every_function_gets_the_contract_environment() -> None:
     template = _template()
     assert set(template["Globals"]["Function"]["Environment"]["Variables"]) == CONTRACT_ENV
-    api_env = template["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"]
-    assert api_env["STEPFOLD_STATE_MACHINE_ARN"] == {"Ref": "AgentLoop"}
+    human_env = template["Resources"]["RequestHumanFunction"]["Properties"]["Environment"]["Variables"]
+    assert "${HttpApi}" in human_env["STEPFOLD_PUBLIC_URL"]["Fn::Sub"]
+
+
+def test_api_function_knows_the_machine_by_name() -> None:
+    """Not by Ref: that would close a cycle through HttpApi (.ci/sam.sh lints the transformed template)."""
+    resources = _template()["Resources"]
+    name = resources["AgentLoop"]["Properties"]["Name"]["Fn::Sub"]
+    arn = resources["ApiFunction"]["Properties"]["Environment"]["Variables"]["STEPFOLD_STATE_MACHINE_ARN"]
+    assert arn == {
+        "Fn::Sub": f"arn:${{AWS::Partition}}:states:${{AWS::Region}}:${{AWS::AccountId}}:stateMachine:{name}"
+    }
+    (start,) = [s for s in _statements(resources["ApiFunction"]) if s["Action"] == "states:StartExecution"]
+    assert start["Resource"] == arn
 
 
 def test_functions_are_built_by_the_makefile() -> None:
