@@ -228,6 +228,10 @@ class LocalStack:
         context = LambdaContext(function_name=name, invoked_function_arn=self.function_arns_by_name().get(name, ""))
         try:
             result = handler(event, context)
+        except SystemExit as exc:  # the process died mid-invocation: Lambda reports Runtime.ExitError
+            response_headers["x-amz-function-error"] = "Unhandled"
+            self._record(Invocation(name, event, None, "Runtime.ExitError"))
+            return json.dumps({"errorType": "Runtime.ExitError", "errorMessage": f"exited: {exc}"}).encode()
         except Exception as exc:  # noqa: BLE001 - reported to Step Functions exactly as Lambda would
             response_headers["x-amz-function-error"] = "Unhandled"
             error = {
@@ -345,8 +349,8 @@ class LocalStack:
         return [a for a in arns if not self._waiting_for_human(a)]
 
     def _waiting_for_human(self, execution_arn: str) -> bool:
-        history = self.clients["stepfunctions"].get_execution_history(executionArn=execution_arn, reverseOrder=True)
-        for event in history["events"]:
+        history = self.clients["stepfunctions"].get_execution_history(executionArn=execution_arn)
+        for event in sorted(history["events"], key=lambda e: int(e["id"]), reverse=True):  # moto ignores reverseOrder
             if event["type"] == "TaskStateEntered":
                 return bool(event["stateEnteredEventDetails"]["name"] == "WaitForHuman")
             if event["type"] in ("TaskStateExited", "PassStateEntered", "ChoiceStateEntered"):

@@ -1,0 +1,239 @@
+"""The fault-injection matrix: crash a step at each write point, or make a dependency fail, and let
+Step Functions retry it exactly as it would in AWS (the real ASL's Retry, the real handler).
+
+For every point the thread must end complete, in order and without duplicates; an idempotent tool's
+effect happens exactly once per tool call id, and a non-idempotent tool runs at most once, with an
+``outcome_unknown`` event asking a human whenever the step cannot know whether it ran.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ConfigDict
+
+from core.agent import Agent
+from core.agents import AGENTS
+from core.events import Error, Event, HumanRequest, ToolCall, ToolResult
+from core.llm import ProviderConfig
+from core.llm.base import LLMRequest, LLMResponse, RetryableLLMError
+from core.llm.scripted import Say, ScriptedLLM, scripted_model
+from core.store.base import ThreadStore
+from core.thread import Thread, fold
+from core.tools import Tool, ToolContext
+from infra.local.stack import LocalStack
+
+RESULTS: list[tuple[str, str, str]] = []
+
+
+class ChargeArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cents: int
+
+
+@dataclass
+class PaymentsService:
+    """The fake external system: counts calls, and effects per idempotency key (dedupes when asked to)."""
+
+    dedupe: bool
+    calls: Counter[str] = field(default_factory=Counter)
+    effects: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def charge(self, key: str) -> dict[str, Any]:
+        with self._lock:
+            self.calls[key] += 1
+            if not self.dedupe or self.effects[key] == 0:
+                self.effects[key] += 1
+        return {"charged": True, "key": key}
+
+
+@dataclass
+class Fault:
+    """Fires once at ``point``; ``fired`` tells whether it did."""
+
+    point: str
+    fired: bool = False
+
+    def fire(self, point: str) -> bool:
+        if self.point == point and not self.fired:
+            self.fired = True
+            return True
+        return False
+
+
+class FaultyStore:
+    """The real store with crashes at the step's write points (a Lambda dying there)."""
+
+    def __init__(self, inner: ThreadStore, fault: Fault) -> None:
+        self.inner = inner
+        self.fault = fault
+
+    def create(self, thread: Thread) -> Thread:
+        return self.inner.create(thread)
+
+    def load(self, thread_id: str) -> Thread:
+        return self.inner.load(thread_id)
+
+    def append(self, thread_id: str, expected_version: int, events: Sequence[Event]) -> Thread:
+        intent = any(isinstance(e, ToolCall) and e.tool == "charge" for e in events)
+        result = any(isinstance(e, ToolResult) and e.tool == "charge" for e in events)
+        if intent and self.fault.fire("before intent commit"):
+            raise SystemExit("crash before the intent commit")
+        if result and self.fault.fire("after tool, before result commit"):
+            raise SystemExit("crash after the tool ran, before its result was committed")
+        committed = self.inner.append(thread_id, expected_version, events)
+        if intent and self.fault.fire("after intent, before tool"):
+            raise SystemExit("crash after the intent commit, before the tool ran")
+        if result and self.fault.fire("after result, before return"):
+            raise SystemExit("crash after the result commit, before returning to Step Functions")
+        return committed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class FaultyLLM:
+    """The scripted model, failing once as a provider would (timeout, 429, 500)."""
+
+    def __init__(self, inner: ScriptedLLM, fault: Fault) -> None:
+        self.inner = inner
+        self.fault = fault
+
+    def complete(self, request: LLMRequest) -> LLMResponse:
+        for point, status in (("llm timeout", None), ("llm 429", 429), ("llm 500", 500)):
+            if self.fault.fire(point):
+                raise RetryableLLMError("fake", "injected " + point, status=status)
+        return self.inner.complete(request)
+
+
+def _brain(request: LLMRequest) -> Say:
+    if any(isinstance(e, ToolResult) and e.tool == "charge" for e in request.events):
+        return Say("done_for_now", {"answer": "charged"})
+    if any(isinstance(e, Error) and e.kind == "outcome_unknown" for e in request.events):
+        return Say("done_for_now", {"answer": "not sure the charge happened; a human was asked"})
+    return Say("charge", {"cents": 500})
+
+
+@dataclass
+class Kit:
+    payments: PaymentsService
+    fault: Fault
+    agent: Agent
+    llm: ScriptedLLM
+
+
+def _install(stack: LocalStack, *, idempotent: bool, point: str) -> Kit:
+    payments = PaymentsService(dedupe=idempotent)
+
+    def charge(_: ChargeArgs, ctx: ToolContext) -> dict[str, Any]:
+        return payments.charge(ctx.idempotency_key)
+
+    agent = Agent(
+        name="payer",
+        description="charges once",
+        prompt_id="calculator",
+        prompt_version=1,
+        model="scripted:payer",
+        tools=(Tool("charge", "Charge the card.", ChargeArgs, charge, idempotent=idempotent),),
+    )
+    fault = Fault(point)
+    llm = ScriptedLLM(_brain, name="payer")
+    faulty = FaultyLLM(llm, fault)
+    rt = stack.rt
+    rt.agents = {**AGENTS, agent.name: agent}
+    rt.use_provider_config(ProviderConfig(scripted=lambda n: faulty if n == "payer" else scripted_model(n)))
+    rt.threads = FaultyStore(rt.threads, fault)
+    return Kit(payments, fault, agent, llm)
+
+
+@pytest.fixture(scope="module")
+def shared_stack() -> Iterator[LocalStack]:
+    with LocalStack(env={"POWERTOOLS_LOG_LEVEL": "ERROR"}) as running:
+        yield running
+
+
+POINTS = (
+    "before intent commit",
+    "after intent, before tool",
+    "after tool, before result commit",
+    "after result, before return",
+    "llm timeout",
+    "llm 429",
+    "llm 500",
+)
+
+
+def _check_log(thread: Thread) -> None:
+    """Complete, in order, never duplicated: one intent and at most one outcome per call id."""
+    assert [e.seq for e in thread.events] == list(range(thread.version))
+    intents = Counter(e.call_id for e in thread.events if isinstance(e, ToolCall))
+    outcomes = Counter(
+        e.call_id for e in thread.events if isinstance(e, ToolResult | Error) and getattr(e, "call_id", None)
+    )
+    assert all(n == 1 for n in intents.values()), intents
+    assert all(n == 1 for n in outcomes.values()), outcomes
+    assert set(outcomes) <= set(intents)
+
+
+@pytest.mark.parametrize("idempotent", [True, False], ids=["idempotent", "non-idempotent"])
+@pytest.mark.parametrize("point", POINTS)
+def test_fault_matrix(shared_stack: LocalStack, point: str, idempotent: bool) -> None:
+    stack = shared_stack
+    rt = stack.rt
+    original_threads, original_agents, original_config = rt.threads, rt.agents, rt.provider_config
+    try:
+        kit = _install(stack, idempotent=idempotent, point=point)
+        thread = stack.launch("payer", f"charge 500 ({point}, {idempotent})")
+        final = stack.wait(thread.id, timeout=60)
+        stack.wait_idle()
+        state = fold(final)
+        assert kit.fault.fired, f"the fault at {point!r} never fired"
+        _check_log(final)
+        charges = [e for e in final.events if isinstance(e, ToolCall) and e.tool == "charge"]
+        assert len(charges) == 1
+        key = f"{final.id}:{charges[0].call_id}"
+        unknown = [e for e in final.events if isinstance(e, Error) and e.kind == "outcome_unknown"]
+        if idempotent:
+            assert kit.payments.effects == {key: 1}, "an idempotent tool's effect happens exactly once"
+            assert state.status == "done"
+            assert not unknown
+            outcome = f"done; effect x{kit.payments.effects[key]}, calls x{kit.payments.calls[key]}"
+        else:
+            assert kit.payments.calls[key] <= 1, "a non-idempotent tool never runs twice"
+            if point in ("after intent, before tool", "after tool, before result commit"):
+                # the retry cannot tell these two apart: it must not guess, so it asks
+                ran = kit.payments.calls[key]
+                assert ran == (1 if point.startswith("after tool") else 0)
+                assert len(unknown) == 1
+                assert state.status == "awaiting_human"
+                request = state.open_request
+                assert isinstance(request, HumanRequest)
+                assert request.origin == "ledger"
+                outcome = f"outcome_unknown -> asks a human; ran x{ran}"
+            else:
+                assert not unknown
+                assert state.status == "done"
+                outcome = f"done; ran x{kit.payments.calls[key]}"
+        assert stack.execution_status(stack.execution_arn(final.id)) in ("SUCCEEDED", "RUNNING")
+        RESULTS.append((point, "idempotent" if idempotent else "non-idempotent", outcome))
+    finally:
+        rt.threads, rt.agents = original_threads, original_agents
+        rt.use_provider_config(original_config)
+
+
+def test_print_fault_table(capsys: pytest.CaptureFixture[str]) -> None:
+    """Runs last in this module: prints the matrix that the runs above filled in."""
+    if not RESULTS:
+        pytest.skip("run together with test_fault_matrix")
+    width = max(len(p) for p, _, _ in RESULTS)
+    lines = [f"{'fault point':<{width}}  {'tool':<14}  outcome", "-" * (width + 50)]
+    lines += [f"{p:<{width}}  {k:<14}  {o}" for p, k, o in RESULTS]
+    with capsys.disabled():
+        print("\n" + "\n".join(lines))
+    assert len(RESULTS) == 2 * len(POINTS)
