@@ -9,13 +9,14 @@ tool runs (see "One step" in DESIGN.md).
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from core.context import ContextOptions, render
 from core.errors import clip
@@ -37,6 +38,9 @@ from core.pricing import cost_usd
 from core.prompts import Prompt, PromptLibrary
 from core.thread import ASK_TOOL, DONE_TOOL, PendingCall, Thread, ThreadState, fold
 from core.tools import InvalidCall, RequestHumanInput, Tool, ToolContext, ToolRegistry, ValidCall
+
+if TYPE_CHECKING:
+    from core.triggers import Trigger
 
 Route = Literal["continue", "await_human", "paused", "done", "failed"]
 Checkpoint = Callable[[Sequence[Event]], None]
@@ -63,6 +67,12 @@ class Limits:
     max_cost_usd: float | None = None
     max_repeats: int = 3
     """The same tool call with the same args this many times escalates to a human."""
+    max_tokens: int | None = None
+    """Input + output tokens over all model calls since the last human review."""
+    max_stale_results: int = 4
+    """This many tool results in a row that repeat results already in the thread (no new information)."""
+    max_result_bytes: int = 5_000_000
+    """A tool result larger than this (as JSON) is refused with an error instead of stored."""
     on_limit: Literal["ask_human", "fail"] = "ask_human"
 
 
@@ -94,6 +104,8 @@ class Agent:
     limits: Limits = field(default_factory=Limits)
     prefetch: tuple[Prefetch, ...] = ()
     context: ContextOptions = field(default_factory=ContextOptions)
+    triggers: tuple[Trigger, ...] = ()
+    """Where its threads come from besides the API (Factor 11): webhooks, schedules, event rules."""
 
     @cached_property
     def registry(self) -> ToolRegistry:
@@ -206,6 +218,10 @@ def _limit_reached(limits: Limits, state: ThreadState) -> str | None:
         return f"reached the limit of {limits.max_steps} model calls"
     if limits.max_cost_usd is not None and state.cost_since_review >= limits.max_cost_usd:
         return f"spent ${state.cost_since_review:.4f}, the budget is ${limits.max_cost_usd:.4f}"
+    if limits.max_tokens is not None and state.tokens_since_review >= limits.max_tokens:
+        return f"used {state.tokens_since_review} tokens, the budget is {limits.max_tokens}"
+    if state.stale_results >= limits.max_stale_results:
+        return f"its last {state.stale_results} tool results brought no new information"
     return None
 
 
@@ -242,6 +258,8 @@ def _prefetch(b: _Builder, agent: Agent, ctx: StepContext) -> None:
 def _run(b: _Builder, agent: Agent, call: ValidCall, call_id: str) -> None:
     ok, value = agent.registry.run(call, ToolContext(b.thread.id, call_id, agent.name))
     b.tool_runs += 1
+    if ok and (size := len(json.dumps(value, ensure_ascii=False).encode())) > agent.limits.max_result_bytes:
+        ok, value = False, f"the result is {size} bytes; the limit is {agent.limits.max_result_bytes} (not stored)"
     if ok:
         b.add(ToolResult, call_id=call_id, tool=call.tool.name, result=value)
     else:

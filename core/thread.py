@@ -134,6 +134,9 @@ class ThreadState:
     last_error: Error | None = None
     steps_since_review: int = 0
     cost_since_review: float = 0.0
+    tokens_since_review: int = 0
+    stale_results: int = 0
+    """Tool results in a row (model calls only) that repeat a result already in the thread."""
     calls_by_signature: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -173,18 +176,23 @@ def fold(thread: Thread) -> ThreadState:
     started: set[str] = set()
     open_call: ToolCall | None = None
     signatures: dict[str, int] = {}
-    review_steps, review_cost = 0, 0.0
+    review_steps, review_cost, review_tokens = 0, 0.0, 0
+    seen_results: set[str] = set()
+    stale = 0
+    prefetched: set[str] = set()
     for i, event in enumerate(events):
         match event:
             case UserInput():
-                last_input, errors = i, 0
+                last_input, errors, stale = i, 0, 0
             case LLMCall():
                 steps += 1
                 in_tok += event.input_tokens
                 out_tok += event.output_tokens
                 cost += event.cost_usd
             case ToolCall():
-                if not event.prefetch:
+                if event.prefetch:
+                    prefetched.add(event.call_id)
+                else:
                     signature = f"{event.tool}:{sorted(event.args.items())!r}"
                     signatures[signature] = signatures.get(signature, 0) + 1
                 if event.call_id not in closed and event.tool != DONE_TOOL:
@@ -193,14 +201,19 @@ def fold(thread: Thread) -> ThreadState:
                 started.add(event.call_id)
             case ToolResult():
                 errors = 0
+                fingerprint = f"{event.tool}:{json.dumps(event.result, sort_keys=True, default=str)}"
+                if event.call_id not in prefetched:
+                    stale = stale + 1 if fingerprint in seen_results else 0
+                seen_results.add(fingerprint)
             case Error():
                 errors += 1
                 last_error = event
             case HumanResponse():
                 errors = 0
                 request = requests.get(event.approval_id)
+                stale = 0
                 if request is not None and request.origin == "limit":
-                    review_steps, review_cost, signatures = steps, cost, {}
+                    review_steps, review_cost, review_tokens, signatures = steps, cost, in_tok + out_tok, {}
             case Paused():
                 last_paused = i
             case Resumed():
@@ -249,6 +262,8 @@ def fold(thread: Thread) -> ThreadState:
         last_error=last_error,
         steps_since_review=steps - review_steps,
         cost_since_review=round(cost - review_cost, 10),
+        tokens_since_review=in_tok + out_tok - review_tokens,
+        stale_results=stale,
         calls_by_signature=signatures,
     )
 

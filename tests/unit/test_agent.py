@@ -854,3 +854,56 @@ def test_odd_tool_results_are_stored_as_the_json_a_store_reads_back(rec: Recorde
     assert _one(thread.events, ToolResult).result == {"1": "one", "b": [2, 3]}
     assert Thread.from_json(thread.to_json()) == thread
     assert '<tool_result name="weird" id="call_1">{"1":"one","b":[2,3]}</tool_result>' in llm.calls[1].context
+
+
+# --- token budget, stale results, result size (Factor 8 limits) -----------------------------------
+
+
+def test_token_budget_escalates_before_the_next_model_call(rec: Recorder, ctx: StepContext) -> None:
+    agent = make_agent(rec, limits=Limits(max_tokens=40))
+    llm = ScriptedLLM([Say("ping", {"n": i}) for i in range(10)])
+    thread = _new()
+    outcome, thread = _step(thread, agent, llm, ctx)
+    used = fold(thread).total_tokens
+    assert used >= 40, "one scripted call already spends the tiny budget"
+    outcome, thread = _step(thread, agent, llm, ctx)
+    assert outcome.route == "await_human"
+    assert _one(outcome.events, Error).message == f"used {used} tokens, the budget is 40"
+    assert _one(outcome.events, HumanRequest).origin == "limit"
+    assert len(llm.calls) == 1
+
+
+def test_results_that_bring_no_new_information_escalate(rec: Recorder, ctx: StepContext) -> None:
+    agent = make_agent(rec, limits=Limits(max_stale_results=2, max_repeats=99))
+    llm = ScriptedLLM([Say("ping", {"n": 1})] * 5)
+    thread = _new()
+    routes = []
+    for _ in range(4):
+        outcome, thread = _step(thread, agent, llm, ctx)
+        routes.append(outcome.route)
+    assert routes == ["continue", "continue", "continue", "await_human"]
+    assert fold(thread).stale_results == 2
+    assert _one(outcome.events, Error).message == "its last 2 tool results brought no new information"
+    thread = respond(thread, decision="answer", answer="keep going")
+    assert fold(thread).stale_results == 0
+
+
+def test_a_new_result_resets_the_stale_count(rec: Recorder, ctx: StepContext) -> None:
+    agent = make_agent(rec, limits=Limits(max_stale_results=2, max_repeats=99))
+    llm = ScriptedLLM([Say("ping", {"n": 1}), Say("ping", {"n": 1}), Say("ping", {"n": 2}), Say("ping", {"n": 1})])
+    thread = _new()
+    for _ in range(4):
+        outcome, thread = _step(thread, agent, llm, ctx)
+        assert outcome.route == "continue"
+    assert fold(thread).stale_results == 1
+
+
+def test_an_oversized_tool_result_is_refused_not_stored(rec: Recorder, ctx: StepContext) -> None:
+    agent = make_agent(rec, limits=Limits(max_result_bytes=10))
+    llm = ScriptedLLM([Say("ping", {"n": 123456})])
+    outcome, _ = _step(_new(), agent, llm, ctx)
+    error = _one(outcome.events, Error)
+    assert error.kind == "tool_failed"
+    assert error.message.startswith("the result is ")
+    assert error.message.endswith("bytes; the limit is 10 (not stored)")
+    assert not [e for e in outcome.events if isinstance(e, ToolResult)]
