@@ -1,0 +1,132 @@
+"""Many hands on one thread: concurrent steps, approvals, pauses and messages never fork it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from core.agents import deploybot
+from core.approvals import AlreadyDecidedError, Decision, decide
+from core.control import WrongStateError, add_message, pause
+from core.events import HumanResponse, LLMCall, Paused
+from core.store.base import VersionConflictError
+from core.thread import Thread, fold
+from functions import step as step_function
+from infra.local.stack import LambdaContext, LocalStack
+from tests.functional._agents import CountingAgentKit
+
+
+def _together(*calls: Callable[[], Any]) -> list[Any]:
+    """Run calls at the same instant (a barrier), returning each result or the exception it raised."""
+    barrier = threading.Barrier(len(calls), timeout=10)
+    results: list[Any] = [None] * len(calls)
+
+    def run(i: int, call: Callable[[], Any]) -> None:
+        barrier.wait()
+        try:
+            results[i] = call()
+        except Exception as exc:
+            results[i] = exc
+
+    workers = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=30)
+    return results
+
+
+def _contiguous(thread: Thread) -> None:
+    assert [e.seq for e in thread.events] == list(range(thread.version))
+
+
+def _waiting_deploy(stack: LocalStack) -> Thread:
+    thread = stack.launch("deploybot", "deploy the latest backend to production")
+    return stack.wait(thread.id)
+
+
+def _decide(stack: LocalStack, approval_id: str, by: str) -> Callable[[], Thread]:
+    rt = stack.rt
+    return lambda: decide(
+        approval_id,
+        Decision(decision="approve", by=by, channel="link"),
+        threads=rt.threads,
+        approvals=rt.approvals,
+        agents=rt.agents,
+        tokens=rt.sfn,
+        clock=rt.clock,
+    )
+
+
+def test_two_approvers_at_once_exactly_one_wins(stack: LocalStack) -> None:
+    waiting = _waiting_deploy(stack)
+    approval_id = fold(waiting).open_request.approval_id  # type: ignore[union-attr]
+    results = _together(_decide(stack, approval_id, "alice"), _decide(stack, approval_id, "bob"))
+    winners = [r for r in results if isinstance(r, Thread)]
+    losers = [r for r in results if isinstance(r, AlreadyDecidedError)]
+    assert (len(winners), len(losers)) == (1, 1), results
+    final = stack.wait(waiting.id)
+    _contiguous(final)
+    assert fold(final).status == "done"
+    responses = [e for e in final.events if isinstance(e, HumanResponse)]
+    assert len(responses) == 1
+    assert list(deploybot.SERVICE.runs.values()) == [1]
+    assert stack.rt.approvals.get(approval_id).decided_by == responses[0].by
+
+
+def test_a_double_clicked_approval_is_applied_once(stack: LocalStack) -> None:
+    waiting = _waiting_deploy(stack)
+    approval_id = fold(waiting).open_request.approval_id  # type: ignore[union-attr]
+    _decide(stack, approval_id, "alice")()
+    second = _together(_decide(stack, approval_id, "alice"))[0]
+    assert isinstance(second, AlreadyDecidedError)
+    assert "already approved by alice" in str(second)
+    final = stack.wait(waiting.id)
+    assert sum(isinstance(e, HumanResponse) for e in final.events) == 1
+    assert list(deploybot.SERVICE.runs.values()) == [1]
+
+
+def test_approve_pause_and_message_at_once_never_fork_the_thread(stack: LocalStack) -> None:
+    waiting = _waiting_deploy(stack)
+    rt = stack.rt
+    approval_id = fold(waiting).open_request.approval_id  # type: ignore[union-attr]
+    results = _together(
+        _decide(stack, approval_id, "alice"),
+        lambda: pause(rt.threads, waiting.id, by="ops", reason="freeze", clock=rt.clock),
+        lambda: add_message(rt.threads, rt.executions, waiting.id, text="also frontend", by="carol", clock=rt.clock),
+    )
+    assert isinstance(results[0], Thread)
+    assert isinstance(results[1], Thread)
+    assert isinstance(results[2], WrongStateError)  # a waiting thread takes answers, not messages
+    thread = stack.wait(waiting.id, until=("paused",))
+    stack.wait_idle()
+    _contiguous(thread)
+    assert sum(isinstance(e, HumanResponse) for e in thread.events) == 1
+    assert sum(isinstance(e, Paused) for e in thread.events) == 1
+    assert fold(thread).status == "paused"
+    assert deploybot.SERVICE.deployments == []  # the pause landed before the approved deploy could run
+
+
+def test_five_concurrent_steps_for_one_seq_commit_once(stack: LocalStack) -> None:
+    kit = CountingAgentKit()
+    kit.install(stack)
+    rt = stack.rt
+    from core.thread import start_thread  # noqa: PLC0415
+
+    thread = rt.threads.create(start_thread("th_five", kit.agent.name, "go", now=rt.now()))
+    context = LambdaContext(function_name="StepFunction")
+    results = _together(*[lambda: step_function.handler({"thread_id": thread.id, "seq": 1}, context)] * 5)
+    committed = [r for r in results if isinstance(r, dict)]
+    conflicts = [r for r in results if isinstance(r, VersionConflictError)]
+    assert len(committed) + len(conflicts) == 5
+    assert committed, results
+    final = stack.thread(thread.id)
+    _contiguous(final)
+    assert sum(isinstance(e, LLMCall) for e in final.events) == 1
+    # A step that loads the thread between another's intent and result commits cannot tell it from a
+    # retry: the effect ledger lets it re-run an idempotent tool, always with the same idempotency key.
+    assert len(set(kit.keys)) == 1
+    assert kit.runs["call_id_count"] >= 1
+    # every successful return names the same committed state
+    assert {(r["seq"], r["route"]) for r in committed} == {(final.version, "continue")}
