@@ -14,6 +14,7 @@ from core.events import Error, HumanRequest, ToolResult
 from core.llm import ProviderConfig
 from core.llm.base import LLMRequest
 from core.llm.scripted import Say, ScriptedLLM, scripted_model
+from core.store.dynamodb import DynamoThreadStore
 from core.thread import fold, start_thread
 from core.tools import Tool, ToolContext
 from functions import step as step_function
@@ -111,7 +112,8 @@ def test_malformed_model_output_becomes_a_compacted_error_event(stack: LocalStac
 def test_three_bad_outputs_in_a_row_escalate_to_a_human(stack: LocalStack) -> None:
     _install(stack, ScriptedLLM([Say("charge", "{oops")] * 3))
     thread = stack.rt.threads.create(start_thread("th_three", AGENT.name, "charge 5", now=stack.rt.now()))
-    seq, routes = thread.version, []
+    seq = thread.version
+    routes: list[str] = []
     for _ in range(3):
         result = _step(thread.id, seq)
         seq, routes = result["seq"], [*routes, result["route"]]
@@ -162,6 +164,6 @@ def test_corrupted_stored_event_fails_loudly_with_the_thread_id(stack: LocalStac
             }
         },
     )
-    fresh = stack.rt.threads.__class__("stepfold-threads", ddb, stack.clients["s3"], "stepfold-payloads")
+    fresh = DynamoThreadStore("stepfold-threads", ddb, stack.clients["s3"], "stepfold-payloads", cache=False)
     with pytest.raises(Exception, match=r"th_corrupt.*schema version 99"):
         fresh.load(thread.id)
