@@ -2,6 +2,7 @@
 
 from core.store.base import (
     StoreError,
+    StoreUnavailableError,
     ThreadExistsError,
     ThreadNotFoundError,
     ThreadStore,
@@ -12,6 +13,7 @@ from core.store.memory import MemoryThreadStore
 __all__ = [
     "MemoryThreadStore",
     "StoreError",
+    "StoreUnavailableError",
     "ThreadExistsError",
     "ThreadNotFoundError",
     "ThreadStore",

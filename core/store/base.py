@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections.abc import Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
 
 from core.events import Event
-from core.thread import Thread
+from core.thread import Status, Thread
 
 
 class StoreError(Exception):
     """Base of store errors."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store is throttled or failing (DynamoDB throughput, S3 5xx): safe to retry, Step Functions does."""
 
 
 class ThreadNotFoundError(StoreError, KeyError):
@@ -53,3 +62,61 @@ class ThreadStore(Protocol):
     def append(self, thread_id: str, expected_version: int, events: Sequence[Event]) -> Thread:
         """Append events if the thread is still at ``expected_version``, else :class:`VersionConflictError`."""
         ...
+
+
+# --- listings ------------------------------------------------------------------------------------------------
+
+STATUSES: tuple[Status, ...] = ("running", "awaiting_human", "paused", "done", "failed")
+MAX_LIST_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class ThreadListing:
+    """One row of a listing: what a thread's header knows, without reading its events."""
+
+    thread_id: str
+    agent: str
+    status: Status
+    updated_at: datetime
+
+
+class InvalidCursorError(StoreError, ValueError):
+    """A listing cursor this store did not issue, or issued for a different query."""
+
+
+@runtime_checkable
+class ThreadLister(Protocol):
+    """Stores that list threads; apart from :class:`ThreadStore`, which stays three methods."""
+
+    def list_threads(
+        self, *, status: Status | None = None, agent: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[ThreadListing], str | None]:
+        """A page of threads, most recently updated first, and the next page's cursor (``None`` at the end)."""
+        ...
+
+
+def check_listing(status: str | None, limit: int) -> None:
+    """Refuse a status that does not exist and a page size out of range."""
+    if status is not None and status not in STATUSES:
+        raise ValueError(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        raise ValueError(f"limit must be between 1 and {MAX_LIST_LIMIT}, got {limit}")
+
+
+def encode_cursor(query: Sequence[str | None], position: Any) -> str:
+    """An opaque cursor: the query it belongs to and where the next page starts, as URL-safe base64 JSON."""
+    raw = json.dumps({"q": list(query), "p": position}, separators=(",", ":"), sort_keys=True)
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, query: Sequence[str | None]) -> Any:
+    """The position in ``cursor``; :class:`InvalidCursorError` if it is malformed or was made for another query."""
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError):
+        raise InvalidCursorError("the cursor is not one this API issued; start again without it") from None
+    if not isinstance(data, dict) or "p" not in data:
+        raise InvalidCursorError("the cursor is not one this API issued; start again without it")
+    if data.get("q") != list(query):
+        raise InvalidCursorError("the cursor belongs to a listing with other filters; use the same status and agent")
+    return data["p"]

@@ -19,18 +19,31 @@ by the caller.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
 from core.events import Event, dump_event, parse_event, utcnow
-from core.store.base import StoreError, ThreadExistsError, ThreadNotFoundError, VersionConflictError
-from core.thread import Thread, fold
+from core.store.base import (
+    STATUSES,
+    InvalidCursorError,
+    StoreError,
+    ThreadExistsError,
+    ThreadListing,
+    ThreadNotFoundError,
+    VersionConflictError,
+    check_listing,
+    decode_cursor,
+    encode_cursor,
+)
+from core.thread import Status, Thread, fold
 
 MAX_EVENTS_PER_WRITE = 99
 """TransactWriteItems takes at most 100 items and one of them is the header."""
@@ -39,10 +52,17 @@ MAX_INLINE_BYTES = 350_000
 _MAX_TRANSACTION_BYTES = 4_000_000
 """TransactWriteItems refuses requests whose items add up to more than 4 MB."""
 
+STATUS_INDEX = "status-updated"
+"""The GSI that lists threads: partition ``status``, sort ``updated_at``; sparse, only headers carry ``status``."""
+_LIST_QUERIES = 10
+"""At most this many Query calls per status for one listing page (an agent filter may skip many headers)."""
+
 _META = "META"
 _EV = "EV#"
+_THREAD = "THREAD#"
 _SEQ_DIGITS = 10
 _FULL_LOAD_ATTEMPTS = 3
+_FULL_LOAD_BACKOFF_SECONDS = 0.02
 
 Item = dict[str, Any]
 """A DynamoDB item in the low-level client's typed form (``{"S": ...}``, ``{"N": ...}``, ``{"M": ...}``)."""
@@ -73,9 +93,36 @@ def table_key_schema() -> dict[str, Any]:
     }
 
 
-def create_table(dynamodb: Any, table: str, *, ttl_attribute: str | None = "expires_at") -> None:
+def status_index_schema() -> dict[str, Any]:
+    """The listing GSI as ``create_table`` arguments to merge in (template.yaml declares the same index)."""
+    return {
+        "AttributeDefinitions": [
+            {"AttributeName": "status", "AttributeType": "S"},
+            {"AttributeName": "updated_at", "AttributeType": "S"},
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": STATUS_INDEX,
+                "KeySchema": [
+                    {"AttributeName": "status", "KeyType": "HASH"},
+                    {"AttributeName": "updated_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    }
+
+
+def create_table(
+    dynamodb: Any, table: str, *, ttl_attribute: str | None = "expires_at", status_index: bool = True
+) -> None:
     """Create the threads table (on-demand) and wait until it is active; for tests and the local stack."""
-    dynamodb.create_table(TableName=table, **table_key_schema())
+    schema = table_key_schema()
+    if status_index:
+        index = status_index_schema()
+        schema["AttributeDefinitions"] = [*schema["AttributeDefinitions"], *index["AttributeDefinitions"]]
+        schema["GlobalSecondaryIndexes"] = index["GlobalSecondaryIndexes"]
+    dynamodb.create_table(TableName=table, **schema)
     dynamodb.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
     if ttl_attribute:
         dynamodb.update_time_to_live(
@@ -84,7 +131,7 @@ def create_table(dynamodb: Any, table: str, *, ttl_attribute: str | None = "expi
 
 
 def _pk(thread_id: str) -> str:
-    return f"THREAD#{thread_id}"
+    return f"{_THREAD}{thread_id}"
 
 
 def _sk(seq: int) -> str:
@@ -261,6 +308,77 @@ class DynamoThreadStore:
         self._remember(updated)
         return updated
 
+    # -- listing -----------------------------------------------------------------------------------------------
+
+    def list_threads(
+        self, *, status: Status | None = None, agent: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[ThreadListing], str | None]:
+        """Threads by ``updated_at``, newest first, from the ``status-updated`` GSI (headers only, no events).
+
+        With a status: one Query of that partition (``ScanIndexForward=False``), ``agent`` as a filter. Without:
+        one Query per status (five), merged by time; each may read up to ``limit`` headers that do not make this
+        page, so a page costs up to 5 x ``limit`` header reads (about 0.5 RCU per 4 KB, headers are well under
+        1 KB). An ``agent`` filter is applied after the read: headers it drops are paid for too, so a page may
+        hold fewer than ``limit`` rows while ``next_cursor`` is still set (each status gives up after
+        ``_LIST_QUERIES`` Query calls). The cursor carries each status's position (its ``LastEvaluatedKey``).
+        GSI reads are eventually consistent: a thread shows up, or moves status, a moment after its write.
+        """
+        check_listing(status, limit)
+        query = [status, agent]
+        statuses = [status] if status is not None else list(STATUSES)
+        positions = _positions(decode_cursor(cursor, query), statuses) if cursor is not None else {}
+        fetched: dict[str, tuple[list[Item], Item | None]] = {}
+        for name in statuses:
+            position = positions.get(name)
+            if position != "end":
+                fetched[name] = self._list_status(name, agent, limit, position)
+        newest_first = heapq.merge(
+            *([(item, name) for item in items] for name, (items, _) in fetched.items()),
+            key=lambda pair: pair[0]["updated_at"]["S"],
+            reverse=True,
+        )
+        page = [pair for _, pair in zip(range(limit), newest_first, strict=False)]
+        next_positions: dict[str, Any] = dict(positions)
+        for listed, (items, last) in fetched.items():
+            taken = [item for item, source in page if source == listed]
+            if len(taken) == len(items):
+                next_positions[listed] = last if last is not None else "end"
+            elif taken:
+                next_positions[listed] = _index_key(taken[-1])
+        rows = [_listing(item) for item, _ in page]
+        if all(next_positions.get(name) == "end" for name in statuses):
+            return rows, None
+        return rows, encode_cursor(query, next_positions)
+
+    def _list_status(
+        self, status: str, agent: str | None, limit: int, start: Item | None
+    ) -> tuple[list[Item], Item | None]:
+        """Up to ``limit`` headers of one status after ``start``, and the key to continue from (None: no more)."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": STATUS_INDEX,
+            "KeyConditionExpression": "#s = :s",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {":s": _s(status)},
+            "ScanIndexForward": False,
+        }
+        if agent is not None:
+            request["FilterExpression"] = "#a = :a"
+            request["ExpressionAttributeNames"]["#a"] = "agent"
+            request["ExpressionAttributeValues"][":a"] = _s(agent)
+        items: list[Item] = []
+        for _ in range(_LIST_QUERIES):
+            # Never ask for more than the page still needs, so LastEvaluatedKey is exactly where this page stops.
+            request["Limit"] = limit - len(items)
+            if start is not None:
+                request["ExclusiveStartKey"] = start
+            response = self._db.query(**request)
+            items.extend(i for i in response.get("Items", []) if i["PK"]["S"].startswith(_THREAD))
+            start = response.get("LastEvaluatedKey")
+            if start is None or len(items) >= limit:
+                break
+        return items, start
+
     # -- reading -----------------------------------------------------------------------------------------------
 
     def _refresh(self, cached: Thread) -> Thread | None:
@@ -290,7 +408,10 @@ class DynamoThreadStore:
     def _load_full(self, thread_id: str) -> Thread:
         """Every item of the thread, page by page; retried when a concurrent append lands mid-read."""
         missing = 0
-        for _ in range(_FULL_LOAD_ATTEMPTS):
+        for attempt in range(_FULL_LOAD_ATTEMPTS):
+            if attempt:
+                # A Query is not isolated from a transaction landing item by item: give it a moment to finish.
+                time.sleep(_FULL_LOAD_BACKOFF_SECONDS * attempt)
             items = self._query(
                 KeyConditionExpression="PK = :pk", ExpressionAttributeValues={":pk": _s(_pk(thread_id))}
             )
@@ -382,6 +503,46 @@ class DynamoThreadStore:
         self._cache.move_to_end(thread.id)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
+
+
+_INDEX_KEYS = ("PK", "SK", "status", "updated_at")
+_STATUS_OF: dict[str, Status] = {status: status for status in STATUSES}
+
+
+def _index_key(item: Item) -> Item:
+    """The GSI's ExclusiveStartKey for a header item: the index keys plus the table keys."""
+    return {name: item[name] for name in _INDEX_KEYS}
+
+
+def _positions(raw: Any, statuses: Sequence[str]) -> dict[str, Any]:
+    """Each status's position from a decoded cursor: absent (from the start), ``"end"`` or a GSI key."""
+    bad = InvalidCursorError("the cursor is not one this API issued; start again without it")
+    if not isinstance(raw, dict):
+        raise bad
+    for name, position in raw.items():
+        if name not in statuses:
+            raise bad
+        if position == "end":
+            continue
+        if not (
+            isinstance(position, dict)
+            and set(position) == set(_INDEX_KEYS)
+            and all(isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) for v in position.values())
+            and position["status"]["S"] == name
+            and position["PK"]["S"].startswith(_THREAD)
+        ):
+            raise bad
+    return dict(raw)
+
+
+def _listing(item: Item) -> ThreadListing:
+    updated = datetime.fromisoformat(item["updated_at"]["S"])
+    return ThreadListing(
+        thread_id=item["PK"]["S"].removeprefix(_THREAD),
+        agent=item["agent"]["S"],
+        status=_STATUS_OF[item["status"]["S"]],
+        updated_at=updated if updated.tzinfo is not None else updated.replace(tzinfo=UTC),
+    )
 
 
 def _check_batch(thread_id: str, count: int) -> None:
