@@ -230,6 +230,17 @@ def _check(decision: Decision, approval: Approval, request: HumanRequest, agent:
     return edited
 
 
+def waiting_request(approval: Approval, thread: Thread) -> HumanRequest:
+    """The thread's open request that ``approval`` answers; raises if it was answered or its call changed."""
+    state = fold(thread)
+    request = state.open_request
+    if request is None or request.approval_id != approval.approval_id:
+        raise AlreadyDecidedError("the thread is no longer waiting for this request; it was already answered")
+    if approval.call_id and (state.pending is None or args_hash(state.pending.args) != approval.args_hash):
+        raise ArgsChangedError("the tool call changed after this link was made; nothing was approved")
+    return request
+
+
 def decide(
     approval_id: str,
     decision: Decision,
@@ -250,12 +261,7 @@ def decide(
     agent = agents[approval.agent]
     for _ in range(DECISION_ATTEMPTS):
         thread = threads.load(approval.thread_id)
-        state = fold(thread)
-        request = state.open_request
-        if request is None or request.approval_id != approval_id:
-            raise AlreadyDecidedError("the thread is no longer waiting for this request; it was already answered")
-        if approval.call_id and (state.pending is None or args_hash(state.pending.args) != approval.args_hash):
-            raise ArgsChangedError("the tool call changed after this link was made; nothing was approved")
+        request = waiting_request(approval, thread)
         edited = _check(decision, approval, request, agent)
         event = HumanResponse(
             seq=thread.next_seq,
