@@ -118,6 +118,22 @@ AGENT = Agent(
 # --- the scripted brain ---------------------------------------------------------------------------
 
 _TAG = re.compile(r"\bv\d+\.\d+\.\d+(?:-[a-z0-9.]+)?\b")
+_ALWAYS_DEPLOY_TO = re.compile(r"^\s*-\s*always deploy to (staging|production)\b", re.IGNORECASE | re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class PromptRules:
+    """The rules the brain takes from the system prompt it is given, as a model would (so a prompt edit
+    changes its decisions, and evals can catch a bad one). v1 has none that override the request."""
+
+    environment: str | None = None
+    """A rule line ``- Always deploy to <environment>`` sends every deploy there, whatever was asked."""
+
+
+def prompt_rules(system: str) -> PromptRules:
+    """The rule lines of a rendered deploybot system prompt that change what the brain decides."""
+    always = _ALWAYS_DEPLOY_TO.search(system)
+    return PromptRules(environment=always[1].lower() if always else None)
 
 
 @dataclass(frozen=True)
@@ -127,7 +143,7 @@ class _Want:
     tag: str | None
 
 
-def _wanted(text: str, tags: list[str]) -> _Want:
+def _wanted(text: str, tags: list[str], told: PromptRules) -> _Want:
     lower = text.lower()
     components = tuple(c for c in ("backend", "frontend") if c in lower) or (
         ("backend", "frontend") if "both" in lower or "everything" in lower else ()
@@ -137,21 +153,24 @@ def _wanted(text: str, tags: list[str]) -> _Want:
     )
     explicit = _TAG.search(lower)
     tag = explicit[0] if explicit else (tags[0] if tags and ("latest" in lower or "newest" in lower) else None)
+    if environment is not None and told.environment is not None:
+        environment = told.environment
     return _Want(components, environment, tag)
 
 
 def brain(request: LLMRequest) -> Say:
-    """What a good model does with the deploybot prompt, deterministically."""
+    """What a model does with the deploybot prompt it is given, deterministically."""
+    told = prompt_rules(request.system)
     first, after = since_last_input(request.events)
     tag_results = [r for r in results(request.events, prefetch=True) if r.tool == "list_git_tags"]
     tags = list(tag_results[-1].result) if tag_results else []
     if not tags:
         return Say("list_git_tags", {})
-    want = _wanted(first.text if first else "", tags)
+    want = _wanted(first.text if first else "", tags, told)
     if not want.components or not want.environment:
         answer = last_of(after, HumanResponse)
         if answer is not None and answer.answer:
-            want = _wanted(f"{first.text if first else ''} {answer.answer}", tags)
+            want = _wanted(f"{first.text if first else ''} {answer.answer}", tags, told)
         if not want.components or not want.environment:
             return ask(
                 "Which component (backend, frontend or both) and which environment (staging or production)?",

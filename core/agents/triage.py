@@ -19,6 +19,7 @@ from core.agents._script import done, results, since_last_input
 from core.llm.base import LLMRequest
 from core.llm.scripted import Say
 from core.tools import Tool, ToolContext
+from core.triggers import Webhook
 
 Label = Literal["bug", "feature", "question", "security"]
 Team = Literal["backend", "frontend", "docs", "product"]
@@ -106,16 +107,6 @@ TOOLS = (
     Tool("page_oncall", "Page the security on-call engineer.", PageArgs, page_oncall, policy="needs_approval"),
 )
 
-AGENT = Agent(
-    name="triage",
-    description="Triages new issues from a webhook: label, route, acknowledge; security pages need approval.",
-    prompt_id="triage",
-    prompt_version=1,
-    tools=TOOLS,
-    model="scripted:triage",
-    limits=Limits(max_steps=10),
-)
-
 
 def issue_input(payload: dict[str, Any]) -> str:
     """The first user input for a GitHub ``issues.opened`` payload: only what the model needs (Factor 3)."""
@@ -126,6 +117,18 @@ def issue_input(payload: dict[str, Any]) -> str:
         f"New issue #{issue.get('number')} in {repo} by {(issue.get('user') or {}).get('login', 'unknown')}\n"
         f"Title: {issue.get('title', '')}\n\n{body}"
     )
+
+
+AGENT = Agent(
+    name="triage",
+    description="Triages new issues from a webhook: label, route, acknowledge; security pages need approval.",
+    prompt_id="triage",
+    prompt_version=1,
+    tools=TOOLS,
+    model="scripted:triage",
+    limits=Limits(max_steps=10),
+    triggers=(Webhook("github", ["issues.opened"], issue_input),),
+)
 
 
 # --- the scripted brain ---------------------------------------------------------------------------

@@ -39,8 +39,8 @@ def _only_request(run: Run) -> HumanRequest:
     return request
 
 
-def test_the_registry_has_the_three_agents_with_their_brains() -> None:
-    assert sorted(AGENTS) == sorted(SCRIPTED_BRAINS) == ["calculator", "deploybot", "triage"]
+def test_the_registry_has_the_agents_with_their_brains() -> None:
+    assert sorted(AGENTS) == sorted(SCRIPTED_BRAINS) == ["calculator", "deploybot", "orders", "standup", "triage"]
     assert get_agent("deploybot") is DEPLOYBOT
     for agent in AGENTS.values():
         assert agent.model == f"scripted:{agent.name}"
@@ -48,9 +48,10 @@ def test_the_registry_has_the_three_agents_with_their_brains() -> None:
 
 
 def test_an_unknown_agent_or_scripted_model_lists_the_known_ones() -> None:
-    with pytest.raises(UnknownAgentError, match="unknown agent 'nope'; available: calculator, deploybot, triage"):
+    known = "calculator, deploybot, orders, standup, triage"
+    with pytest.raises(UnknownAgentError, match=f"unknown agent 'nope'; available: {known}"):
         get_agent("nope")
-    with pytest.raises(ModelStringError, match="no scripted model 'nope'; known: calculator, deploybot, triage"):
+    with pytest.raises(ModelStringError, match=f"no scripted model 'nope'; known: {known}"):
         make_llm("scripted:nope")
 
 
@@ -304,7 +305,13 @@ def test_triage_treats_an_injection_attempt_as_data(drive: Driver) -> None:
 
 @pytest.mark.parametrize("agent", sorted(AGENTS))
 def test_every_llm_call_records_the_prompt_hash_it_used(agent: str, drive: Driver) -> None:
-    text = {"calculator": "add 1 and 2", "deploybot": "deploy the frontend to staging", "triage": _issue(1, "Bug", "")}
+    text = {
+        "calculator": "add 1 and 2",
+        "deploybot": "deploy the frontend to staging",
+        "triage": _issue(1, "Bug", ""),
+        "standup": "Write the standup digest for Monday 2025-01-06.",
+        "orders": "Order ord_1001 failed (reported by shop.checkout): payment_declined.",
+    }
     run = drive(AGENTS[agent], text[agent])
 
     hashes = {c.prompt_hash for c in run.of(LLMCall)}

@@ -1,0 +1,932 @@
+"""Triggers (Factor 11): agents start where work happens, and every trigger ends in one idempotent launch.
+
+Declarations
+    An agent lists its triggers on ``Agent.triggers``: :class:`Webhook` (a signed HTTP delivery from
+    GitHub, Slack or any sender using our scheme), :class:`Schedule` (an EventBridge Scheduler cron) and
+    :class:`EventRule` (an EventBridge event pattern). Each carries a pure function from the trigger's
+    payload to the thread's first user input: only what the model needs (Factor 3), never the raw payload.
+
+One deduplicated entry
+    Every delivery has an id its sender keeps on a retry: GitHub's ``X-GitHub-Delivery``, Slack's
+    ``event_id`` or ``trigger_id``, the ``id`` of our own envelope, the EventBridge event ``id``, or a
+    schedule's name plus its scheduled time. :func:`launch_from` hands ``<kind>:<source>:<id>`` to
+    :func:`core.control.launch` as the idempotency key, and launch derives the thread id from it. A
+    redelivery therefore names the thread that already exists: nothing new starts, and the answer is that
+    thread's id.
+
+    There is no separate ``TRIGGER#<source>#<id>`` item (DESIGN.md proposed one). The derived thread id
+    already is the dedup record: permanent instead of TTL'd, written in the same conditional put that
+    creates the thread (so it cannot disagree with it), and a duplicate is answered from the id alone.
+    Each triggered thread records where it came from in its labels (``trigger``, ``trigger_event``,
+    ``delivery_id``); deliveries that started nothing are in the function's logs.
+
+Signatures (:func:`read_webhook` checks them before it parses anything)
+    github    ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256(secret, raw body)>``. GitHub signs no
+              timestamp, so a captured delivery can be replayed; the delivery id dedup makes a replay
+              start nothing new.
+    slack     ``X-Slack-Signature: v0=<hex HMAC-SHA256(secret, "v0:<ts>:<raw body>")>`` with
+              ``X-Slack-Request-Timestamp: <ts>``; a timestamp more than five minutes away is refused.
+    stepfold  (any other source name) ``X-Stepfold-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret,
+              "<t>.<raw body>")>``, five minutes' tolerance: the scheme our webhook notifier signs with
+              (:func:`core.notify.sign_webhook`). The body is the envelope
+              ``{"id": ..., "type": ..., "data": ..., "callback_url": ...}``; everything that matters is
+              inside the signed body, so a captured request cannot be redirected.
+
+Pattern matching
+    :func:`matches` implements the part of EventBridge's event patterns that rules here use: exact values,
+    lists of alternatives, nested objects, ``{"prefix": ...}`` and ``{"exists": true|false}``.
+
+Schedule expressions
+    ``cron(...)``, ``rate(...)`` and ``at(...)`` as EventBridge Scheduler reads them. :meth:`Schedule.next_fire`
+    and :meth:`Schedule.previous_fire` evaluate cron locally (``stepfold schedules``); ``L``, ``W`` and
+    ``#`` are refused at declaration rather than evaluated wrongly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal, assert_never
+from urllib.parse import parse_qsl, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from core.control import ControlError, Executions, launch
+from core.notify import SIGNATURE_HEADER, SIGNATURE_TOLERANCE_SECONDS, sign_webhook
+from core.replies import ReplyFormat
+
+if TYPE_CHECKING:
+    from core.agent import Agent
+    from core.store.base import ThreadStore
+
+Payload = dict[str, Any]
+Scheme = Literal["github", "slack", "stepfold"]
+
+MAX_INPUT_CHARS = 8_000
+"""A default ``to_input`` keeps at most this much of a payload."""
+_SOURCE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+_NAME = re.compile(r"^[0-9A-Za-z_.-]{1,64}$")
+"""EventBridge Scheduler's and EventBridge rules' name alphabet."""
+_MAX_ID = 200
+
+
+# --- declarations ----------------------------------------------------------------------------------------------
+
+
+def payload_input(payload: Mapping[str, Any]) -> str:
+    """The default ``to_input``: the payload as compact JSON, cut to :data:`MAX_INPUT_CHARS`."""
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, sort_keys=True, default=str)
+    return text if len(text) <= MAX_INPUT_CHARS else text[: MAX_INPUT_CHARS - 3] + "..."
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """Start a thread for each signed delivery of ``events`` from ``source`` (``POST /webhooks/<source>``).
+
+    Event names: GitHub ``<X-GitHub-Event>.<action>`` (``issues.opened``) or the bare event (``push``);
+    Slack the slash command (``/standup``) or the Events API type (``app_mention``); our envelope its
+    ``type``. ``"*"`` subscribes to every event of the source.
+    """
+
+    source: str
+    events: Sequence[str]
+    to_input: Callable[[Payload], str] = payload_input
+
+    def __post_init__(self) -> None:
+        if not _SOURCE.match(self.source):
+            raise ValueError(f"webhook source {self.source!r}: use 1-40 lowercase letters, digits, '-' or '_'")
+        events = (self.events,) if isinstance(self.events, str) else tuple(self.events)
+        if not events or not all(isinstance(e, str) and e for e in events):
+            raise ValueError(f"webhook {self.source}: name at least one event, e.g. ['issues.opened']")
+        object.__setattr__(self, "events", events)
+
+    @property
+    def scheme(self) -> Scheme:
+        return scheme_of(self.source)
+
+    def accepts(self, event: str) -> bool:
+        return "*" in self.events or event in self.events
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Start a thread at each time ``expression`` names (EventBridge Scheduler; UTC unless ``timezone``).
+
+    ``input`` is the thread's first user input, or a function of the scheduled time (in ``timezone``).
+    ``name`` is what the Scheduler target's Input and ``stepfold trigger-schedule`` call it (with the scheduled
+    time it makes the idempotency key); it defaults to the agent's name.
+    """
+
+    expression: str
+    input: str | Callable[[datetime], str] = "It is time for your scheduled run."
+    name: str = ""
+    timezone: str = "UTC"
+    _parsed: ScheduleExpression = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.name and not _NAME.match(self.name):
+            raise ValueError(f"schedule name {self.name!r}: 1-64 of letters, digits, '-', '_' or '.'")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"schedule {self.name or self.expression}: unknown timezone {self.timezone!r}") from None
+        object.__setattr__(self, "_parsed", parse_schedule_expression(self.expression))
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def input_for(self, scheduled: datetime) -> str:
+        return self.input(scheduled.astimezone(self.zone)) if callable(self.input) else self.input
+
+    def fires_at(self, when: datetime) -> bool:
+        """Whether the schedule fires at ``when`` (to the minute)."""
+        return self._parsed.fires_at(when, self.zone)
+
+    def next_fire(self, after: datetime) -> datetime | None:
+        """The first fire time strictly after ``after`` (UTC), or None for ``rate(...)`` and a past ``at(...)``."""
+        return self._parsed.next_fire(after, self.zone)
+
+    def previous_fire(self, at_or_before: datetime) -> datetime | None:
+        """The last fire time at or before ``at_or_before`` (UTC), or None."""
+        return self._parsed.previous_fire(at_or_before, self.zone)
+
+
+@dataclass(frozen=True)
+class EventRule:
+    """Start a thread for each EventBridge event matching ``pattern``; ``to_input`` gets the whole envelope.
+
+    The rule that routes these events to the triggers function in template.yaml uses the same pattern;
+    the function matches again here, so the code decides which agent an event starts.
+    """
+
+    pattern: Mapping[str, Any]
+    to_input: Callable[[Payload], str] = payload_input
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.name and not _NAME.match(self.name):
+            raise ValueError(f"event rule name {self.name!r}: 1-64 of letters, digits, '-', '_' or '.'")
+        validate_pattern(self.pattern)
+
+    def matches(self, event: Mapping[str, Any]) -> bool:
+        return matches(self.pattern, event)
+
+
+Trigger = Webhook | Schedule | EventRule
+
+
+# --- the registry, read from the agents ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One trigger of one agent, with its resolved name (schedules and rules)."""
+
+    agent: str
+    trigger: Trigger
+    name: str
+
+
+def subscriptions(agents: Mapping[str, Agent]) -> list[Subscription]:
+    """Every declared trigger; schedule and rule names default to ``<agent>`` (``<agent>-<n>`` if several)."""
+    found: list[Subscription] = []
+    names: dict[str, str] = {}
+    for agent in agents.values():
+        counts = {kind: sum(isinstance(t, kind) for t in agent.triggers) for kind in (Schedule, EventRule)}
+        seen = dict.fromkeys((Schedule, EventRule), 0)
+        for trigger in agent.triggers:
+            name = ""
+            if isinstance(trigger, Schedule | EventRule):
+                kind = type(trigger)
+                seen[kind] += 1
+                name = trigger.name or (agent.name if counts[kind] == 1 else f"{agent.name}-{seen[kind]}")
+                label = f"{'schedule' if kind is Schedule else 'rule'} {name}"
+                if label in names:
+                    raise ValueError(f"{label} is declared twice (agents {names[label]} and {agent.name})")
+                names[label] = agent.name
+            found.append(Subscription(agent.name, trigger, name))
+    return found
+
+
+def schedules(agents: Mapping[str, Agent]) -> dict[str, Subscription]:
+    """Schedules by name."""
+    return {s.name: s for s in subscriptions(agents) if isinstance(s.trigger, Schedule)}
+
+
+def event_rules(agents: Mapping[str, Agent]) -> list[Subscription]:
+    return [s for s in subscriptions(agents) if isinstance(s.trigger, EventRule)]
+
+
+def webhooks(agents: Mapping[str, Agent], source: str | None = None) -> list[Subscription]:
+    return [
+        s
+        for s in subscriptions(agents)
+        if isinstance(s.trigger, Webhook) and (source is None or s.trigger.source == source)
+    ]
+
+
+def scheme_of(source: str) -> Scheme:
+    """How deliveries from ``source`` are signed: GitHub's and Slack's own schemes, ours for every other name."""
+    return "github" if source == "github" else "slack" if source == "slack" else "stepfold"
+
+
+def known_source(source: str, agents: Mapping[str, Agent]) -> bool:
+    """GitHub, Slack and ``stepfold`` always (a challenge or a ping needs an answer); others once declared."""
+    return source in ("github", "slack", "stepfold") or bool(webhooks(agents, source))
+
+
+# --- errors ----------------------------------------------------------------------------------------------------
+
+
+class TriggerError(Exception):
+    """A delivery that starts nothing; ``status`` is the HTTP status that fits."""
+
+    status = 400
+    error = "bad_request"
+
+
+class UnknownSourceError(TriggerError):
+    status = 404
+    error = "not_found"
+
+
+class SignatureError(TriggerError):
+    """Missing, malformed, wrong or stale signature: the delivery is not from who it claims to be."""
+
+    status = 401
+    error = "unauthorized"
+
+
+class BadDeliveryError(TriggerError):
+    """Signed, but not a delivery this source sends (no id, not JSON, a callback URL we will not call)."""
+
+
+class UnknownScheduleError(TriggerError):
+    status = 404
+    error = "not_found"
+
+
+# --- signatures ------------------------------------------------------------------------------------------------
+
+
+def _hmac_hex(secret: str, message: bytes) -> str:
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def _same(expected: str, given: str) -> bool:
+    return hmac.compare_digest(expected.encode(), given.strip().lower().encode("utf-8", "replace"))
+
+
+def sign_github(secret: str, body: bytes) -> str:
+    """The ``X-Hub-Signature-256`` value GitHub sends for ``body``."""
+    return f"sha256={_hmac_hex(secret, body)}"
+
+
+def sign_slack(secret: str, timestamp: int, body: bytes) -> str:
+    """The ``X-Slack-Signature`` value Slack sends for ``body`` at ``timestamp``."""
+    return f"v0={_hmac_hex(secret, b'v0:' + str(timestamp).encode() + b':' + body)}"
+
+
+sign_stepfold = sign_webhook
+"""The ``X-Stepfold-Signature`` value for ``body`` at ``timestamp`` (the notifier's outbound scheme)."""
+
+
+def verify_github(secret: str, header: str | None, body: bytes) -> None:
+    """Raise :class:`SignatureError` unless ``header`` is GitHub's signature of ``body``."""
+    if not header:
+        raise SignatureError("the X-Hub-Signature-256 header is missing: configure the webhook's secret")
+    algorithm, _, given = header.partition("=")
+    if algorithm.strip() != "sha256" or not given:
+        raise SignatureError("X-Hub-Signature-256 is not of the form sha256=<hex>")
+    if not _same(_hmac_hex(secret, body), given):
+        raise SignatureError("X-Hub-Signature-256 does not match the body: check the webhook's secret")
+
+
+def _fresh(timestamp: str, now: int, tolerance: int, header: str) -> int:
+    if not timestamp.strip().isdigit():
+        raise SignatureError(f"{header} must be unix seconds")
+    ts = int(timestamp)
+    if abs(now - ts) > tolerance:
+        raise SignatureError(f"the signature is {abs(now - ts)} s from our clock (over {tolerance} s): a replay?")
+    return ts
+
+
+def verify_slack(
+    secret: str,
+    timestamp: str | None,
+    signature: str | None,
+    body: bytes,
+    *,
+    now: int,
+    tolerance: int = SIGNATURE_TOLERANCE_SECONDS,
+) -> None:
+    """Raise :class:`SignatureError` unless Slack signed ``body`` with ``secret`` within ``tolerance`` s of ``now``."""
+    if not timestamp or not signature:
+        raise SignatureError("the X-Slack-Request-Timestamp and X-Slack-Signature headers are required")
+    ts = _fresh(timestamp, now, tolerance, "X-Slack-Request-Timestamp")
+    version, _, given = signature.partition("=")
+    if version != "v0" or not given:
+        raise SignatureError("X-Slack-Signature is not of the form v0=<hex>")
+    if not _same(sign_slack(secret, ts, body).removeprefix("v0="), given):
+        raise SignatureError("X-Slack-Signature does not match the body: check the app's signing secret")
+
+
+def verify_stepfold(
+    secret: str, header: str | None, body: bytes, *, now: int, tolerance: int = SIGNATURE_TOLERANCE_SECONDS
+) -> None:
+    """Raise :class:`SignatureError` unless ``header`` is ``t=<unix>,v1=<hex>`` over ``"<t>.<body>"``, fresh."""
+    if not header:
+        raise SignatureError(f"the {SIGNATURE_HEADER} header is missing")
+    parts = [p.strip().partition("=") for p in header.split(",")]
+    timestamps = [value for key, _, value in parts if key == "t"]
+    given = [value for key, _, value in parts if key == "v1" and value]
+    if len(timestamps) != 1 or not given:
+        raise SignatureError(f"{SIGNATURE_HEADER} is not of the form t=<unix seconds>,v1=<hex>")
+    ts = _fresh(timestamps[0], now, tolerance, f"{SIGNATURE_HEADER} t")
+    expected = sign_webhook(secret, ts, body).rsplit("v1=", 1)[1]
+    if not any(_same(expected, g) for g in given):  # several v1 values: a sender rotating its secret
+        raise SignatureError(f"{SIGNATURE_HEADER} does not match the body: check the shared secret")
+
+
+# --- reading a delivery ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WebhookSecrets:
+    """The shared secrets per scheme; a scheme without one accepts nothing."""
+
+    github: str | None = field(default=None, repr=False)
+    slack: str | None = field(default=None, repr=False)
+    stepfold: str | None = field(default=None, repr=False)
+
+    def of(self, scheme: Scheme) -> str | None:
+        return {"github": self.github, "slack": self.slack, "stepfold": self.stepfold}[scheme]
+
+
+_SECRET_NAMES: dict[Scheme, str] = {
+    "github": "github_webhook_secret",
+    "slack": "slack_signing_secret",
+    "stepfold": "stepfold_webhook_secret",
+}
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A verified delivery: who sent it, which event, its sender's id, and the payload ``to_input`` reads."""
+
+    source: str
+    event: str
+    delivery_id: str
+    payload: Payload
+    reply_to: str | None = None
+    reply_format: ReplyFormat | None = None
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """Slack's ``url_verification``: answer with the challenge, start nothing."""
+
+    challenge: str
+
+
+def read_webhook(
+    source: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    agents: Mapping[str, Agent],
+    secrets: WebhookSecrets,
+    now: int,
+) -> Delivery | Challenge:
+    """Verify the delivery's signature, then parse it. Raises a :class:`TriggerError` for anything refused."""
+    if not known_source(source, agents):
+        raise UnknownSourceError(f"no webhook source {source!r}; known: {', '.join(_sources(agents))}")
+    scheme = scheme_of(source)
+    secret = secrets.of(scheme)
+    if not secret:
+        raise UnknownSourceError(
+            f"webhooks from {source} are not enabled: add {_SECRET_NAMES[scheme]} to the stepfold secret"
+        )
+    lower = {k.lower(): v for k, v in headers.items()}
+    match scheme:
+        case "github":
+            verify_github(secret, lower.get("x-hub-signature-256"), body)
+            return _github(lower, body)
+        case "slack":
+            verify_slack(secret, lower.get("x-slack-request-timestamp"), lower.get("x-slack-signature"), body, now=now)
+            return _slack(body, lower.get("content-type", ""))
+        case "stepfold":
+            verify_stepfold(secret, lower.get(SIGNATURE_HEADER.lower()), body, now=now)
+            return _stepfold(source, body)
+        case _:
+            assert_never(scheme)
+
+
+def _sources(agents: Mapping[str, Agent]) -> list[str]:
+    declared = {s.trigger.source for s in webhooks(agents) if isinstance(s.trigger, Webhook)}
+    return sorted({"github", "slack", "stepfold", *declared})
+
+
+def _json_object(raw: bytes | str, what: str) -> Payload:
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise BadDeliveryError(f"the {what} is not JSON") from None
+    if not isinstance(value, dict):
+        raise BadDeliveryError(f"the {what} is JSON but not an object")
+    return value
+
+
+def _id(value: Any, what: str) -> str:
+    text = str(value or "").strip()
+    if not text or len(text) > _MAX_ID or not text.isprintable():
+        raise BadDeliveryError(f"{what} is missing or not a short printable id")
+    return text
+
+
+def _github(headers: Mapping[str, str], body: bytes) -> Delivery:
+    event = headers.get("x-github-event", "").strip()
+    if not event:
+        raise BadDeliveryError("the X-GitHub-Event header is missing")
+    delivery_id = _id(headers.get("x-github-delivery"), "X-GitHub-Delivery")
+    if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        form = dict(parse_qsl(body.decode("utf-8", "replace")))
+        payload = _json_object(form.get("payload", ""), "payload form field")
+    else:
+        payload = _json_object(body, "body")
+    action = payload.get("action")
+    name = f"{event}.{action}" if isinstance(action, str) and action else event
+    return Delivery("github", name, delivery_id, payload)
+
+
+def _slack(body: bytes, content_type: str) -> Delivery | Challenge:
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        form: Payload = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        command = str(form.get("command", ""))
+        if not command.startswith("/"):  # an interaction (button, modal): no agent subscribes to these yet
+            return Delivery("slack", "interaction", hashlib.sha256(body).hexdigest()[:32], form)
+        url = form.get("response_url")
+        reply = check_reply_url(str(url), "slack") if url else None
+        return Delivery(
+            "slack", command, _id(form.get("trigger_id"), "trigger_id"), form, reply, "slack" if reply else None
+        )
+    payload = _json_object(body, "body")
+    if payload.get("type") == "url_verification":
+        return Challenge(str(payload.get("challenge", "")))
+    inner = payload.get("event")
+    event = str(inner.get("type", "")) if isinstance(inner, dict) else ""
+    return Delivery("slack", event or str(payload.get("type", "")), _id(payload.get("event_id"), "event_id"), payload)
+
+
+def _stepfold(source: str, body: bytes) -> Delivery:
+    payload = _json_object(body, "body")
+    event = str(payload.get("type") or "").strip()
+    if not event:
+        raise BadDeliveryError('the envelope has no "type": send {"id", "type", "data", "callback_url"?}')
+    delivery_id = _id(payload.get("id"), 'the envelope\'s "id"')
+    url = payload.get("callback_url")
+    if url is not None and not isinstance(url, str):
+        raise BadDeliveryError("callback_url must be a string URL")
+    reply = check_reply_url(url, "stepfold") if url else None
+    return Delivery(source, event, delivery_id, payload, reply, "stepfold" if reply else None)
+
+
+def check_reply_url(url: str, fmt: ReplyFormat) -> str:
+    """``url`` if the answer may be sent there: https (http only to this machine); Slack only to Slack."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    local = host in ("localhost", "127.0.0.1", "::1")
+    if not (parts.scheme == "https" or (parts.scheme == "http" and local)) or not host:
+        raise BadDeliveryError("the callback URL must be an absolute https:// URL")
+    if fmt == "slack" and not (host == "slack.com" or host.endswith(".slack.com") or local):
+        raise BadDeliveryError("a Slack response_url must point at slack.com")
+    return url
+
+
+# --- starting threads ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Started:
+    """One thread a trigger launched, or found already launched (``created=False``: a redelivery)."""
+
+    agent: str
+    thread_id: str
+    created: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"agent": self.agent, "thread_id": self.thread_id, "created": self.created}
+
+
+@dataclass(frozen=True)
+class Launcher:
+    """What launching needs: the stores, the execution starter, the agents and a clock."""
+
+    threads: ThreadStore
+    executions: Executions
+    agents: Mapping[str, Agent]
+    clock: Callable[[], datetime]
+
+
+def launch_from(
+    launcher: Launcher, agent: str, text: str, *, key: str, source: str, labels: Mapping[str, str]
+) -> Started:
+    """The one idempotent entry every trigger ends in: ``key`` names the thread (see the module docstring)."""
+    launched = launch(
+        launcher.threads,
+        launcher.executions,
+        launcher.agents,
+        agent=agent,
+        text=text,
+        clock=launcher.clock,
+        idempotency_key=key,
+        source=source,
+        labels=labels,
+    )
+    return Started(agent, launched.thread.id, launched.created)
+
+
+def start_webhook(launcher: Launcher, delivery: Delivery) -> list[Started]:
+    """Launch every agent subscribed to this delivery's event (none: nothing starts)."""
+    started: list[Started] = []
+    labels = {
+        "trigger": f"webhook:{delivery.source}",
+        "trigger_event": delivery.event,
+        "delivery_id": delivery.delivery_id,
+    }
+    if delivery.reply_to and delivery.reply_format:
+        labels |= {"reply_to": delivery.reply_to, "reply_format": delivery.reply_format}
+    for sub in webhooks(launcher.agents, delivery.source):
+        hook = sub.trigger
+        assert isinstance(hook, Webhook)
+        if hook.accepts(delivery.event):
+            started.append(
+                launch_from(
+                    launcher,
+                    sub.agent,
+                    hook.to_input(delivery.payload),
+                    key=f"webhook:{delivery.source}:{delivery.delivery_id}",
+                    source=f"{delivery.source}:{delivery.event}"[:100],
+                    labels=labels,
+                )
+            )
+    return started
+
+
+def scheduled_time(value: str) -> datetime:
+    """Scheduler's ``<aws.scheduler.scheduled-time>`` (ISO 8601, ``Z``) as an aware UTC datetime."""
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise BadDeliveryError(f"scheduled_time {value!r} is not an ISO 8601 time") from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def iso(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def start_schedule(launcher: Launcher, name: str, scheduled: str | datetime) -> Started:
+    """A schedule fired: one thread per (schedule, scheduled time), however often Scheduler delivers it."""
+    found = schedules(launcher.agents).get(name)
+    if found is None:
+        known = ", ".join(sorted(schedules(launcher.agents))) or "none"
+        raise UnknownScheduleError(f"no schedule {name!r}; declared: {known}")
+    when = scheduled if isinstance(scheduled, datetime) else scheduled_time(scheduled)
+    schedule = found.trigger
+    assert isinstance(schedule, Schedule)
+    stamp = iso(when)
+    return launch_from(
+        launcher,
+        found.agent,
+        schedule.input_for(when),
+        key=f"schedule:{name}:{stamp}",
+        source=f"schedule:{name}",
+        labels={"trigger": f"schedule:{name}", "trigger_event": stamp},
+    )
+
+
+ENVELOPE_FIELDS = ("version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail")
+
+
+def is_event_envelope(value: Mapping[str, Any]) -> bool:
+    """An EventBridge event as a rule target receives it."""
+    return "detail-type" in value and "source" in value and "detail" in value
+
+
+def start_event(launcher: Launcher, envelope: Mapping[str, Any]) -> list[Started]:
+    """Launch every agent whose rule matches this EventBridge event; its ``id`` is the idempotency key."""
+    if not is_event_envelope(envelope):
+        raise BadDeliveryError("not an EventBridge event: detail-type, source and detail are required")
+    event_id = _id(envelope.get("id"), "the event's id")
+    payload = dict(envelope)
+    started: list[Started] = []
+    for sub in event_rules(launcher.agents):
+        rule = sub.trigger
+        assert isinstance(rule, EventRule)
+        if rule.matches(payload):
+            started.append(
+                launch_from(
+                    launcher,
+                    sub.agent,
+                    rule.to_input(payload),
+                    key=f"event:{event_id}",
+                    source=f"event:{envelope['detail-type']}"[:100],
+                    labels={
+                        "trigger": f"rule:{sub.name}",
+                        "trigger_event": str(envelope["detail-type"]),
+                        "delivery_id": event_id,
+                    },
+                )
+            )
+    return started
+
+
+@dataclass(frozen=True)
+class WebhookAnswer:
+    """The HTTP answer to a delivery, what it started, and a reason for the log."""
+
+    status: int
+    body: dict[str, Any]
+    started: tuple[Started, ...] = ()
+    reason: str = ""
+
+
+def answer_webhook(
+    launcher: Launcher,
+    source: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    secrets: WebhookSecrets,
+    now: int,
+) -> WebhookAnswer:
+    """Verify, parse and start: 401/404/400 start nothing; 202 new; 200 a redelivery or Slack's challenge."""
+    try:
+        received = read_webhook(source, headers, body, agents=launcher.agents, secrets=secrets, now=now)
+    except TriggerError as exc:
+        return WebhookAnswer(exc.status, {"error": exc.error, "detail": str(exc)}, reason=str(exc))
+    if isinstance(received, Challenge):
+        return WebhookAnswer(200, {"challenge": received.challenge}, reason="slack url_verification")
+    try:
+        started = start_webhook(launcher, received)
+    except ControlError as exc:
+        return WebhookAnswer(exc.status, {"error": "refused", "detail": str(exc)}, reason=str(exc))
+    return _answer(received, started)
+
+
+def _answer(delivery: Delivery, started: list[Started]) -> WebhookAnswer:
+    slash = delivery.source == "slack" and delivery.event.startswith("/")
+    if not started:
+        why = f"no agent subscribes to {delivery.source} {delivery.event}"
+        if slash:
+            return WebhookAnswer(
+                200, {"response_type": "ephemeral", "text": f"No agent handles {delivery.event}."}, reason=why
+            )
+        return WebhookAnswer(202, {"ignored": why}, reason=why)
+    created = any(s.created for s in started)
+    first = started[0]
+    if slash:
+        text = f"On it: {first.agent} is working on this (thread {first.thread_id})."
+        if delivery.reply_to:
+            text += " The answer will be posted here."
+        return WebhookAnswer(200, {"response_type": "ephemeral", "text": text}, tuple(started))
+    body: dict[str, Any] = {"thread_id": first.thread_id, "agent": first.agent}
+    if not created:
+        body["duplicate"] = True
+    if len(started) > 1:
+        body["threads"] = [s.as_dict() for s in started]
+    return WebhookAnswer(202 if created else 200, body, tuple(started), "started" if created else "redelivery")
+
+
+# --- EventBridge patterns --------------------------------------------------------------------------------------
+
+_OPERATORS = frozenset({"prefix", "exists"})
+
+
+def validate_pattern(pattern: Mapping[str, Any], path: str = "") -> None:
+    """Raise ValueError (naming the field) for a pattern outside the supported subset."""
+    if not isinstance(pattern, Mapping) or not pattern:
+        raise ValueError(f"event pattern{' at ' + path if path else ''} must be a non-empty object")
+    for key, value in pattern.items():
+        where = f"{path}.{key}" if path else key
+        if isinstance(value, Mapping):
+            validate_pattern(value, where)
+            continue
+        if not isinstance(value, list) or not value:
+            raise ValueError(f'event pattern {where}: a leaf must be a non-empty list of values, e.g. ["order.failed"]')
+        for matcher in value:
+            if isinstance(matcher, Mapping):
+                if len(matcher) != 1 or next(iter(matcher)) not in _OPERATORS:
+                    raise ValueError(
+                        f"event pattern {where}: supported operators are prefix and exists, got {dict(matcher)}"
+                    )
+                op, arg = next(iter(matcher.items()))
+                if op == "prefix" and not isinstance(arg, str):
+                    raise ValueError(f"event pattern {where}: prefix takes a string")
+                if op == "exists" and not isinstance(arg, bool):
+                    raise ValueError(f"event pattern {where}: exists takes true or false")
+            elif isinstance(matcher, list):
+                raise ValueError(f"event pattern {where}: nested lists are not a pattern")
+
+
+def matches(pattern: Mapping[str, Any], event: Mapping[str, Any]) -> bool:
+    """EventBridge semantics: every field of the pattern matches (AND), any value of a list does (OR)."""
+    for key, expected in pattern.items():
+        present = key in event
+        value = event.get(key)
+        if isinstance(expected, Mapping):
+            if not isinstance(value, Mapping) or not matches(expected, value):
+                return False
+        elif not any(_leaf_matches(m, present, value) for m in expected):
+            return False
+    return True
+
+
+def _leaf_matches(matcher: Any, present: bool, value: Any) -> bool:
+    if isinstance(matcher, Mapping):
+        op, arg = next(iter(matcher.items()))
+        if op == "exists":
+            return (present and not isinstance(value, Mapping)) is arg
+        return any(isinstance(v, str) and v.startswith(arg) for v in _values(value)) if present else False
+    return present and any(_same_value(matcher, v) for v in _values(value))
+
+
+def _values(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _same_value(expected: Any, actual: Any) -> bool:
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return isinstance(expected, bool) and isinstance(actual, bool) and expected is actual
+    return bool(expected == actual)
+
+
+# --- schedule expressions --------------------------------------------------------------------------------------
+
+_MONTHS = dict(
+    zip(("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"), range(1, 13), strict=True)
+)
+_DAYS = dict(zip(("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"), range(1, 8), strict=True))
+_CRON_FIELDS: tuple[tuple[str, int, int, Mapping[str, int]], ...] = (
+    ("minutes", 0, 59, {}),
+    ("hours", 0, 23, {}),
+    ("day-of-month", 1, 31, {}),
+    ("month", 1, 12, _MONTHS),
+    ("day-of-week", 1, 7, _DAYS),
+    ("year", 1970, 2199, {}),
+)
+_RATE_UNITS = {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": 86400, "days": 86400}
+_SEARCH_DAYS = 366 * 8
+
+
+@dataclass(frozen=True)
+class ScheduleExpression:
+    """A parsed ``cron(...)``, ``rate(...)`` or ``at(...)``. Cron fields hold None for ``*`` / ``?``."""
+
+    kind: Literal["cron", "rate", "at"]
+    fields: tuple[frozenset[int] | None, ...] = ()
+    every_seconds: int = 0
+    at: datetime | None = None
+
+    def _day(self, day: date) -> bool:
+        _, _, dom, months, dow, years = self.fields
+        aws_dow = (day.weekday() + 1) % 7 + 1  # Monday is 2, Sunday 1
+        return (
+            (years is None or day.year in years)
+            and (months is None or day.month in months)
+            and (dom is None or day.day in dom)
+            and (dow is None or aws_dow in dow)
+        )
+
+    def _times(self, day: date, zone: ZoneInfo, *, reverse: bool) -> Iterator[datetime]:
+        minutes, hours = self.fields[0], self.fields[1]
+        for hour in sorted(hours if hours is not None else range(24), reverse=reverse):
+            for minute in sorted(minutes if minutes is not None else range(60), reverse=reverse):
+                yield datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone).astimezone(UTC)
+
+    def fires_at(self, when: datetime, zone: ZoneInfo) -> bool:
+        if self.kind == "at":
+            return self.at is not None and _minute(when) == _minute(self.at.replace(tzinfo=zone))
+        if self.kind == "rate":
+            return True
+        local = when.astimezone(zone)
+        minutes, hours = self.fields[0], self.fields[1]
+        return (
+            self._day(local.date())
+            and (hours is None or local.hour in hours)
+            and (minutes is None or local.minute in minutes)
+        )
+
+    def next_fire(self, after: datetime, zone: ZoneInfo) -> datetime | None:
+        if self.kind == "at":
+            at = self.at.replace(tzinfo=zone).astimezone(UTC) if self.at else None
+            return at if at is not None and at > after else None
+        if self.kind == "rate":
+            return None
+        start = after.astimezone(zone).date()
+        for offset in range(_SEARCH_DAYS):
+            day = start + timedelta(days=offset)
+            if self._day(day):
+                for candidate in self._times(day, zone, reverse=False):
+                    if candidate > after:
+                        return candidate
+        return None
+
+    def previous_fire(self, at_or_before: datetime, zone: ZoneInfo) -> datetime | None:
+        if self.kind == "at":
+            at = self.at.replace(tzinfo=zone).astimezone(UTC) if self.at else None
+            return at if at is not None and at <= at_or_before else None
+        if self.kind == "rate":
+            return None
+        start = at_or_before.astimezone(zone).date()
+        for offset in range(_SEARCH_DAYS):
+            day = start - timedelta(days=offset)
+            if self._day(day):
+                for candidate in self._times(day, zone, reverse=True):
+                    if candidate <= at_or_before:
+                        return candidate
+        return None
+
+
+def _minute(when: datetime) -> datetime:
+    return when.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def parse_schedule_expression(expression: str) -> ScheduleExpression:
+    """Parse what EventBridge Scheduler accepts (cron without ``L``, ``W``, ``#``); ValueError says what is wrong."""
+    text = expression.strip()
+    match = re.fullmatch(r"(cron|rate|at)\((.*)\)", text)
+    if match is None:
+        raise ValueError(f"schedule {expression!r}: write cron(...), rate(...) or at(yyyy-mm-ddThh:mm:ss)")
+    kind, inner = match[1], match[2].strip()
+    if kind == "rate":
+        value, _, unit = inner.partition(" ")
+        if not value.isdigit() or int(value) < 1 or unit.strip() not in _RATE_UNITS:
+            raise ValueError(f"schedule {expression!r}: rate takes '<n> minute(s)|hour(s)|day(s)'")
+        return ScheduleExpression("rate", every_seconds=int(value) * _RATE_UNITS[unit.strip()])
+    if kind == "at":
+        try:
+            return ScheduleExpression("at", at=datetime.strptime(inner, "%Y-%m-%dT%H:%M:%S"))
+        except ValueError:
+            raise ValueError(f"schedule {expression!r}: at takes yyyy-mm-ddThh:mm:ss") from None
+    parts = inner.split()
+    if len(parts) != 6:
+        raise ValueError(
+            f"schedule {expression!r}: cron takes six fields (minutes hours day-of-month month day-of-week year), "
+            f"got {len(parts)}"
+        )
+    if (parts[2] == "?") == (parts[4] == "?"):
+        raise ValueError(f"schedule {expression!r}: exactly one of day-of-month and day-of-week must be '?'")
+    fields = tuple(_cron_field(part, spec, expression) for part, spec in zip(parts, _CRON_FIELDS, strict=True))
+    return ScheduleExpression("cron", fields=fields)
+
+
+def _cron_field(text: str, spec: tuple[str, int, int, Mapping[str, int]], expression: str) -> frozenset[int] | None:
+    name, lo, hi, names = spec
+
+    def fail(why: str) -> ValueError:
+        return ValueError(f"schedule {expression!r}: {name} field {text!r}: {why}")
+
+    if text == "?":
+        if name not in ("day-of-month", "day-of-week"):
+            raise fail("'?' is only allowed in day-of-month or day-of-week")
+        return None
+    if text == "*":
+        return None
+
+    def value(token: str) -> int:
+        number = names.get(token.upper()) if names else None
+        if number is None:
+            if re.search(r"[LW#]", token.upper()):
+                raise fail("L, W and # are not supported here (they are in AWS, but stepfold cannot evaluate them)")
+            if not token.isdigit():
+                raise fail(f"{token!r} is not a number{' or name' if names else ''}")
+            number = int(token)
+        if not lo <= number <= hi:
+            raise fail(f"{number} is outside {lo}-{hi}")
+        return number
+
+    values: set[int] = set()
+    for part in text.split(","):
+        base, slash, step_text = part.partition("/")
+        if slash and (not step_text.isdigit() or int(step_text) < 1):
+            raise fail("a step must be a positive number")
+        step = int(step_text) if slash else 1
+        if base == "*":
+            start, end = lo, hi
+        elif "-" in base:
+            first, _, last = base.partition("-")
+            start, end = value(first), value(last)
+            if start > end:
+                raise fail(f"range {base} runs backwards")
+        else:
+            start = value(base)
+            end = hi if slash else start
+        values.update(range(start, end + 1, step))
+    return frozenset(values)
