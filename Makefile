@@ -11,7 +11,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,e2e]'
 	touch $(STAMP)
 
 test: setup
@@ -53,9 +53,9 @@ clean:
 LAMBDA_PIP ?= python3 -m pip
 LAMBDA_SOURCES := core functions prompts
 
-.PHONY: build-StepFunction build-RequestHumanFunction build-ApiFunction lambda-package
+.PHONY: build-StepFunction build-RequestHumanFunction build-ApiFunction build-ApprovalsFunction build-AuthorizerFunction build-TriggersFunction lambda-package
 
-build-StepFunction build-RequestHumanFunction build-ApiFunction: lambda-package
+build-StepFunction build-RequestHumanFunction build-ApiFunction build-ApprovalsFunction build-AuthorizerFunction build-TriggersFunction: lambda-package
 
 lambda-package:
 	test -n "$(ARTIFACTS_DIR)"
@@ -66,3 +66,17 @@ lambda-package:
 		--target "$(ARTIFACTS_DIR)" -r requirements-lambda.txt
 	find "$(ARTIFACTS_DIR)" -depth \( -name __pycache__ -o -name '*.pyc' \) -exec rm -rf {} +
 	rm -rf "$(ARTIFACTS_DIR)/bin"
+
+# --- serve (cli) ---
+# The local stack and its HTTP API on http://127.0.0.1:8765; prints the URL, the API key and each approval link.
+.PHONY: serve
+serve: setup
+	$(BIN)/stepfold serve
+
+# --- evals ---
+# Every agent's eval cases (evals/<agent>/*.json) with its pinned prompt and the scripted model: one model call
+# per case, nothing written anywhere. Exits non-zero if any case fails. `stepfold eval AGENT --compare v1 v2`
+# shows what a prompt change would move.
+.PHONY: evals
+evals: setup
+	$(BIN)/python -m infra.cli_evals eval-all

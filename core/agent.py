@@ -34,6 +34,7 @@ from core.events import (
     utcnow,
 )
 from core.llm.base import LLM, LLMRequest, LLMRequestError, LLMResponse
+from core.observe import NullObserver, Observer
 from core.pricing import cost_usd
 from core.prompts import Prompt, PromptLibrary
 from core.thread import ASK_TOOL, DONE_TOOL, PendingCall, Thread, ThreadState, fold
@@ -147,6 +148,7 @@ class _Builder:
     thread: Thread
     clock: Callable[[], datetime]
     checkpoint: Checkpoint | None
+    observer: Observer
     events: list[Event] = field(default_factory=list)
     checkpointed: int = 0
     llm_calls: int = 0
@@ -179,6 +181,7 @@ class StepContext:
     clock: Callable[[], datetime] = utcnow
     ids: Callable[[str], str] = new_id
     checkpoint: Checkpoint | None = None
+    observer: Observer = field(default_factory=NullObserver)
     model: str | None = None
     """Overrides the agent's model string for recording and pricing (``STEPFOLD_MODEL``)."""
 
@@ -189,7 +192,7 @@ def step(thread: Thread, agent: Agent, llm: LLM, ctx: StepContext | None = None)
     if thread.agent != agent.name:
         raise ValueError(f"thread {thread.id} belongs to agent {thread.agent!r}, not {agent.name!r}")
     state = fold(thread)
-    b = _Builder(thread, ctx.clock, ctx.checkpoint)
+    b = _Builder(thread, ctx.clock, ctx.checkpoint, ctx.observer)
     if state.status != "running":
         return b.outcome(_ROUTE_OF[state.status])
     if state.pending is not None:
@@ -256,7 +259,8 @@ def _prefetch(b: _Builder, agent: Agent, ctx: StepContext) -> None:
 
 
 def _run(b: _Builder, agent: Agent, call: ValidCall, call_id: str) -> None:
-    ok, value = agent.registry.run(call, ToolContext(b.thread.id, call_id, agent.name))
+    with b.observer.span("tool", call.tool.name):
+        ok, value = agent.registry.run(call, ToolContext(b.thread.id, call_id, agent.name))
     b.tool_runs += 1
     if ok and (size := len(json.dumps(value, ensure_ascii=False).encode())) > agent.limits.max_result_bytes:
         ok, value = False, f"the result is {size} bytes; the limit is {agent.limits.max_result_bytes} (not stored)"
@@ -333,7 +337,8 @@ def _call_model(b: _Builder, agent: Agent, llm: LLM, ctx: StepContext) -> tuple[
     started = time.perf_counter()
     b.llm_calls += 1
     try:
-        response = llm.complete(request)
+        with ctx.observer.span("llm", model):
+            response = llm.complete(request)
     except LLMRequestError as exc:
         b.add(
             LLMCall,

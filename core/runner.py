@@ -36,6 +36,7 @@ class StepResult:
     """What the step Lambda returns to Step Functions."""
 
     thread_id: str
+    agent: str
     seq: int
     route: Route
     llm_calls: int = 0
@@ -72,7 +73,7 @@ def advance(
     agent = agents[thread.agent]
     state = fold(thread)
     if thread.version > seq and not (state.pending is not None and state.pending.state == "dispatched"):
-        return StepResult(thread_id, thread.version, ROUTE_OF_STATUS[state.status], replayed=True)
+        return StepResult(thread_id, agent.name, thread.version, ROUTE_OF_STATUS[state.status], replayed=True)
 
     current = [thread]
 
@@ -84,7 +85,9 @@ def advance(
     route = outcome.route
     if route == "continue":
         route = ROUTE_OF_STATUS[fold(final).status]  # a pause that arrived mid-step takes effect now
-    return StepResult(thread_id, final.version, route, outcome.llm_calls, outcome.tool_runs, events=outcome.events)
+    return StepResult(
+        thread_id, agent.name, final.version, route, outcome.llm_calls, outcome.tool_runs, events=outcome.events
+    )
 
 
 def _commit_rest(store: ThreadStore, thread: Thread, outcome: StepOutcome) -> Thread:

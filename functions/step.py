@@ -1,17 +1,19 @@
 """The step Lambda: load the thread, one model call, dispatch the tool, save (Factor 12).
 
-Input ``{"thread_id", "seq"}``, output ``{"thread_id", "seq", "route"}`` for the state machine's Choice.
-Retryable model errors and version conflicts are raised for Step Functions' Retry.
+Input ``{"thread_id", "seq", "execution"?}``, output ``{"thread_id", "seq", "route"}`` for the state
+machine's Choice. Retryable model errors and version conflicts are raised for Step Functions' Retry.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.runner import advance
+from functions._observe import TracingObserver, count, record_step
 from functions._wiring import runtime
 
 logger = Logger(service="stepfold")
@@ -22,23 +24,31 @@ class StepInput(BaseModel):
 
     thread_id: str = Field(min_length=1, max_length=128)
     seq: int = Field(ge=0)
+    execution: str | None = Field(default=None, description="The Step Functions execution ARN, for the logs.")
 
 
 @logger.inject_lambda_context(correlation_id_path="thread_id", clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    count("StepInvocations")  # retries included
     request = StepInput.model_validate(event)
+    logger.append_keys(seq=request.seq, execution=request.execution)
     rt = runtime()
-    result = advance(
-        rt.threads, request.thread_id, request.seq, agents=rt.agents, llm_for=rt.llm_for, ctx=rt.step_context()
-    )
+    ctx = replace(rt.step_context(), observer=TracingObserver(rt.tracer, request.thread_id))
+    result = advance(rt.threads, request.thread_id, request.seq, agents=rt.agents, llm_for=rt.llm_for, ctx=ctx)
+    logger.append_keys(agent=result.agent)
+    record_step(result.agent, result.events, result.route)
     logger.info(
         "step",
         extra={
-            "seq": result.seq,
+            "new_seq": result.seq,
             "route": result.route,
             "llm_calls": result.llm_calls,
             "tool_runs": result.tool_runs,
             "replayed": result.replayed,
         },
     )
+    if result.route in ("done", "failed"):  # a trigger may have asked for the answer back (Factor 11)
+        reply = rt.send_reply(request.thread_id)
+        if reply is not None:
+            (logger.info if reply.sent else logger.warning)("reply", extra=reply.log_fields())
     return result.payload()

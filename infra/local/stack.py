@@ -131,6 +131,7 @@ class LocalStack:
             return stack._invoke(function_name, body, response_headers)
 
         LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign,assignment]  # the one documented adapter
+        _serialize_dynamodb()
         import boto3  # noqa: PLC0415
 
         for name in ("dynamodb", "s3", "lambda", "stepfunctions", "iam", "secretsmanager"):
@@ -383,6 +384,24 @@ class LocalStack:
             count += page["Count"]
             size += sum(len(json.dumps(item)) for item in page["Items"])
         return count, size
+
+
+def _serialize_dynamodb() -> None:
+    """moto's DynamoDB is not thread-safe (a Query can see half a transaction); DynamoDB is. One request at a
+    time restores the real service's atomicity for the executions running on moto's threads. Idempotent."""
+    from moto.dynamodb.responses import DynamoHandler  # noqa: PLC0415
+
+    original = DynamoHandler.call_action
+    if getattr(original, "_stepfold_serialized", False):
+        return
+    lock = threading.RLock()
+
+    def call_action(handler: Any) -> Any:
+        with lock:
+            return original(handler)
+
+    call_action._stepfold_serialized = True  # type: ignore[attr-defined]
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
 
 
 @contextmanager

@@ -23,6 +23,9 @@ CONTRACT_HANDLERS = {
     "StepFunction": "functions.step.handler",
     "RequestHumanFunction": "functions.request_human.handler",
     "ApiFunction": "functions.api.handler",
+    "ApprovalsFunction": "functions.approvals.handler",
+    "AuthorizerFunction": "functions.authorizer.handler",
+    "TriggersFunction": "functions.triggers.handler",
 }
 CONTRACT_ENV = {
     "STEPFOLD_TABLE",
@@ -30,6 +33,7 @@ CONTRACT_ENV = {
     "STEPFOLD_MODEL",
     "STEPFOLD_APPROVAL_TIMEOUT_SECONDS",
     "STEPFOLD_SECRETS_ARN",
+    "STEPFOLD_PROMPT_VERSIONS",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "POWERTOOLS_LOG_LEVEL",

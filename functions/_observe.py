@@ -1,0 +1,96 @@
+"""Metrics, logs and traces for a step, from the events it produced (Powertools, EMF, X-Ray).
+
+The kernel reports through :class:`core.observe.Observer` (spans) and its events; everything
+CloudWatch needs is derived here, so core stays Powertools-free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from core.events import Error, Event, HumanRequest, HumanResponse, LLMCall, ToolCall, ToolResult
+from core.observe import SpanKind
+
+NAMESPACE = "stepfold"
+
+
+class TracingObserver:
+    """One X-Ray subsegment per model call and tool run, when the X-Ray SDK is present."""
+
+    def __init__(self, tracer: Any | None, thread_id: str) -> None:
+        self.tracer = tracer
+        self.thread_id = thread_id
+
+    def span(self, kind: SpanKind, name: str) -> AbstractContextManager[object]:
+        if self.tracer is None:
+            return contextlib.nullcontext()
+        return self._span(kind, name)
+
+    @contextlib.contextmanager
+    def _span(self, kind: SpanKind, name: str) -> Iterator[object]:
+        assert self.tracer is not None
+        with self.tracer.provider.in_subsegment(f"## {kind} {name}") as subsegment:
+            subsegment.put_annotation("thread_id", self.thread_id)
+            subsegment.put_annotation(kind, name)
+            yield subsegment
+
+
+def tracer_or_none() -> Any | None:
+    """Powertools' Tracer needs aws-xray-sdk; without it, traces stop at Lambda's own segment."""
+    try:
+        from aws_lambda_powertools import Tracer  # noqa: PLC0415 - optional, and costly to import
+    except ImportError:
+        return None
+    try:
+        return Tracer(service="stepfold")
+    except ImportError:
+        return None
+
+
+def _metric(name: str, unit: MetricUnit, value: float, **dimensions: str) -> None:
+    with single_metric(name=name, unit=unit, value=value, namespace=NAMESPACE) as metric:
+        for key, dim in dimensions.items():
+            metric.add_dimension(name=key, value=dim)
+
+
+def count(name: str, **dimensions: str) -> None:
+    """One EMF count, written at once (a shared ``Metrics`` set is not safe when the local stack runs
+    several invocations at the same time; one metric per line is, and costs nothing in CloudWatch)."""
+    _metric(name, MetricUnit.Count, 1, **dimensions)
+
+
+def record_step(agent: str, events: Sequence[Event], route: str) -> None:
+    """EMF metrics for one step: steps, tool calls by tool and outcome, approvals, errors, LLM usage and cost."""
+    count("Steps", agent=agent)
+    calls = {e.call_id: e.tool for e in events if isinstance(e, ToolCall)}
+    for event in events:
+        match event:
+            case LLMCall():
+                dims = {"agent": agent, "model": event.model}
+                _metric("LLMLatency", MetricUnit.Milliseconds, event.latency_ms, **dims)
+                _metric("InputTokens", MetricUnit.Count, event.input_tokens, **dims)
+                _metric("OutputTokens", MetricUnit.Count, event.output_tokens, **dims)
+                _metric("CostUSD", MetricUnit.NoUnit, event.cost_usd, **dims)
+            case ToolResult():
+                _metric("ToolCalls", MetricUnit.Count, 1, agent=agent, tool=event.tool, outcome="ok")
+            case Error():
+                _metric("Errors", MetricUnit.Count, 1, agent=agent, kind=event.kind)
+                if event.call_id in calls:
+                    _metric(
+                        "ToolCalls", MetricUnit.Count, 1, agent=agent, tool=calls[event.call_id], outcome=event.kind
+                    )
+            case HumanRequest():
+                _metric("ApprovalsRequested", MetricUnit.Count, 1, agent=agent, kind=event.kind)
+            case HumanResponse(decision="expired"):
+                _metric("ApprovalsExpired", MetricUnit.Count, 1, agent=agent)
+            case HumanResponse():
+                _metric("ApprovalsDecided", MetricUnit.Count, 1, agent=agent, decision=event.decision)
+            case _:
+                pass
+    if route in ("done", "failed"):
+        _metric("ThreadsDone" if route == "done" else "ThreadsFailed", MetricUnit.Count, 1, agent=agent)
