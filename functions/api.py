@@ -23,7 +23,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from core import control
+from core import control, replay
 from core.agent import Agent, UnknownAgentError
 from core.approvals import (
     AlreadyDecidedError,
@@ -381,6 +381,34 @@ def add_message(thread_id: ThreadId, body: MessageRequest) -> ThreadView:
     rt = runtime()
     thread = control.add_message(rt.threads, rt.executions, thread_id, text=body.input, by=_caller(), clock=rt.clock)
     return ThreadView.of(thread)
+
+
+class ForkRequest(_Request):
+    at: int = Field(ge=1, description="Keep the original's first AT events; the fork goes on from there.")
+    prompt_version: int | None = Field(default=None, ge=1, description="Re-pin the fork to this prompt version.")
+
+
+@app.post(
+    "/threads/<thread_id>/fork",
+    status_code=201,
+    tags=["control"],
+    summary="Fork a thread at a seq and run the copy on its own (Factor 5: recovery is reloading events)",
+    responses=_responses(400, 404, 422, ok=201, description="Forked"),
+)
+def fork_thread(thread_id: ThreadId, body: ForkRequest) -> Response[ThreadView]:
+    rt = runtime()
+    original = rt.threads.load(thread_id)
+    forked = replay.fork(
+        rt.threads,
+        thread_id,
+        body.at,
+        new_id=control.thread_id_for(original.agent, None),
+        prompt_version=body.prompt_version,
+        executions=rt.executions,
+        agents=rt.agents,
+        prompts=rt.prompts,
+    )
+    return Response(201, "application/json", ThreadView.of(forked))
 
 
 @app.post(

@@ -607,3 +607,36 @@ def test_the_authorizers_caller_is_recorded_as_who_decided(stack: LocalStack) ->
     (response,) = [e for e in thread.events if isinstance(e, HumanResponse)][:1]
     assert (response.decision, response.by, response.channel, response.comment) == ("reject", "ci", "api", "not today")
     assert deploybot.SERVICE.deployments == []
+
+
+# --- fork ---------------------------------------------------------------------------------------------------------
+
+
+def test_fork_at_an_approval_continues_independently_of_the_original(stack: LocalStack) -> None:
+    original = waiting_deploybot(stack)
+    at = stack.thread(original).version
+    forked = call("POST", f"/threads/{original}/fork", {"at": at})
+    assert forked.status == 201, forked.body
+    fork_id = forked.body["thread_id"]
+    assert fork_id != original
+    assert forked.body["labels"]["forked_from"] == original
+    waiting = stack.wait(fork_id)
+    assert fold(waiting).status == "awaiting_human"
+    assert call("POST", f"/threads/{fork_id}/responses", {"decision": "approve", "by": "alice"}).status == 200
+    assert (
+        call(
+            "POST", f"/threads/{original}/responses", {"decision": "reject", "comment": "not today", "by": "bob"}
+        ).status
+        == 200
+    )
+    assert fold(stack.wait(fork_id)).answer == "Deployed backend v1.5.0 to production."
+    assert "not today" in (fold(stack.wait(original)).answer or "")
+
+
+def test_fork_refuses_a_cut_in_the_middle_of_a_step_and_an_unknown_thread(stack: LocalStack) -> None:
+    original = waiting_deploybot(stack)
+    llm_call_seq = next(e.seq for e in stack.thread(original).events if e.type == "llm_call")
+    reply = call("POST", f"/threads/{original}/fork", {"at": llm_call_seq + 1})
+    assert reply.status == 400, reply.body
+    assert call("POST", "/threads/th_nope/fork", {"at": 1}).status == 404
+    assert call("POST", f"/threads/{original}/fork", {"at": 0}).status == 422
