@@ -72,6 +72,9 @@ class Limits:
     """Input + output tokens over all model calls since the last human review."""
     max_stale_results: int = 4
     """This many tool results in a row that repeat results already in the thread (no new information)."""
+    max_daily_cost_usd: float | None = None
+    """What all of this agent's threads may spend per UTC day; over it, a thread asks a human before its next
+    model call, and a person's answer today lets it go on (see core/budget.py)."""
     max_result_bytes: int = 5_000_000
     """A tool result larger than this (as JSON) is refused with an error instead of stored."""
     on_limit: Literal["ask_human", "fail"] = "ask_human"
@@ -182,6 +185,8 @@ class StepContext:
     ids: Callable[[str], str] = new_id
     checkpoint: Checkpoint | None = None
     observer: Observer = field(default_factory=NullObserver)
+    spent_today: float | None = None
+    """What this agent spent today across its threads (set by the runner when the agent has a daily budget)."""
     model: str | None = None
     """Overrides the agent's model string for recording and pricing (``STEPFOLD_MODEL``)."""
 
@@ -197,7 +202,7 @@ def step(thread: Thread, agent: Agent, llm: LLM, ctx: StepContext | None = None)
         return b.outcome(_ROUTE_OF[state.status])
     if state.pending is not None:
         return _finish_pending(b, agent, state.pending, ctx)
-    if (limit := _limit_reached(agent.limits, state)) is not None:
+    if (limit := _limit_reached(agent.limits, state) or _over_daily_budget(agent, state, ctx)) is not None:
         b.add(Error, kind="limit", message=limit)
         return _escalate(b, agent, ctx, "limit", limit)
     if not any(isinstance(e, LLMCall) for e in thread.events) and not any(
@@ -226,6 +231,16 @@ def _limit_reached(limits: Limits, state: ThreadState) -> str | None:
     if state.stale_results >= limits.max_stale_results:
         return f"its last {state.stale_results} tool results brought no new information"
     return None
+
+
+def _over_daily_budget(agent: Agent, state: ThreadState, ctx: StepContext) -> str | None:
+    budget, spent = agent.limits.max_daily_cost_usd, ctx.spent_today
+    if budget is None or spent is None or spent < budget:
+        return None
+    today = ctx.clock().date()
+    if state.last_review_at is not None and state.last_review_at.date() == today:
+        return None  # a person already said to go on today
+    return f"the {agent.name} agent spent ${spent:.4f} today, its daily budget is ${budget:.4f}"
 
 
 def _escalate(b: _Builder, agent: Agent, ctx: StepContext, origin: Literal["errors", "limit"], why: str) -> StepOutcome:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from core.agent import Agent, Route, StepContext, StepOutcome, step
-from core.events import Event
+from core.budget import SpendLedger, day_of
+from core.events import Event, LLMCall
 from core.llm.base import LLM
 from core.store.base import ThreadStore, VersionConflictError
 from core.thread import Thread, fold
@@ -60,6 +61,7 @@ def advance(
     agents: Mapping[str, Agent],
     llm_for: Callable[[Agent], LLM],
     ctx: StepContext,
+    spend: SpendLedger | None = None,
 ) -> StepResult:
     """Advance ``thread_id`` by one step from version ``seq``.
 
@@ -80,8 +82,13 @@ def advance(
     def checkpoint(events: Sequence[Event]) -> None:
         current[0] = store.append(thread_id, current[0].version, events)
 
-    outcome = step(thread, agent, llm_for(agent), replace(ctx, checkpoint=checkpoint))
+    daily = spend is not None and agent.limits.max_daily_cost_usd is not None
+    spent_today = spend.spent(agent.name, day_of(ctx.clock())) if spend is not None and daily else None
+    outcome = step(thread, agent, llm_for(agent), replace(ctx, checkpoint=checkpoint, spent_today=spent_today))
     final = _commit_rest(store, current[0], outcome)
+    cost = sum(e.cost_usd for e in outcome.events if isinstance(e, LLMCall))
+    if spend is not None and cost > 0:
+        spend.add(agent.name, day_of(ctx.clock()), cost)
     route = outcome.route
     if route == "continue":
         route = ROUTE_OF_STATUS[fold(final).status]  # a pause that arrived mid-step takes effect now

@@ -134,6 +134,8 @@ class ThreadState:
     last_error: Error | None = None
     steps_since_review: int = 0
     cost_since_review: float = 0.0
+    last_review_at: datetime | None = None
+    """When a person last answered a limit question (budgets count from there)."""
     tokens_since_review: int = 0
     stale_results: int = 0
     """Tool results in a row (model calls only) that repeat a result already in the thread."""
@@ -177,6 +179,7 @@ def fold(thread: Thread) -> ThreadState:
     open_call: ToolCall | None = None
     signatures: dict[str, int] = {}
     review_steps, review_cost, review_tokens = 0, 0.0, 0
+    review_at: datetime | None = None
     seen_results: set[str] = set()
     stale = 0
     prefetched: set[str] = set()
@@ -214,6 +217,7 @@ def fold(thread: Thread) -> ThreadState:
                 stale = 0
                 if request is not None and request.origin == "limit":
                     review_steps, review_cost, review_tokens, signatures = steps, cost, in_tok + out_tok, {}
+                    review_at = event.ts
             case Paused():
                 last_paused = i
             case Resumed():
@@ -262,6 +266,7 @@ def fold(thread: Thread) -> ThreadState:
         last_error=last_error,
         steps_since_review=steps - review_steps,
         cost_since_review=round(cost - review_cost, 10),
+        last_review_at=review_at,
         tokens_since_review=in_tok + out_tok - review_tokens,
         stale_results=stale,
         calls_by_signature=signatures,

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from core.agent import Agent, StepContext
 from core.agents import AGENTS
 from core.approvals import Approval, ApprovalStore
+from core.budget import DynamoSpendLedger, SpendLedger
 from core.events import utcnow
 from core.llm import LLM, ProviderConfig, make_llm
 from core.notify import EmailNotifier, MultiNotifier, Notifier, RecordingNotifier, SlackNotifier, WebhookNotifier
@@ -175,6 +176,8 @@ class Runtime:
     clock: Any = utcnow
     provider_config: ProviderConfig | None = None
     clients: dict[str, Any] = field(default_factory=dict)
+    spend: SpendLedger | None = None
+    """Per-agent daily cost ledger (budgets, and the cost by day that Operate shows)."""
     tracer: Any = None
     """Powertools Tracer when X-Ray tracing is active and its SDK is bundled, else None."""
     replier: Replier | None = None
@@ -368,6 +371,7 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
         approvals=DynamoApprovalStore(settings.table, dynamodb),
         sfn=sfn,
         clients={"dynamodb": dynamodb, "stepfunctions": sfn},
+        spend=DynamoSpendLedger(settings.table, dynamodb),
         secrets_loader=lambda: Secrets.load(
             settings, session.client("secretsmanager") if settings.secrets_arn else None
         ),

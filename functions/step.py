@@ -34,7 +34,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     logger.append_keys(seq=request.seq, execution=request.execution)
     rt = runtime()
     ctx = replace(rt.step_context(), observer=TracingObserver(rt.tracer, request.thread_id))
-    result = advance(rt.threads, request.thread_id, request.seq, agents=rt.agents, llm_for=rt.llm_for, ctx=ctx)
+    result = advance(
+        rt.threads, request.thread_id, request.seq, agents=rt.agents, llm_for=rt.llm_for, ctx=ctx, spend=rt.spend
+    )
     logger.append_keys(agent=result.agent)
     record_step(result.agent, result.events, result.route)
     logger.info(

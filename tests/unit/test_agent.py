@@ -907,3 +907,44 @@ def test_an_oversized_tool_result_is_refused_not_stored(rec: Recorder, ctx: Step
     assert error.message.startswith("the result is ")
     assert error.message.endswith("bytes; the limit is 10 (not stored)")
     assert not [e for e in outcome.events if isinstance(e, ToolResult)]
+
+
+# --- the per-agent daily budget ---------------------------------------------------------------------------------
+
+
+def test_daily_budget_asks_a_human_before_the_model_call_and_an_answer_today_lets_it_go_on(
+    rec: Recorder, ctx: StepContext
+) -> None:
+    from dataclasses import replace  # noqa: PLC0415
+
+    agent = make_agent(rec, limits=Limits(max_daily_cost_usd=0.5))
+    llm = ScriptedLLM([Say("ping", {"n": 1}), Say("ping", {"n": 2})])
+    over = replace(ctx, spent_today=0.75)
+    outcome, thread = _step(_new(), agent, llm, over)
+    assert outcome.route == "await_human"
+    assert not llm.calls
+    assert _one(outcome.events, Error).message == "the tester agent spent $0.7500 today, its daily budget is $0.5000"
+    assert _one(outcome.events, HumanRequest).origin == "limit"
+    thread = respond(thread, decision="answer", answer="fine, go on today")
+    outcome, thread = _step(thread, agent, llm, over)
+    assert outcome.route == "continue"
+    assert len(llm.calls) == 1
+
+
+def test_the_runner_books_each_steps_cost_against_the_agents_day(rec: Recorder, ctx: StepContext) -> None:
+    from core.budget import MemorySpendLedger, day_of  # noqa: PLC0415
+    from core.runner import advance  # noqa: PLC0415
+
+    agent = make_agent(rec, limits=Limits(max_daily_cost_usd=1.0))
+    llm = ScriptedLLM([Say("ping", {"n": i}) for i in range(3)])
+    store = MemoryThreadStore()
+    thread = store.create(_new())
+    ledger = MemorySpendLedger()
+    seq = thread.version
+    for _ in range(3):
+        seq = advance(
+            store, thread.id, seq, agents={agent.name: agent}, llm_for=lambda _: llm, ctx=ctx, spend=ledger
+        ).seq
+    spent = ledger.spent(agent.name, day_of(ctx.clock()))
+    assert spent == pytest.approx(fold(store.load(thread.id)).cost_usd)
+    assert spent > 0

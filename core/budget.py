@@ -1,0 +1,66 @@
+"""What each agent spent today, for the per-agent daily budget (``Limits.max_daily_cost_usd``)."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from datetime import datetime
+from typing import Any, Protocol
+
+RETENTION_SECONDS = 90 * 24 * 3600
+
+
+def day_of(moment: datetime) -> str:
+    """The UTC day a cost counts against: ``2026-11-25``."""
+    return moment.date().isoformat()
+
+
+class SpendLedger(Protocol):
+    def spent(self, agent: str, day: str) -> float:
+        """USD the agent's model calls cost on ``day`` so far."""
+        ...
+
+    def add(self, agent: str, day: str, usd: float) -> float:
+        """Add a step's cost; returns the day's new total."""
+        ...
+
+
+class MemorySpendLedger:
+    def __init__(self) -> None:
+        self._totals: dict[tuple[str, str], float] = defaultdict(float)
+        self._lock = threading.Lock()
+
+    def spent(self, agent: str, day: str) -> float:
+        return self._totals[(agent, day)]
+
+    def add(self, agent: str, day: str, usd: float) -> float:
+        with self._lock:
+            self._totals[(agent, day)] += usd
+            return self._totals[(agent, day)]
+
+
+class DynamoSpendLedger:
+    """``PK=SPEND#<agent>, SK=DAY#<day>`` with an atomic ADD per step; TTL removes old days."""
+
+    def __init__(self, table: str, dynamodb: Any) -> None:
+        self.table = table
+        self.dynamodb = dynamodb
+
+    @staticmethod
+    def _key(agent: str, day: str) -> dict[str, Any]:
+        return {"PK": {"S": f"SPEND#{agent}"}, "SK": {"S": f"DAY#{day}"}}
+
+    def spent(self, agent: str, day: str) -> float:
+        item = self.dynamodb.get_item(TableName=self.table, Key=self._key(agent, day), ConsistentRead=True).get("Item")
+        return float(item["usd"]["N"]) if item else 0.0
+
+    def add(self, agent: str, day: str, usd: float) -> float:
+        expires = int(datetime.fromisoformat(day).timestamp()) + RETENTION_SECONDS
+        out = self.dynamodb.update_item(
+            TableName=self.table,
+            Key=self._key(agent, day),
+            UpdateExpression="ADD usd :usd SET expires_at = if_not_exists(expires_at, :exp)",
+            ExpressionAttributeValues={":usd": {"N": repr(round(usd, 10))}, ":exp": {"N": str(expires)}},
+            ReturnValues="UPDATED_NEW",
+        )
+        return float(out["Attributes"]["usd"]["N"])
