@@ -7,6 +7,7 @@ CloudWatch needs is derived here, so core stays Powertools-free.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -52,7 +53,14 @@ def tracer_or_none() -> Any | None:
         return None
 
 
+def _metrics_disabled() -> bool:
+    """Powertools' own switch (``single_metric`` does not check it)."""
+    return os.environ.get("POWERTOOLS_METRICS_DISABLED", "").strip().lower() in ("1", "true", "yes")
+
+
 def _metric(name: str, unit: MetricUnit, value: float, **dimensions: str) -> None:
+    if _metrics_disabled():
+        return
     with single_metric(name=name, unit=unit, value=value, namespace=NAMESPACE) as metric:
         for key, dim in dimensions.items():
             metric.add_dimension(name=key, value=dim)

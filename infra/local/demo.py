@@ -129,7 +129,10 @@ class _Printer:
 def run(out: Callable[[str], None] = print) -> int:
     scripted = not os.environ.get("STEPFOLD_MODEL")
     failures: list[str] = []
-    quiet = {"POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING")}
+    quiet = {
+        "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+        "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
+    }
     with LocalStack(env=quiet) as stack:
         printer = _Printer(stack, out)
         stack.listeners.append(printer)
@@ -183,8 +186,8 @@ def run(out: Callable[[str], None] = print) -> int:
                 f"${state.cost_usd:.6f}{humans}: {_short(state.answer or state.failure or '', 80)}"
             )
         out(
-            f"\nDynamoDB: {items} items, {size} bytes in the table; written by steps: "
-            f"{stack.bytes_written} bytes in {stack.write_requests} requests"
+            f"\nDynamoDB: {items} items ({size} bytes) in the table; {stack.write_requests} write requests "
+            f"carried {stack.bytes_written} bytes"
         )
     if failures:
         out("\nFAILED:\n  " + "\n  ".join(failures))

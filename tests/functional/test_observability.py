@@ -81,7 +81,9 @@ def test_a_step_emits_emf_metrics_and_structured_log_keys(
     model_dims = {"agent": "calculator", "model": "scripted:calculator", "service": "stepfold"}
     assert metrics["InputTokens"] == [(model_dims, float(llm.input_tokens))]
     assert metrics["OutputTokens"] == [(model_dims, float(llm.output_tokens))]
-    assert metrics["CostUSD"] == [(model_dims, pytest.approx(llm.cost_usd))]
+    [(cost_dims, cost)] = metrics["CostUSD"]
+    assert cost_dims == model_dims
+    assert cost == pytest.approx(llm.cost_usd)
     assert metrics["LLMLatency"][0][0] == model_dims
     assert metrics["ToolCalls"] == [
         ({"agent": "calculator", "tool": "add", "outcome": "ok", "service": "stepfold"}, 1.0)

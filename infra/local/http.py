@@ -1,0 +1,464 @@
+"""The local front door: HTTP requests in, API Gateway HTTP API (payload 2.0) events out, to the real handlers.
+
+``stepfold serve`` and the tests put this in front of a :class:`~infra.local.stack.LocalStack`. The routes,
+which function answers each one and which routes need the Lambda authorizer are read from the ``HttpApi``
+events of ``template.yaml``, and requests are matched the way API Gateway does (exact and ``{param}`` routes
+before greedy ``{proxy+}`` ones, then ``$default``). Each handler is the one the template deploys, taken
+from the stack's registry and called with a real v2 event and a Lambda context. What API Gateway would do
+in between (run the authorizer, base64 non-text bodies, map the response back) happens here.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from infra.local.stack import ACCOUNT, REGION, LambdaContext, LocalStack
+from infra.local.template import Template, TemplateError
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1_048_576
+API_ID = "localapi01"
+STAGE = "$default"
+TEXT_TYPES = ("application/json", "application/xml", "application/javascript")
+"""Besides ``text/*``, the content types API Gateway passes as text; every other body (form posts and
+requests without a content type included) arrives base64-encoded with ``isBase64Encoded: true``."""
+
+_NO_AUTH = "NONE"
+_HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
+)
+"""Headers of the connection to API Gateway, which it does not pass on to the function."""
+
+
+class RouteError(TemplateError):
+    """The template's HTTP API routes cannot be served locally as declared."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """One route of the HTTP API: ``METHOD /path`` (or ``$default``), its function and its authorizer."""
+
+    method: str
+    path: str
+    function: str
+    authorizer: str | None
+
+    @property
+    def key(self) -> str:
+        return "$default" if self.path == "$default" else f"{self.method} {self.path}"
+
+    def match(self, method: str, path: str) -> dict[str, str] | None:
+        """The path parameters if this route takes the request, else None."""
+        if self.path == "$default":
+            return {}
+        if self.method not in ("ANY", method):
+            return None
+        found = _pattern(self.path).fullmatch(path)
+        if found is None:
+            return None
+        return {name: unquote(value) for name, value in found.groupdict().items()}
+
+    def precedence(self) -> tuple[int, int, int]:
+        """Sort key: exact and ``{param}`` routes, then greedy ones by longest prefix, then ``$default``.
+
+        A route for the request's own method wins over ``ANY`` at the same path.
+        """
+        if self.path == "$default":
+            return (2, 0, 0)
+        segments = [s for s in self.path.split("/") if s]
+        greedy = bool(segments) and segments[-1].endswith("+}")
+        literal = sum(not s.startswith("{") for s in segments)
+        return (int(greedy), -(literal * 2 + len(segments)), int(self.method == "ANY"))
+
+
+def _pattern(path: str) -> re.Pattern[str]:
+    parts = []
+    for segment in path.split("/"):
+        if segment.startswith("{") and segment.endswith("+}"):
+            parts.append(f"(?P<{segment[1:-2]}>.+)")
+        elif segment.startswith("{") and segment.endswith("}"):
+            parts.append(f"(?P<{segment[1:-1]}>[^/]+)")
+        else:
+            parts.append(re.escape(segment))
+    return re.compile("/".join(parts))
+
+
+@dataclass(frozen=True)
+class Authorizer:
+    """A Lambda authorizer of the HTTP API (payload 2.0)."""
+
+    name: str
+    function: str
+    identity_headers: tuple[str, ...]
+    simple_responses: bool
+
+
+def _function_of(arn: Any, where: str) -> str:
+    if isinstance(arn, dict) and "Fn::GetAtt" in arn:
+        return str(arn["Fn::GetAtt"][0])
+    raise RouteError(f"{where}: FunctionArn must be !GetAtt <Function>.Arn for the local stack to route it")
+
+
+def read_api(template: Template) -> tuple[list[Route], dict[str, Authorizer]]:
+    """The HTTP API's routes (most specific first) and authorizers, as ``template.yaml`` declares them."""
+    apis = [r.get("Properties", {}) for r in template.resources.values() if r.get("Type") == "AWS::Serverless::HttpApi"]
+    auth: dict[str, Any] = (apis[0] if apis else template.doc.get("Globals", {}).get("HttpApi", {})).get("Auth", {})
+    authorizers = {
+        name: Authorizer(
+            name,
+            _function_of(spec.get("FunctionArn"), f"authorizer {name}"),
+            tuple(h.lower() for h in spec.get("Identity", {}).get("Headers", [])),
+            bool(spec.get("EnableSimpleResponses", False)),
+        )
+        for name, spec in auth.get("Authorizers", {}).items()
+    }
+    default_authorizer = auth.get("DefaultAuthorizer")
+    routes: list[Route] = []
+    for logical_id, resource in template.resources.items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        for event in resource.get("Properties", {}).get("Events", {}).values():
+            if event.get("Type") != "HttpApi":
+                continue
+            props = event.get("Properties", {})
+            path, method = props.get("Path"), str(props.get("Method", "ANY")).upper()
+            chosen = props.get("Auth", {}).get("Authorizer", default_authorizer)
+            authorizer = None if chosen in (None, _NO_AUTH) else str(chosen)
+            if authorizer is not None and authorizer not in authorizers:
+                raise RouteError(f"{logical_id}: route {method} {path} names unknown authorizer {authorizer}")
+            routes.append(Route("ANY" if path is None else method, path or "$default", logical_id, authorizer))
+    return sorted(routes, key=Route.precedence), authorizers
+
+
+# --- the v2 event --------------------------------------------------------------------------------
+
+
+def _is_text(content_type: str | None) -> bool:
+    kind = (content_type or "").split(";", 1)[0].strip().lower()
+    return kind.startswith("text/") or kind in TEXT_TYPES
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request as the server read it."""
+
+    method: str
+    target: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    client: tuple[str, int]
+    host_port: int
+
+
+def build_event(request: Request, route: Route, path_parameters: Mapping[str, str]) -> dict[str, Any]:
+    """The API Gateway HTTP API payload 2.0 event for ``request`` on ``route``."""
+    url = urlsplit(request.target)
+    grouped: dict[str, list[str]] = {}
+    for name, value in request.headers:
+        if name.lower() not in _HOP_BY_HOP:
+            grouped.setdefault(name.lower(), []).append(value)
+    cookies = [c.strip() for line in grouped.pop("cookie", []) for c in line.split(";") if c.strip()]
+    now = time.time()
+    source_ip = request.client[0]
+    grouped.setdefault("x-forwarded-for", [source_ip])
+    grouped.setdefault("x-forwarded-port", [str(request.host_port)])
+    grouped.setdefault("x-forwarded-proto", ["http"])
+    grouped.setdefault("x-amzn-trace-id", [f"Root=1-{int(now):08x}-{secrets.token_hex(12)}"])
+    headers = {name: ",".join(values) for name, values in grouped.items()}
+    domain = headers.get("host", f"127.0.0.1:{request.host_port}")
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route.key,
+        "rawPath": url.path,
+        "rawQueryString": url.query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": ACCOUNT,
+            "apiId": API_ID,
+            "domainName": domain,
+            "domainPrefix": domain.split(".", 1)[0].split(":", 1)[0],
+            "http": {
+                "method": request.method,
+                "path": url.path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": headers.get("user-agent", ""),
+            },
+            "requestId": base64.b64encode(secrets.token_bytes(12)).decode(),
+            "routeKey": route.key,
+            "stage": STAGE,
+            "time": datetime.fromtimestamp(now, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now * 1000),
+        },
+        "isBase64Encoded": False,
+    }
+    if cookies:
+        event["cookies"] = cookies
+    if url.query:
+        query: dict[str, list[str]] = {}
+        for name, value in parse_qsl(url.query, keep_blank_values=True):
+            query.setdefault(name, []).append(value)
+        event["queryStringParameters"] = {name: ",".join(values) for name, values in query.items()}
+    if path_parameters:
+        event["pathParameters"] = dict(path_parameters)
+    if request.body:
+        text = _is_text(headers.get("content-type"))
+        try:
+            event["body"] = request.body.decode() if text else base64.b64encode(request.body).decode()
+            event["isBase64Encoded"] = not text
+        except UnicodeDecodeError:
+            event["body"] = base64.b64encode(request.body).decode()
+            event["isBase64Encoded"] = True
+    return event
+
+
+def authorizer_event(event: Mapping[str, Any], authorizer: Authorizer) -> dict[str, Any]:
+    """The payload 2.0 REQUEST authorizer event for a request's v2 event."""
+    http = event["requestContext"]["http"]
+    return {
+        "version": "2.0",
+        "type": "REQUEST",
+        "routeArn": f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{API_ID}/{STAGE}/{http['method']}{http['path']}",
+        "identitySource": [event["headers"][h] for h in authorizer.identity_headers if h in event["headers"]],
+        **{k: v for k, v in event.items() if k not in ("body", "isBase64Encoded", "version")},
+    }
+
+
+# --- the response --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+def _json(status: int, error: str, detail: str) -> Response:
+    body = json.dumps({"error": error, "detail": detail}).encode()
+    return Response(status, [("content-type", "application/json")], body)
+
+
+def to_response(result: Any) -> Response:
+    """Map a handler's v2 result back to HTTP, as API Gateway does (a bare value is a 200 JSON body)."""
+    if not (isinstance(result, dict) and "statusCode" in result):
+        text = result if isinstance(result, str) else json.dumps(result)
+        return Response(200, [("content-type", "application/json")], text.encode())
+    status = result["statusCode"]
+    if not isinstance(status, int) or not 100 <= status <= 599:
+        raise ValueError(f"the function returned statusCode {status!r}; it must be an integer HTTP status")
+    headers = [(str(k).lower(), str(v)) for k, v in (result.get("headers") or {}).items()]
+    headers += [("set-cookie", str(c)) for c in result.get("cookies") or []]
+    raw = "" if result.get("body") is None else str(result["body"])
+    body = base64.b64decode(raw, validate=True) if result.get("isBase64Encoded") else raw.encode()
+    if body and not any(k == "content-type" for k, _ in headers):
+        headers.append(("content-type", "application/json"))
+    return Response(status, headers, body)
+
+
+# --- the server ----------------------------------------------------------------------------------
+
+
+class FrontDoor(ThreadingHTTPServer):
+    """A threading HTTP server that answers with the stack's handlers. Stop it with :meth:`close`."""
+
+    daemon_threads = True
+
+    def __init__(self, stack: LocalStack, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.stack = stack
+        self.routes, self.authorizers = read_api(stack.template)
+        super().__init__((host, port), _Handler)
+        self.thread: threading.Thread | None = None
+        self._saved_public_url: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> None:
+        """Serve on a background thread, and make approval links point here (``STEPFOLD_PUBLIC_URL``)."""
+        self._saved_public_url = os.environ.get("STEPFOLD_PUBLIC_URL")
+        os.environ["STEPFOLD_PUBLIC_URL"] = self.base_url
+        rt = self.stack.rt
+        rt.settings = rt.settings.model_copy(update={"public_url": self.base_url})
+        self.thread = threading.Thread(target=self.serve_forever, name="stepfold-front-door", daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        if self.thread is not None:
+            self.shutdown()
+            self.thread.join(timeout=5)
+            self.thread = None
+        self.server_close()
+        if self._saved_public_url is None:
+            os.environ.pop("STEPFOLD_PUBLIC_URL", None)
+        else:
+            os.environ["STEPFOLD_PUBLIC_URL"] = self._saved_public_url
+
+    def route(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+        for route in self.routes:
+            params = route.match(method, path)
+            if params is not None:
+                return route, params
+        return None
+
+    def _call(self, function: str, event: dict[str, Any]) -> Any:
+        """Invoke a function's handler as Lambda does: JSON in, JSON out, a fresh context."""
+        handler = self.stack.handler(function)
+        if handler is None:
+            raise IntegrationError(f"template.yaml declares no function {function}")
+        context = LambdaContext(function_name=function, invoked_function_arn=self.stack.function_arns.get(function, ""))
+        try:
+            return json.loads(json.dumps(handler(json.loads(json.dumps(event)), context)))
+        except Exception as exc:
+            raise IntegrationError(f"{function} failed: {type(exc).__name__}: {exc}") from exc
+
+    def _authorize(self, event: dict[str, Any], authorizer: Authorizer) -> dict[str, Any] | None:
+        """The authorizer's context when it allows the request, else None."""
+        if any(h not in event["headers"] for h in authorizer.identity_headers):
+            return None  # API Gateway refuses without calling the authorizer
+        result = self._call(authorizer.function, authorizer_event(event, authorizer))
+        if not isinstance(result, dict):
+            return None
+        context: dict[str, Any] = result["context"] if isinstance(result.get("context"), dict) else {}
+        if authorizer.simple_responses or "isAuthorized" in result:
+            return context if result.get("isAuthorized") is True else None
+        statements = (result.get("policyDocument") or {}).get("Statement") or []
+        allowed = bool(statements) and all(s.get("Effect") == "Allow" for s in statements)
+        return context if allowed else None
+
+    def answer(self, request: Request) -> Response:
+        """The response API Gateway would give for ``request``; never raises."""
+        path = urlsplit(request.target).path
+        found = self.route(request.method, path)
+        if found is None:
+            return _json(404, "not_found", f"no route for {request.method} {path}")
+        route, params = found
+        event = build_event(request, route, params)
+        try:
+            if route.authorizer is not None:
+                context = self._authorize(event, self.authorizers[route.authorizer])
+                if context is None:
+                    return _unauthorized()
+                event["requestContext"]["authorizer"] = {"lambda": context}
+            result = self._call(route.function, event)
+            try:
+                return to_response(result)
+            except ValueError as exc:
+                raise IntegrationError(f"{route.function} returned an invalid response: {exc}") from exc
+        except IntegrationError as exc:  # API Gateway answers 500 for a failed integration, and so do we
+            logger.error("%s %s: %s", request.method, path, exc, exc_info=exc.__cause__)
+            return _json(500, "internal", str(exc))
+
+
+class IntegrationError(Exception):
+    """A function failed or answered something API Gateway cannot use."""
+
+
+def _unauthorized() -> Response:
+    return _json(
+        401,
+        "unauthorized",
+        "missing or invalid API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'",
+    )
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: FrontDoor
+    protocol_version = "HTTP/1.1"
+    server_version = "stepfold-local"
+
+    def _handle(self) -> None:
+        started = time.monotonic()
+        response = self._respond()
+        self._send(response)
+        logger.info("%s %s -> %d (%.0f ms)", self.command, self.path.split("?", 1)[0], response.status, _ms(started))
+
+    def _respond(self) -> Response:
+        try:
+            body = self._read_body()
+        except ValueError:
+            self.close_connection = True
+            return _json(400, "bad_request", "the request's Content-Length or chunk sizes are malformed")
+        if body is None:
+            self.close_connection = True  # the unread body is still on the connection
+            return _json(413, "payload_too_large", f"the request body is over {MAX_BODY_BYTES} bytes")
+        client = (self.client_address[0], self.client_address[1])
+        request = Request(
+            self.command, self.path, list(self.headers.items()), body, client, self.server.server_address[1]
+        )
+        return self.server.answer(request)
+
+    def _read_body(self) -> bytes | None:
+        """The request body, or None when it is over the cap (then it is not read at all)."""
+        if "chunked" in self.headers.get("transfer-encoding", "").lower():
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                length = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                if length == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                size += length
+                if size > MAX_BODY_BYTES:
+                    return None
+                chunks.append(self.rfile.read(length))
+                self.rfile.readline()
+        length = int(self.headers.get("content-length") or 0)
+        if length > MAX_BODY_BYTES:
+            return None
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _send(self, response: Response) -> None:
+        self.send_response(response.status)
+        for name, value in response.headers:
+            if name not in ("content-length", "connection", "transfer-encoding"):
+                self.send_header(name, value)
+        self.send_header("content-length", str(len(response.body)))
+        if self.close_connection:
+            self.send_header("connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug(format, *args)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle  # noqa: N815 - the base class's names
+
+
+def _ms(started: float) -> float:
+    return (time.monotonic() - started) * 1000
+
+
+def serve(stack: LocalStack, host: str = "127.0.0.1", port: int = 0) -> tuple[FrontDoor, str]:
+    """Start the front door for a started stack; returns the server (``close()`` it) and its base URL."""
+    server = FrontDoor(stack, host, port)
+    server.start()
+    return server, server.base_url
+
+
+@contextmanager
+def front_door(stack: LocalStack, host: str = "127.0.0.1", port: int = 0) -> Iterator[FrontDoor]:
+    server, _ = serve(stack, host, port)
+    try:
+        yield server
+    finally:
+        server.close()
