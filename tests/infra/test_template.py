@@ -206,7 +206,7 @@ def test_secret_generates_the_link_signing_key() -> None:
 
 
 def test_outputs() -> None:
-    assert set(_template()["Outputs"]) == {"ApiUrl", "StateMachineArn", "TableName", "BucketName"}
+    assert set(_template()["Outputs"]) == {"ApiUrl", "StateMachineArn", "TableName", "BucketName", "SecretArn"}
 
 
 # --- the package's dependencies ---------------------------------------------------------------------
