@@ -342,13 +342,28 @@ def _finish_pending(b: _Builder, agent: Agent, pending: PendingCall, ctx: StepCo
     return b.outcome("await_human")
 
 
+def system_prompt(agent: Agent, prompt: Prompt) -> str:
+    """The system prompt an agent's model calls get: its prompt file with the agent and tool names filled in."""
+    return prompt.render(agent=agent.name, tools=", ".join(agent.registry.names))
+
+
+def model_request(thread: Thread, agent: Agent, prompt: Prompt, model: str) -> LLMRequest:
+    """The one model request a step makes for ``thread`` (evals and the timeline rebuild it the same way)."""
+    return LLMRequest(
+        model,
+        system_prompt(agent, prompt),
+        render(thread, agent.context),
+        agent.registry.specs(),
+        thread.events,
+        prompt.hash,
+    )
+
+
 def _call_model(b: _Builder, agent: Agent, llm: LLM, ctx: StepContext) -> tuple[LLMResponse | None, Prompt]:
     thread = b.thread.extend(b.events) if b.events else b.thread
     prompt = ctx.prompts.load(agent.prompt_id, agent.prompt_version_for(thread))
-    registry = agent.registry
-    system = prompt.render(agent=agent.name, tools=", ".join(registry.names))
     model = ctx.model or agent.model
-    request = LLMRequest(model, system, render(thread, agent.context), registry.specs(), thread.events, prompt.hash)
+    request = model_request(thread, agent, prompt, model)
     started = time.perf_counter()
     b.llm_calls += 1
     try:

@@ -49,11 +49,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from core.agent import Agent
-from core.context import render
+from core.agent import Agent, model_request
 from core.errors import clip
 from core.events import JSON, Error, Event, LLMCall, ToolCall, UserInput, dump_event, parse_event
-from core.llm import LLM, LLMError, LLMRequest, make_llm
+from core.llm import LLM, LLMError, make_llm
 from core.pricing import cost_usd
 from core.prompts import Prompt, PromptLibrary
 from core.thread import Thread
@@ -478,13 +477,6 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]], width: int) -> 
 def _cut(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def model_request(thread: Thread, agent: Agent, prompt: Prompt, model: str) -> LLMRequest:
-    """The request a step makes for ``thread`` (see ``core.agent._call_model``): same system prompt,
-    rendered context, tool specs and prompt hash."""
-    system = prompt.render(agent=agent.name, tools=", ".join(agent.registry.names))
-    return LLMRequest(model, system, render(thread, agent.context), agent.registry.specs(), thread.events, prompt.hash)
 
 
 def run_eval(

@@ -4,7 +4,8 @@ API Gateway HTTP API, payload v2, behind the Lambda authorizer in ``functions/au
 its request (pydantic, validated by Powertools), calls one core operation and returns; launching starts the
 execution and returns at once, it never waits for the loop. Every error is JSON ``{"error", "detail"}`` with the
 status that fits. The ``/thread`` routes speak the 12-factor-agents reference server's shapes, so its clients can
-switch without changes.
+switch without changes. ``/threads/{id}/view`` and ``/threads/{id}/context`` show a thread's timeline and what the
+model saw at a step (:mod:`functions.timeline`).
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ from core.store.base import (
     VersionConflictError,
 )
 from core.thread import Status, Thread, fold, summary
+from functions._html import page
 from functions._wiring import Runtime, runtime
+from functions.timeline import ModelView, ViewError, model_view, render_context, render_timeline
 
 logger = Logger(service="stepfold")
 app = APIGatewayHttpResolver(enable_validation=True)
@@ -318,6 +321,88 @@ def thread_events(
     return EventsPage(events=events, next_after=last if events and last + 1 < thread.version else None)
 
 
+class ContextPrompt(BaseModel):
+    id: str
+    version: int | None
+    hash: str = Field(description="The prompt hash recorded on the model call.")
+    current: bool = Field(description="False when the prompt file changed since the call: `system` is today's text.")
+
+
+class ContextView(BaseModel):
+    """What the model saw at one model call (Factor 3): the system prompt and the thread as rendered for it."""
+
+    seq: int = Field(description="The model call's seq: the first one at or after the seq asked for.")
+    step: int = Field(description="Which model call of the thread it is, from 1.")
+    model: str
+    prompt: ContextPrompt
+    system: str | None = Field(description="The rendered system prompt; null when its file is gone.")
+    context: str = Field(description="core.context.render of the events before the call, with the agent's options.")
+    tokens: int = Field(description="The context's size by the agent's token counter.")
+    max_tokens: int = Field(description="The agent's context budget.")
+    input_tokens: int = Field(description="Input tokens the provider reported for the call.")
+    tools: list[str]
+    previous_seq: int | None
+    next_seq: int | None
+
+    @classmethod
+    def of(cls, view: ModelView) -> ContextView:
+        call = view.call
+        return cls(
+            seq=call.seq,
+            step=view.step,
+            model=call.model,
+            prompt=ContextPrompt(
+                id=view.prompt_id, version=view.prompt_version, hash=call.prompt_hash, current=view.prompt_current
+            ),
+            system=view.system,
+            context=view.context,
+            tokens=view.tokens,
+            max_tokens=view.max_tokens,
+            input_tokens=call.input_tokens,
+            tools=list(view.tools),
+            previous_seq=view.previous,
+            next_seq=view.next,
+        )
+
+
+SeqQuery = Annotated[
+    int | None, Query(ge=0, description="The first model call at or after this seq; the latest one when absent.")
+]
+_HTML_OK: dict[int, Any] = {
+    200: {"description": "An HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}
+}
+
+
+@app.get(
+    "/threads/<thread_id>/view",
+    tags=["views"],
+    summary="A thread's timeline, as an HTML page",
+    responses={**_responses(404, 422), **_HTML_OK},
+)
+def thread_page(thread_id: ThreadId) -> Response[str]:
+    return page(200, render_timeline(runtime().threads.load(thread_id)))
+
+
+@app.get(
+    "/threads/<thread_id>/context",
+    tags=["views"],
+    summary="What the model saw at a model call: system prompt and rendered context",
+    responses=_responses(400, 404, 422),
+)
+def thread_context(thread_id: ThreadId, seq: SeqQuery = None) -> ContextView:
+    return ContextView.of(_model_view(thread_id, seq))
+
+
+@app.get(
+    "/threads/<thread_id>/context.html",
+    tags=["views"],
+    summary="What the model saw at a model call, as an HTML page",
+    responses={**_responses(400, 404, 422), **_HTML_OK},
+)
+def thread_context_page(thread_id: ThreadId, seq: SeqQuery = None) -> Response[str]:
+    return page(200, render_context(_model_view(thread_id, seq)))
+
+
 @app.get(
     "/threads", tags=["threads"], summary="List threads, most recently updated first", responses=_responses(400, 422)
 )
@@ -568,6 +653,15 @@ def _decide(rt: Runtime, thread_id: str, approval_id: str | None, decision: Deci
     )
 
 
+def _model_view(thread_id: str, seq: int | None) -> ModelView:
+    rt = runtime()
+    thread = rt.threads.load(thread_id)
+    agent = rt.agents.get(thread.agent)
+    if agent is None:
+        raise UnknownAgentError(thread.agent, sorted(rt.agents))
+    return model_view(thread, agent, rt.prompts, seq)
+
+
 def _agent_view(rt: Runtime, agent: Agent) -> AgentView:
     prompt = rt.prompts.load(agent.prompt_id, agent.prompt_version)
     tools = [
@@ -697,6 +791,11 @@ def _no_thread(exc: ThreadNotFoundError) -> Response[Any]:
 @_on(UnknownAgentError)
 def _no_agent(exc: UnknownAgentError) -> Response[Any]:
     return _error(404, "agent_not_found", str(exc))
+
+
+@_on(ViewError)
+def _no_view(exc: ViewError) -> Response[Any]:
+    return _error(exc.status, exc.code, str(exc))
 
 
 @_on(CompatStateError)

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import html
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
@@ -42,18 +41,16 @@ from core.events import HumanRequest
 from core.notify import args_json, redact
 from core.thread import ASK_TOOL, Thread, summary
 from core.tools import Tool
+from functions._html import document
+from functions._html import e as _e
+from functions._html import page as _page
+from functions._html import sentence as _sentence
+from functions._html import utc as _utc
 from functions._wiring import Runtime, runtime
 
 logger = Logger(service="stepfold")
 app = APIGatewayHttpResolver(debug=False)  # debug mode would echo events (and their signatures)
 
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-    "X-Frame-Options": "DENY",  # no framing: an approve button must not be clickjacked
-}
 MAX_FORM_BYTES = 64_000
 DONE_TITLES = {
     "approve": "Approved — the agent continues",
@@ -278,56 +275,18 @@ class _Resume:
 
 # --- pages ---------------------------------------------------------------------------------------
 
-_e = html.escape
-
-CSS = """
-:root{color-scheme:light dark;font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;line-height:1.5}
-body{margin:0;padding:1rem}
-main{max-width:46rem;margin:0 auto}
-h1{font-size:1.4rem;margin:.5rem 0 1rem}
-h2{font-size:1.15rem;margin:1.5rem 0 .5rem}
-h3{font-size:1rem;margin:0 0 .25rem}
-pre,code,.code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.9rem}
-pre{white-space:pre-wrap;overflow-wrap:anywhere;padding:.75rem;border:1px solid GrayText;border-radius:4px}
-p,dd{overflow-wrap:anywhere}
-dl{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem}
-dt{font-weight:600}
-dd{margin:0}
-section{border-top:1px solid GrayText;padding-top:.75rem;margin-top:1rem}
+FORM_CSS = """
 label{display:block;font-weight:600;margin:.5rem 0 .25rem}
 input,textarea{font:inherit;box-sizing:border-box;width:100%;padding:.5rem;border:1px solid GrayText;border-radius:4px}
 button{font:inherit;min-height:44px;padding:.5rem 1.1rem;margin:.5rem .5rem 0 0;border-radius:4px;
   border:1px solid GrayText;cursor:pointer}
 .approve{background:#116329;color:#fff;border-color:#116329}
 .reject{background:#a40e26;color:#fff;border-color:#a40e26}
-.error{border:2px solid #a40e26;border-radius:4px;padding:.5rem .75rem;margin:1rem 0}
-.hint{font-size:.9rem;margin:.25rem 0}
-:focus-visible{outline:3px solid #0969da;outline-offset:2px}
-@media (max-width:30rem){dl{grid-template-columns:1fr}dd{margin-bottom:.5rem}}
 """
 
 
-def _page(status: int, body: str) -> Response[str]:
-    return Response(status, content_type="text/html; charset=utf-8", body=body, headers=SECURITY_HEADERS)
-
-
 def _document(title: str, main: str) -> str:
-    return (
-        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{_e(title)} · stepfold</title>\n<style>{CSS}</style>\n</head>\n"
-        f"<body>\n<main>\n<h1>{_e(title)}</h1>\n{main}\n</main>\n</body>\n</html>\n"
-    )
-
-
-def _sentence(text: str) -> str:
-    """Core's messages start in lower case (they are also used mid-sentence); a page shows them as sentences."""
-    return text[:1].upper() + text[1:]
-
-
-def _utc(ts: int) -> str:
-    moment = datetime.fromtimestamp(ts, UTC)
-    return f'<time datetime="{moment.strftime("%Y-%m-%dT%H:%M:%SZ")}">{moment.strftime("%Y-%m-%d %H:%M")} UTC</time>'
+    return document(title, main, css=FORM_CSS)
 
 
 def _thread_summary(thread: Thread) -> str:

@@ -441,6 +441,7 @@ EXTENSIONS = {
     "eval": "infra.cli_evals",
     "replay": "infra.cli_evals",
     "fork": "infra.cli_evals",
+    "context": "infra.cli_views",
     "schedules": "infra.cli_triggers",
     "trigger-schedule": "infra.cli_triggers",
 }
