@@ -6,6 +6,7 @@ unit tests. See "One step" in DESIGN.md for why each branch exists.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -88,7 +89,10 @@ def advance(
     final = _commit_rest(store, current[0], outcome)
     cost = sum(e.cost_usd for e in outcome.events if isinstance(e, LLMCall))
     if spend is not None and cost > 0:
-        spend.add(agent.name, day_of(ctx.clock()), cost)
+        # The day's total is advisory (the thread's llm_call events are the record): a failure to add to it
+        # must not fail a step whose events are already committed.
+        with contextlib.suppress(Exception):
+            spend.add(agent.name, day_of(ctx.clock()), cost)
     route = outcome.route
     if route == "continue":
         route = ROUTE_OF_STATUS[fold(final).status]  # a pause that arrived mid-step takes effect now

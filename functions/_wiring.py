@@ -358,9 +358,8 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     settings = settings or Settings.from_env()
     session = boto3.session.Session()
     dynamodb = session.client("dynamodb")
-    threads = DynamoThreadStore(
-        settings.table, dynamodb, session.client("s3"), settings.bucket, offload_bytes=settings.offload_bytes
-    )
+    s3 = session.client("s3")
+    threads = DynamoThreadStore(settings.table, dynamodb, s3, settings.bucket, offload_bytes=settings.offload_bytes)
     sfn = session.client("stepfunctions")
     prompts = PromptLibrary()
     rt = Runtime(
@@ -370,7 +369,7 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
         threads=threads,
         approvals=DynamoApprovalStore(settings.table, dynamodb),
         sfn=sfn,
-        clients={"dynamodb": dynamodb, "stepfunctions": sfn},
+        clients={"dynamodb": dynamodb, "s3": s3, "stepfunctions": sfn},
         spend=DynamoSpendLedger(settings.table, dynamodb),
         secrets_loader=lambda: Secrets.load(
             settings, session.client("secretsmanager") if settings.secrets_arn else None

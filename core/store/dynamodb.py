@@ -18,6 +18,7 @@ by the caller.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import heapq
 import json
@@ -26,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -35,6 +36,7 @@ from core.store.base import (
     STATUSES,
     InvalidCursorError,
     StoreError,
+    StoreUnavailableError,
     ThreadExistsError,
     ThreadListing,
     ThreadNotFoundError,
@@ -169,6 +171,61 @@ class _Encoded:
     offload: tuple[str, bytes] | None
 
 
+_UNAVAILABLE_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "TransactionInProgressException",
+        "SlowDown",
+        "InternalError",
+        "ServiceUnavailableException",
+        "RequestTimeout",
+    }
+)
+_UNAVAILABLE_TYPES = frozenset(
+    {
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ReadTimeoutError",
+        "ConnectionClosedError",
+    }
+)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _unavailable_code(exc: BaseException) -> str | None:
+    """The AWS error code when ``exc`` means "throttled or failing, try later" (botocore is not imported here)."""
+    if type(exc).__name__ in _UNAVAILABLE_TYPES:
+        return type(exc).__name__
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return None
+    code = str(response.get("Error", {}).get("Code", ""))
+    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    return code or str(status) if code in _UNAVAILABLE_CODES or status >= 500 else None
+
+
+def _retryable(method: F) -> F:
+    """Throttling and 5xx from DynamoDB or S3 become :class:`StoreUnavailableError`, which Step Functions retries."""
+
+    @functools.wraps(method)
+    def guarded(self: DynamoThreadStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except StoreError:
+            raise
+        except Exception as exc:
+            code = _unavailable_code(exc)
+            if code is None:
+                raise
+            raise StoreUnavailableError(f"the thread store is unavailable ({code}); safe to retry") from exc
+
+    return guarded  # type: ignore[return-value]
+
+
 class DynamoThreadStore:
     """:class:`~core.store.base.ThreadStore` on one DynamoDB table, with large payloads in S3."""
 
@@ -201,6 +258,7 @@ class DynamoThreadStore:
 
     # -- the Protocol ------------------------------------------------------------------------------------------
 
+    @_retryable
     def create(self, thread: Thread) -> Thread:
         """Write the header and every event in one transaction; :class:`ThreadExistsError` if the id is taken."""
         _check_batch(thread.id, len(thread.events))
@@ -232,6 +290,7 @@ class DynamoThreadStore:
         self._remember(thread)
         return thread
 
+    @_retryable
     def load(self, thread_id: str) -> Thread:
         """The whole thread; a warm copy is refreshed with only the events written since it was read."""
         cached = self._cache.get(thread_id)
@@ -241,6 +300,7 @@ class DynamoThreadStore:
         self._remember(thread)
         return thread
 
+    @_retryable
     def append(self, thread_id: str, expected_version: int, events: Sequence[Event]) -> Thread:
         """Write ``events`` and the header in one transaction conditioned on ``expected_version``.
 
@@ -310,6 +370,7 @@ class DynamoThreadStore:
 
     # -- listing -----------------------------------------------------------------------------------------------
 
+    @_retryable
     def list_threads(
         self, *, status: Status | None = None, agent: str | None = None, limit: int = 50, cursor: str | None = None
     ) -> tuple[list[ThreadListing], str | None]:

@@ -50,7 +50,7 @@ class PaymentsService:
             self.calls[key] += 1
             if not self.dedupe or self.effects[key] == 0:
                 self.effects[key] += 1
-        return {"charged": True, "key": key}
+        return {"charged": True, "key": key, "receipt": "r" * 40_000}  # large: the result goes through S3
 
 
 @dataclass
@@ -149,7 +149,41 @@ def _install(stack: LocalStack, *, idempotent: bool, point: str) -> Kit:
     rt.agents = {**AGENTS, agent.name: agent}
     rt.use_provider_config(ProviderConfig(scripted=lambda n: faulty if n == "payer" else scripted_model(n)))
     rt.threads = FaultyStore(rt.threads, fault)
+    _inject_aws_faults(rt.clients["dynamodb"], rt.clients["s3"], fault)
     return Kit(payments, fault, agent, llm)
+
+
+class _ErrorResponse:
+    """What botocore needs of an HTTP response to raise the service's error."""
+
+    def __init__(self, status: int) -> None:
+        self.status_code = status
+        self.headers: dict[str, str] = {}
+        self.content = b""
+
+
+def _inject_aws_faults(dynamodb: Any, s3: Any, fault: Fault) -> None:
+    """The services fail once, as AWS does after the SDK's own retries gave up: DynamoDB throttles the
+    intent commit, S3 answers 503 SlowDown to the offloaded result."""
+
+    def throttle(params: dict[str, Any], **_: Any) -> Any:
+        body = params.get("body") or b""  # the serialized request: does it commit a tool_call intent?
+        intent = b'{"S":"tool_call"}' in (body if isinstance(body, bytes) else body.encode()).replace(b" ", b"")
+        if intent and fault.fire("dynamodb throttles"):
+            error = {"Code": "ProvisionedThroughputExceededException", "Message": "Rate of requests exceeds"}
+            return _ErrorResponse(400), {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}
+        return None
+
+    def slow_down(**_: Any) -> Any:
+        if fault.fire("s3 fails"):
+            error = {"Code": "SlowDown", "Message": "Please reduce your request rate."}
+            return _ErrorResponse(503), {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 503}}
+        return None
+
+    for client, event, hook in ((dynamodb, "before-call.dynamodb.TransactWriteItems", throttle),
+                                (s3, "before-call.s3.PutObject", slow_down)):
+        client.meta.events.unregister(event, unique_id=f"fault:{event}")  # the previous test's fault
+        client.meta.events.register(event, hook, unique_id=f"fault:{event}")
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +200,8 @@ POINTS = (
     "llm timeout",
     "llm 429",
     "llm 500",
+    "dynamodb throttles",
+    "s3 fails",
 )
 
 
@@ -206,10 +242,10 @@ def test_fault_matrix(shared_stack: LocalStack, point: str, idempotent: bool) ->
             outcome = f"done; effect x{kit.payments.effects[key]}, calls x{kit.payments.calls[key]}"
         else:
             assert kit.payments.calls[key] <= 1, "a non-idempotent tool never runs twice"
-            if point in ("after intent, before tool", "after tool, before result commit"):
-                # the retry cannot tell these two apart: it must not guess, so it asks
+            if point in ("after intent, before tool", "after tool, before result commit", "s3 fails"):
+                # the retry cannot tell these apart (S3 failing fails the result commit): it must not guess, so it asks
                 ran = kit.payments.calls[key]
-                assert ran == (1 if point.startswith("after tool") else 0)
+                assert ran == (0 if point == "after intent, before tool" else 1)
                 assert len(unknown) == 1
                 assert state.status == "awaiting_human"
                 request = state.open_request
