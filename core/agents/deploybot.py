@@ -7,14 +7,13 @@ API. It counts every call by idempotency key, so tests can prove a deploy ran ex
 from __future__ import annotations
 
 import re
-import threading
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.agent import Agent, Limits, Prefetch
+from core.agents._fake import FakeSystem
 from core.agents._script import ask, done, last_of, results, since_last_input
 from core.events import Event, HumanResponse, ToolResult
 from core.llm.base import LLMRequest
@@ -25,13 +24,12 @@ Environment = Literal["staging", "production"]
 
 
 @dataclass
-class DeployService:
+class DeployService(FakeSystem):
     """The external system deploybot acts on (a fake with the shape of a real deploy API)."""
 
     tags: tuple[str, ...] = ("v1.5.0", "v1.4.2", "v1.4.1", "v1.4.0")
     deployments: list[dict[str, str]] = field(default_factory=list)
-    runs: Counter[str] = field(default_factory=Counter)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    RECORDS = ("deployments",)
 
     def deploy(self, component: str, tag: str, environment: str, key: str) -> dict[str, str]:
         if tag not in self.tags:
@@ -47,11 +45,6 @@ class DeployService:
             "environment": environment,
             "url": f"https://{'' if environment == 'production' else 'staging.'}example.com",
         }
-
-    def reset(self) -> None:
-        with self._lock:
-            self.deployments.clear()
-            self.runs.clear()
 
 
 SERVICE = DeployService()

@@ -7,14 +7,13 @@ It looks the order up, tells the customer what happens next, and refunds only af
 from __future__ import annotations
 
 import re
-import threading
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.agent import Agent, Limits
+from core.agents._fake import FakeSystem
 from core.agents._script import done, results, since_last_input
 from core.events import Error, HumanResponse
 from core.llm.base import LLMRequest
@@ -26,7 +25,7 @@ ORDER_ID = r"ord_[A-Za-z0-9]{1,32}"
 
 
 @dataclass
-class OrderDesk:
+class OrderDesk(FakeSystem):
     """The shop's orders (a fake with the shape of an order + payments API)."""
 
     orders: dict[str, dict[str, Any]] = field(
@@ -37,18 +36,7 @@ class OrderDesk:
     )
     notices: list[tuple[str, str]] = field(default_factory=list)
     refunds: list[tuple[str, float]] = field(default_factory=list)
-    runs: Counter[str] = field(default_factory=Counter)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def record(self, key: str) -> None:
-        with self._lock:
-            self.runs[key] += 1
-
-    def reset(self) -> None:
-        with self._lock:
-            self.notices.clear()
-            self.refunds.clear()
-            self.runs.clear()
+    RECORDS = ("notices", "refunds")
 
 
 DESK = OrderDesk()

@@ -7,8 +7,6 @@ team channel and says what it posted. :class:`TeamBoard` stands in for the code 
 from __future__ import annotations
 
 import re
-import threading
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -16,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.agent import Agent, Limits
+from core.agents._fake import FakeSystem
 from core.agents._script import done, results, since_last_input
 from core.llm.base import LLMRequest
 from core.llm.scripted import Say
@@ -26,7 +25,7 @@ CHANNEL = "#standup"
 
 
 @dataclass
-class TeamBoard:
+class TeamBoard(FakeSystem):
     """What the digest reads and where it posts (a fake with the shape of a code host + chat)."""
 
     merged: list[dict[str, Any]] = field(
@@ -40,19 +39,13 @@ class TeamBoard:
         default_factory=lambda: [{"id": "INC-73", "title": "Checkout latency above SLO", "severity": "sev2"}]
     )
     posts: list[tuple[str, str]] = field(default_factory=list)
-    runs: Counter[str] = field(default_factory=Counter)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    RECORDS = ("posts",)
 
     def post(self, channel: str, text: str, key: str) -> int:
         with self._lock:
             self.runs[key] += 1
             self.posts.append((channel, text))
             return len(self.posts)
-
-    def reset(self) -> None:
-        with self._lock:
-            self.posts.clear()
-            self.runs.clear()
 
 
 BOARD = TeamBoard()

@@ -7,14 +7,13 @@ a security report pages on-call only after a human approves.
 from __future__ import annotations
 
 import re
-import threading
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.agent import Agent, Limits
+from core.agents._fake import FakeSystem
 from core.agents._script import done, results, since_last_input
 from core.llm.base import LLMRequest
 from core.llm.scripted import Say
@@ -26,27 +25,14 @@ Team = Literal["backend", "frontend", "docs", "product"]
 
 
 @dataclass
-class IssueTracker:
+class IssueTracker(FakeSystem):
     """The issue tracker triage acts on (a fake with the shape of GitHub's issues API)."""
 
     labels: dict[int, set[str]] = field(default_factory=dict)
     teams: dict[int, str] = field(default_factory=dict)
     comments: list[tuple[int, str]] = field(default_factory=list)
     pages: list[tuple[int, str]] = field(default_factory=list)
-    runs: Counter[str] = field(default_factory=Counter)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def record(self, key: str) -> None:
-        with self._lock:
-            self.runs[key] += 1
-
-    def reset(self) -> None:
-        with self._lock:
-            self.labels.clear()
-            self.teams.clear()
-            self.comments.clear()
-            self.pages.clear()
-            self.runs.clear()
+    RECORDS = ("labels", "teams", "comments", "pages")
 
 
 TRACKER = IssueTracker()

@@ -168,3 +168,17 @@ def _snippet(text: str) -> str:
 
 def _describe(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
+
+
+def token_count(value: object) -> int:
+    """A usage count from a provider's JSON: a non-negative int, anything else counts as zero."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def malformed(provider: str, api: str, missing: str, data: dict[str, Any]) -> LLMRequestError:
+    """A 200 whose body is not the API's shape: usually a base URL pointing at something else."""
+    return LLMRequestError(
+        provider,
+        f"unexpected {api} response: {missing} (top-level keys: {sorted(data)}); "
+        f"check that the base URL serves the {api} API",
+    )

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from core.llm._http import JSONPoster
+from core.llm._http import JSONPoster, malformed, token_count
 from core.llm.base import LLMRequest, LLMRequestError, LLMResponse, Usage
 
 PROVIDER = "anthropic"
@@ -66,7 +66,7 @@ def _parse(data: dict[str, Any], requested_model: str) -> LLMResponse:
     """Read the first ``tool_use`` block (its ``input`` is already an object) and any text around it."""
     content = data.get("content")
     if not isinstance(content, list):
-        raise _malformed("no content list", data)
+        raise _bad("no content list", data)
     blocks = [block for block in content if isinstance(block, dict)]
     text = "".join(b["text"] for b in blocks if b.get("type") == "text" and isinstance(b.get("text"), str))
     reported = data.get("model")
@@ -77,10 +77,10 @@ def _parse(data: dict[str, Any], requested_model: str) -> LLMResponse:
         return LLMResponse(tool=None, text=text, usage=usage, model=model)
     name = tool_use.get("name")
     if not isinstance(name, str) or not name:
-        raise _malformed("no name in the tool_use block", data)
+        raise _bad("no name in the tool_use block", data)
     arguments = tool_use.get("input")
     if not isinstance(arguments, dict):
-        raise _malformed("the tool_use block's input is not an object", data)
+        raise _bad("the tool_use block's input is not an object", data)
     return LLMResponse(tool=name, arguments=arguments, text=text, usage=usage, model=model)
 
 
@@ -88,16 +88,10 @@ def _usage(usage: object) -> Usage:
     """Token counts. ``input_tokens`` excludes prompt-cache reads and writes, which this provider does not request."""
     if not isinstance(usage, dict):
         return Usage()
-    return Usage(input_tokens=_count(usage.get("input_tokens")), output_tokens=_count(usage.get("output_tokens")))
-
-
-def _count(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
-
-
-def _malformed(missing: str, data: dict[str, Any]) -> LLMRequestError:
-    return LLMRequestError(
-        PROVIDER,
-        f"unexpected Messages response: {missing} (top-level keys: {sorted(data)}); "
-        "check that the base URL serves the Anthropic Messages API",
+    return Usage(
+        input_tokens=token_count(usage.get("input_tokens")), output_tokens=token_count(usage.get("output_tokens"))
     )
+
+
+def _bad(missing: str, data: dict[str, Any]) -> LLMRequestError:
+    return malformed(PROVIDER, "Anthropic Messages", missing, data)

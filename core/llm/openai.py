@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from core.llm._http import JSONPoster
+from core.llm._http import JSONPoster, malformed, token_count
 from core.llm.base import LLMRequest, LLMRequestError, LLMResponse, Usage
 
 PROVIDER = "openai"
@@ -71,16 +71,16 @@ def _parse(data: dict[str, Any], requested_model: str) -> LLMResponse:
     """Read the first tool call of the first choice, keeping its arguments as the raw JSON string."""
     choices = data.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        raise _malformed("no choices[0]", data)
+        raise _bad("no choices[0]", data)
     message = choices[0].get("message")
     if not isinstance(message, dict):
-        raise _malformed("no choices[0].message", data)
+        raise _bad("no choices[0].message", data)
     text = message.get("content") or message.get("refusal") or ""
     if not isinstance(text, str):
-        raise _malformed("choices[0].message.content is not a string", data)
+        raise _bad("choices[0].message.content is not a string", data)
     tool_calls = message.get("tool_calls") or []
     if not isinstance(tool_calls, list):
-        raise _malformed("choices[0].message.tool_calls is not a list", data)
+        raise _bad("choices[0].message.tool_calls is not a list", data)
     reported = data.get("model")
     model = f"{PROVIDER}:{reported if isinstance(reported, str) and reported else requested_model}"
     usage = _usage(data.get("usage"))
@@ -88,15 +88,15 @@ def _parse(data: dict[str, Any], requested_model: str) -> LLMResponse:
         return LLMResponse(tool=None, text=text, usage=usage, model=model)
     function = tool_calls[0].get("function") if isinstance(tool_calls[0], dict) else None
     if not isinstance(function, dict):
-        raise _malformed("no choices[0].message.tool_calls[0].function", data)
+        raise _bad("no choices[0].message.tool_calls[0].function", data)
     name = function.get("name")
     if not isinstance(name, str) or not name:
-        raise _malformed("no tool_calls[0].function.name", data)
+        raise _bad("no tool_calls[0].function.name", data)
     arguments = function.get("arguments")
     if arguments is None:
         arguments = "{}"
     if not isinstance(arguments, str | dict):
-        raise _malformed("tool_calls[0].function.arguments is neither a JSON string nor an object", data)
+        raise _bad("tool_calls[0].function.arguments is neither a JSON string nor an object", data)
     return LLMResponse(tool=name, arguments=arguments, text=text, usage=usage, model=model)
 
 
@@ -104,16 +104,10 @@ def _usage(usage: object) -> Usage:
     """Token counts; compatible servers sometimes omit them, which counts as zero rather than failing the step."""
     if not isinstance(usage, dict):
         return Usage()
-    return Usage(input_tokens=_count(usage.get("prompt_tokens")), output_tokens=_count(usage.get("completion_tokens")))
-
-
-def _count(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
-
-
-def _malformed(missing: str, data: dict[str, Any]) -> LLMRequestError:
-    return LLMRequestError(
-        PROVIDER,
-        f"unexpected chat-completions response: {missing} (top-level keys: {sorted(data)}); "
-        "check that the base URL serves the OpenAI chat-completions API",
+    return Usage(
+        input_tokens=token_count(usage.get("prompt_tokens")), output_tokens=token_count(usage.get("completion_tokens"))
     )
+
+
+def _bad(missing: str, data: dict[str, Any]) -> LLMRequestError:
+    return malformed(PROVIDER, "OpenAI chat-completions", missing, data)

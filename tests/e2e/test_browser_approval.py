@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from functions.approvals import DONE_TITLES
-from tests.e2e._serve import ROOT, Served
+from tests.e2e._browser import ARTIFACTS, launch, needs_chromium
+from tests.e2e._serve import Served
 
 pytestmark = pytest.mark.e2e
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = ROOT / "test-artifacts"
 
 
 def _until(api: httpx.Client, thread_id: str, statuses: tuple[str, ...], timeout: float = 20) -> dict[str, Any]:
@@ -39,17 +25,16 @@ def _until(api: httpx.Client, thread_id: str, statuses: tuple[str, ...], timeout
         time.sleep(0.1)
 
 
-@pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason="no /usr/bin/chromium: run .ci/e2e-deps.sh (apt chromium)")
+@needs_chromium
 def test_a_person_approves_in_chromium_and_the_thread_finishes(served: Served, api: httpx.Client) -> None:
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is missing: pip install -e '.[e2e]'")
     launched = api.post("/threads", json={"agent": "deploybot", "input": "deploy the latest backend to production"})
     thread_id = launched.raise_for_status().json()["thread_id"]
     waiting = _until(api, thread_id, ("awaiting_human",))
     link = served.link(waiting["approval_id"])
-    ARTIFACTS.mkdir(exist_ok=True)
 
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = launch(playwright)
         try:
             page = browser.new_page()
             page.goto(link)

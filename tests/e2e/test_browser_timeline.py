@@ -8,9 +8,7 @@ then it opens what the model saw at the last step. Screenshots go to ``test-arti
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,22 +18,10 @@ from core.thread import fold
 from functions.approvals import DONE_TITLES
 from infra.local.http import FrontDoor, front_door
 from infra.local.stack import LocalStack
+from tests.e2e._browser import ARTIFACTS, launch, needs_chromium
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 KEY = "browser-timeline-key-0123456789"
 
 
@@ -48,7 +34,7 @@ def door() -> Iterator[tuple[LocalStack, FrontDoor]]:
         yield stack, server
 
 
-@pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason="no /usr/bin/chromium: run .ci/e2e-deps.sh (apt chromium)")
+@needs_chromium
 def test_a_person_reads_the_timeline_of_a_finished_deploybot_thread(door: tuple[LocalStack, FrontDoor]) -> None:
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is missing: pip install -e '.[e2e]'")
     stack, server = door
@@ -58,11 +44,10 @@ def test_a_person_reads_the_timeline_of_a_finished_deploybot_thread(door: tuple[
     stack.wait(thread_id)
     sent = stack.notifier.last_for(thread_id)
     assert sent is not None
-    ARTIFACTS.mkdir(exist_ok=True)
     expect = sync_api.expect
 
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = launch(playwright)
         try:
             context = browser.new_context(extra_http_headers={"x-api-key": KEY})
             page = context.new_page()
