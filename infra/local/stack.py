@@ -25,6 +25,7 @@ from typing import Any
 from core.control import launch
 from core.events import Event
 from core.notify import RecordingNotifier
+from core.replies import RecordingReplier
 from core.thread import Thread, fold
 from functions._wiring import Runtime, Settings, build_runtime, install_runtime
 from infra.asl_check import substitute
@@ -88,6 +89,7 @@ class LocalStack:
         self.substitution_overrides = {**FAST, **(substitutions or {})}
         self.env_overrides = dict(env or {})
         self.notifier = RecordingNotifier()
+        self.replier = RecordingReplier()
         self.invocations: list[Invocation] = []
         self.function_arns: dict[str, str] = {}
         self.state_machine_arn = ""
@@ -139,6 +141,7 @@ class LocalStack:
         settings = self._create_resources()
         self.runtime = build_runtime(settings)
         self.runtime.notifier = self.notifier
+        self.runtime.replier = self.replier  # answers to triggers are recorded, never sent off this machine
         events = self.runtime.clients["dynamodb"].meta.events
         for operation in _WRITES:
             events.register(f"before-send.dynamodb.{operation}", self._count_write)

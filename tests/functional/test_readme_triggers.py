@@ -1,0 +1,79 @@
+"""The README's trigger examples, run as written (bash, openssl, curl) against the local front door."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from core.thread import fold
+from infra.local.http import FrontDoor, front_door
+from infra.local.stack import LocalStack
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+SECRETS = {"STEPFOLD_GITHUB_WEBHOOK_SECRET": "readme-github-secret", "STEPFOLD_WEBHOOK_SECRET": "readme-shop-secret"}
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("openssl") and shutil.which("curl") and shutil.which("bash")),
+    reason="the README's examples need bash, openssl and curl",
+)
+
+
+def _curl_blocks() -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Triggers\n") : text.index("\n## ", text.index("## Triggers\n") + 1)]
+    return [b for b in re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL) if "curl" in b]
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[LocalStack, FrontDoor]]:
+    with LocalStack(env={"POWERTOOLS_LOG_LEVEL": "WARNING", **SECRETS}) as stack, front_door(stack) as door:
+        yield stack, door
+
+
+def _run(block: str, url: str) -> httpx.Response:
+    env = {**os.environ, **SECRETS, "URL": url}
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block.replace("curl -sS", "curl -sS -w '\\n%{http_code}'", 1)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=True,
+    )
+    body, _, status = done.stdout.rpartition("\n")
+    return httpx.Response(int(status), content=body.encode())
+
+
+def test_the_readme_has_the_two_signed_curl_examples() -> None:
+    blocks = _curl_blocks()
+    assert len(blocks) == 2
+    assert "X-Hub-Signature-256" in blocks[0]
+    assert "X-Stepfold-Signature" in blocks[1]
+
+
+@pytest.mark.parametrize(("index", "agent"), [(0, "triage"), (1, "orders")])
+def test_a_readme_curl_example_starts_its_agent(served: tuple[LocalStack, FrontDoor], index: int, agent: str) -> None:
+    stack, door = served
+    reply = _run(_curl_blocks()[index], door.base_url)
+    assert reply.status_code == 202, reply.text
+    thread_id = reply.json()["thread_id"]
+    thread = stack.wait(thread_id, timeout=30)
+    assert thread.agent == agent
+    assert fold(thread).status in ("done", "awaiting_human")
+
+
+def test_a_tampered_readme_example_is_refused(served: tuple[LocalStack, FrontDoor]) -> None:
+    _, door = served
+    block = _curl_blocks()[0].replace('-hmac "$SECRET"', '-hmac "not-the-secret"')
+    before = time.monotonic()
+    reply = _run(block, door.base_url)
+    assert reply.status_code == 401, reply.text
+    assert time.monotonic() - before < 30
