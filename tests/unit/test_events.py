@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from pydantic import BaseModel, ValidationError
@@ -231,3 +232,23 @@ def test_events_are_hashable_values() -> None:
     assert a == b
     assert hash(a) == hash(b)
     assert isinstance(a, BaseModel)
+
+
+def test_an_older_schema_version_is_upgraded_on_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """How a future schema change ships: bump the version and register an upgrade from the old shape."""
+    import core.events as events_module  # noqa: PLC0415
+
+    def v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
+        upgraded = dict(raw)
+        if upgraded.get("type") == "user_input" and "message" in upgraded:  # v1 called it "message" in this story
+            upgraded["text"] = upgraded.pop("message")
+        return upgraded
+
+    monkeypatch.setattr(events_module, "SCHEMA_VERSION", 2)
+    monkeypatch.setitem(events_module._UPGRADES, 1, v1_to_v2)
+    stored = {"seq": 0, "ts": "2026-01-01T00:00:00Z", "v": 1, "type": "user_input", "message": "hello"}
+    event = parse_event(stored, thread_id="t_old")
+    assert isinstance(event, UserInput)
+    assert (event.text, event.v) == ("hello", 2)
+    with pytest.raises(UnknownSchemaVersionError, match="t_old.*schema version 3"):
+        parse_event({**stored, "v": 3}, thread_id="t_old")
