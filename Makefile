@@ -39,8 +39,8 @@ asl: setup
 demo: setup
 	$(BIN)/python -m infra.local.demo
 
-bench: setup
-	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+bench: setup bench-setup
+	$(BENCH_BIN)/python benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .aws-sam
@@ -80,3 +80,23 @@ serve: setup
 .PHONY: evals
 evals: setup
 	$(BIN)/python -m infra.cli_evals eval-all
+
+# --- bench (benchmarks) ---
+# `make bench` runs benchmarks/run_all.py: every benchmark, one table, written to benchmarks/README.md. The peers
+# (benchmarks/requirements-bench.txt) are installed into .venv-bench only, next to stepfold itself, never into
+# pyproject's dependencies or .venv. Each contender's cold start and footprint use its own `pip install --target`
+# directory under .venv-bench/targets/ (benchmarks/_targets.py); the artifact is built by .ci/sam.sh (.venv-sam).
+BENCH_VENV := .venv-bench
+BENCH_BIN := $(BENCH_VENV)/bin
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+.PHONY: bench-setup
+
+bench-setup: $(BENCH_STAMP)
+
+$(BENCH_STAMP): pyproject.toml requirements-lambda.txt benchmarks/requirements-bench.txt
+	test -x $(BENCH_BIN)/python || $(PY) -m venv $(BENCH_VENV)
+	$(BENCH_BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BENCH_BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' \
+		-r benchmarks/requirements-bench.txt -c requirements-lambda.txt
+	touch $(BENCH_STAMP)

@@ -580,13 +580,10 @@ def openapi_document() -> Response[str]:
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     size = _body_bytes(event)
     if size > MAX_BODY_BYTES:
-        detail = f"the request body is {size} bytes; the limit is {MAX_BODY_BYTES}"
-        return {
-            "statusCode": 413,
-            "headers": {"Content-Type": "application/json"},
-            "body": json.dumps({"error": "too_large", "detail": detail}),
-            "isBase64Encoded": False,
-        }
+        return _plain_error(413, "too_large", f"the request body is {size} bytes; the limit is {MAX_BODY_BYTES}")
+    if _content_type(event).startswith("multipart/"):
+        # Powertools would parse it as a file upload and fail with a bare ValueError (a 500) on a missing boundary
+        return _plain_error(415, "unsupported_media_type", "send the body as application/json")
     result: dict[str, Any] = app.resolve(event, context)
     return result
 
@@ -716,6 +713,18 @@ def _compat_event(event: Event) -> CompatEvent | None:
         case _:
             data = {k: v for k, v in dump_event(event).items() if k not in ("type", "seq", "ts", "v")}
             return CompatEvent(type=event.type, data=data)
+
+
+def _plain_error(status: int, error: str, detail: str) -> dict[str, Any]:
+    """An error response made before the resolver runs."""
+    body = json.dumps({"error": error, "detail": detail})
+    headers = {"Content-Type": "application/json"}
+    return {"statusCode": status, "headers": headers, "body": body, "isBase64Encoded": False}
+
+
+def _content_type(event: Mapping[str, Any]) -> str:
+    headers = event.get("headers") or {}
+    return next((str(v).strip().lower() for k, v in headers.items() if k.lower() == "content-type"), "")
 
 
 def _body_bytes(event: Mapping[str, Any]) -> int:

@@ -250,5 +250,5 @@ def test_an_older_schema_version_is_upgraded_on_load(monkeypatch: pytest.MonkeyP
     event = parse_event(stored, thread_id="t_old")
     assert isinstance(event, UserInput)
     assert (event.text, event.v) == ("hello", 2)
-    with pytest.raises(UnknownSchemaVersionError, match="t_old.*schema version 3"):
+    with pytest.raises(UnknownSchemaVersionError, match=r"t_old.*schema version 3"):
         parse_event({**stored, "v": 3}, thread_id="t_old")
