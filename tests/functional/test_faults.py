@@ -180,8 +180,10 @@ def _inject_aws_faults(dynamodb: Any, s3: Any, fault: Fault) -> None:
             return _ErrorResponse(503), {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 503}}
         return None
 
-    for client, event, hook in ((dynamodb, "before-call.dynamodb.TransactWriteItems", throttle),
-                                (s3, "before-call.s3.PutObject", slow_down)):
+    for client, event, hook in (
+        (dynamodb, "before-call.dynamodb.TransactWriteItems", throttle),
+        (s3, "before-call.s3.PutObject", slow_down),
+    ):
         client.meta.events.unregister(event, unique_id=f"fault:{event}")  # the previous test's fault
         client.meta.events.register(event, hook, unique_id=f"fault:{event}")
 

@@ -36,10 +36,10 @@ def test_write_your_own_agent_runs_verbatim(tmp_path: Path, monkeypatch: pytest.
 
     module = types.ModuleType("core.agents.travel")
     monkeypatch.setitem(sys.modules, "core.agents.travel", module)
-    exec(compile(agent_code, "README.md:core/agents/travel.py", "exec"), module.__dict__)  # noqa: S102
+    exec(compile(agent_code, "README.md:core/agents/travel.py", "exec"), module.__dict__)
 
     namespace: dict[str, object] = {"__name__": "test_travel"}
-    exec(compile(test_code, "README.md:tests/unit/test_travel.py", "exec"), namespace)  # noqa: S102
+    exec(compile(test_code, "README.md:tests/unit/test_travel.py", "exec"), namespace)
     tests = [fn for name, fn in namespace.items() if name.startswith("test_") and callable(fn)]
     assert len(tests) == 1
     tests[0]()
