@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from core.agent import model_request
 from core.agents import AGENTS, deploybot
 from core.evals import (
     Case,
@@ -30,7 +31,6 @@ from core.evals import (
     export,
     load_case,
     load_cases,
-    model_request,
     run_eval,
 )
 from core.events import LLMCall, dump_event
