@@ -37,7 +37,7 @@ from core.llm.base import LLM, LLMRequest, LLMRequestError, LLMResponse
 from core.observe import NullObserver, Observer
 from core.pricing import cost_usd
 from core.prompts import Prompt, PromptLibrary
-from core.thread import ASK_TOOL, DONE_TOOL, PendingCall, Thread, ThreadState, fold
+from core.thread import ASK_TOOL, DONE_TOOL, PendingCall, Thread, ThreadState, fold, stale_results
 from core.tools import InvalidCall, RequestHumanInput, Tool, ToolContext, ToolRegistry, ValidCall
 
 if TYPE_CHECKING:
@@ -202,7 +202,7 @@ def step(thread: Thread, agent: Agent, llm: LLM, ctx: StepContext | None = None)
         return b.outcome(_ROUTE_OF[state.status])
     if state.pending is not None:
         return _finish_pending(b, agent, state.pending, ctx)
-    if (limit := _limit_reached(agent.limits, state) or _over_daily_budget(agent, state, ctx)) is not None:
+    if (limit := _limit_reached(agent.limits, state, thread) or _over_daily_budget(agent, state, ctx)) is not None:
         b.add(Error, kind="limit", message=limit)
         return _escalate(b, agent, ctx, "limit", limit)
     if not any(isinstance(e, LLMCall) for e in thread.events) and not any(
@@ -221,15 +221,15 @@ _ROUTE_OF: dict[str, Route] = {
 }
 
 
-def _limit_reached(limits: Limits, state: ThreadState) -> str | None:
+def _limit_reached(limits: Limits, state: ThreadState, thread: Thread) -> str | None:
     if state.steps_since_review >= limits.max_steps:
         return f"reached the limit of {limits.max_steps} model calls"
     if limits.max_cost_usd is not None and state.cost_since_review >= limits.max_cost_usd:
         return f"spent ${state.cost_since_review:.4f}, the budget is ${limits.max_cost_usd:.4f}"
     if limits.max_tokens is not None and state.tokens_since_review >= limits.max_tokens:
         return f"used {state.tokens_since_review} tokens, the budget is {limits.max_tokens}"
-    if state.stale_results >= limits.max_stale_results:
-        return f"its last {state.stale_results} tool results brought no new information"
+    if (stale := stale_results(thread)) >= limits.max_stale_results:
+        return f"its last {stale} tool results brought no new information"
     return None
 
 

@@ -137,8 +137,6 @@ class ThreadState:
     last_review_at: datetime | None = None
     """When a person last answered a limit question (budgets count from there)."""
     tokens_since_review: int = 0
-    stale_results: int = 0
-    """Tool results in a row (model calls only) that repeat a result already in the thread."""
     calls_by_signature: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -180,22 +178,17 @@ def fold(thread: Thread) -> ThreadState:
     signatures: dict[str, int] = {}
     review_steps, review_cost, review_tokens = 0, 0.0, 0
     review_at: datetime | None = None
-    seen_results: set[str] = set()
-    stale = 0
-    prefetched: set[str] = set()
     for i, event in enumerate(events):
         match event:
             case UserInput():
-                last_input, errors, stale = i, 0, 0
+                last_input, errors = i, 0
             case LLMCall():
                 steps += 1
                 in_tok += event.input_tokens
                 out_tok += event.output_tokens
                 cost += event.cost_usd
             case ToolCall():
-                if event.prefetch:
-                    prefetched.add(event.call_id)
-                else:
+                if not event.prefetch:
                     signature = f"{event.tool}:{sorted(event.args.items())!r}"
                     signatures[signature] = signatures.get(signature, 0) + 1
                 if event.call_id not in closed and event.tool != DONE_TOOL:
@@ -204,17 +197,12 @@ def fold(thread: Thread) -> ThreadState:
                 started.add(event.call_id)
             case ToolResult():
                 errors = 0
-                fingerprint = f"{event.tool}:{json.dumps(event.result, sort_keys=True, default=str)}"
-                if event.call_id not in prefetched:
-                    stale = stale + 1 if fingerprint in seen_results else 0
-                seen_results.add(fingerprint)
             case Error():
                 errors += 1
                 last_error = event
             case HumanResponse():
                 errors = 0
                 request = requests.get(event.approval_id)
-                stale = 0
                 if request is not None and request.origin == "limit":
                     review_steps, review_cost, review_tokens, signatures = steps, cost, in_tok + out_tok, {}
                     review_at = event.ts
@@ -268,9 +256,31 @@ def fold(thread: Thread) -> ThreadState:
         cost_since_review=round(cost - review_cost, 10),
         last_review_at=review_at,
         tokens_since_review=in_tok + out_tok - review_tokens,
-        stale_results=stale,
         calls_by_signature=signatures,
     )
+
+
+def stale_results(thread: Thread) -> int:
+    """Tool results in a row (the model's calls, since the last input or human answer) that repeat a result already
+    in the thread: the "no new information" heuristic. Kept out of :func:`fold` because it encodes every result;
+    a step walks it once, right before its model call."""
+    seen: set[str] = set()
+    prefetched: set[str] = set()
+    stale = 0
+    for event in thread.events:
+        match event:
+            case UserInput() | HumanResponse():
+                stale = 0
+            case ToolCall(prefetch=True):
+                prefetched.add(event.call_id)
+            case ToolResult():
+                fingerprint = f"{event.tool}:{json.dumps(event.result, sort_keys=True, default=str)}"
+                if event.call_id not in prefetched:
+                    stale = stale + 1 if fingerprint in seen else 0
+                seen.add(fingerprint)
+            case _:
+                pass
+    return stale
 
 
 def summary(thread: Thread) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from core.llm.scripted import Say, ScriptedLLM
 from core.pricing import cost_usd
 from core.prompts import PromptLibrary
 from core.store.memory import MemoryThreadStore
-from core.thread import Thread, fold, start_thread
+from core.thread import Thread, fold, stale_results, start_thread
 from core.tools import Policy, Tool, ToolContext
 from tests.unit.conftest import FIXED_NOW, Driver, MakeCtx, respond
 
@@ -882,10 +882,10 @@ def test_results_that_bring_no_new_information_escalate(rec: Recorder, ctx: Step
         outcome, thread = _step(thread, agent, llm, ctx)
         routes.append(outcome.route)
     assert routes == ["continue", "continue", "continue", "await_human"]
-    assert fold(thread).stale_results == 2
+    assert stale_results(thread) == 2
     assert _one(outcome.events, Error).message == "its last 2 tool results brought no new information"
     thread = respond(thread, decision="answer", answer="keep going")
-    assert fold(thread).stale_results == 0
+    assert stale_results(thread) == 0
 
 
 def test_a_new_result_resets_the_stale_count(rec: Recorder, ctx: StepContext) -> None:
@@ -895,7 +895,7 @@ def test_a_new_result_resets_the_stale_count(rec: Recorder, ctx: StepContext) ->
     for _ in range(4):
         outcome, thread = _step(thread, agent, llm, ctx)
         assert outcome.route == "continue"
-    assert fold(thread).stale_results == 1
+    assert stale_results(thread) == 1
 
 
 def test_an_oversized_tool_result_is_refused_not_stored(rec: Recorder, ctx: StepContext) -> None:
