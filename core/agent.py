@@ -37,7 +37,7 @@ from core.llm.base import LLM, LLMRequest, LLMRequestError, LLMResponse
 from core.observe import NullObserver, Observer
 from core.pricing import cost_usd
 from core.prompts import Prompt, PromptLibrary
-from core.thread import ASK_TOOL, DONE_TOOL, PendingCall, Thread, ThreadState, fold, stale_results
+from core.thread import ASK_TOOL, DONE_TOOL, PendingCall, Status, Thread, ThreadState, fold, stale_results
 from core.tools import InvalidCall, RequestHumanInput, Tool, ToolContext, ToolRegistry, ValidCall
 
 if TYPE_CHECKING:
@@ -199,7 +199,7 @@ def step(thread: Thread, agent: Agent, llm: LLM, ctx: StepContext | None = None)
     state = fold(thread)
     b = _Builder(thread, ctx.clock, ctx.checkpoint, ctx.observer)
     if state.status != "running":
-        return b.outcome(_ROUTE_OF[state.status])
+        return b.outcome(ROUTE_OF_STATUS[state.status])
     if state.pending is not None:
         return _finish_pending(b, agent, state.pending, ctx)
     if (limit := _limit_reached(agent.limits, state, thread) or _over_daily_budget(agent, state, ctx)) is not None:
@@ -212,13 +212,14 @@ def step(thread: Thread, agent: Agent, llm: LLM, ctx: StepContext | None = None)
     return _decide(b, agent, llm, ctx, state)
 
 
-_ROUTE_OF: dict[str, Route] = {
+ROUTE_OF_STATUS: dict[Status, Route] = {
+    "running": "continue",
     "awaiting_human": "await_human",
     "paused": "paused",
     "done": "done",
     "failed": "failed",
-    "running": "continue",
 }
+"""The routing word for a thread whose step has nothing (more) to do in its current status."""
 
 
 def _limit_reached(limits: Limits, state: ThreadState, thread: Thread) -> str | None:

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from core.agent import Agent
 from core.errors import compact_validation_error
 from core.events import JSON, HumanDecision, HumanRequest, HumanResponse
-from core.store.base import ThreadStore, VersionConflictError
+from core.store.base import ThreadStore, append_one
 from core.thread import Thread, fold
 
 ApprovalState = Literal["pending", "approved", "rejected", "edited", "answered", "expired", "cancelled"]
@@ -34,7 +34,6 @@ DECIDED: dict[HumanDecision, ApprovalState] = {
     "answer": "answered",
     "expired": "expired",
 }
-DECISION_ATTEMPTS = 5
 
 
 class ApprovalError(Exception):
@@ -259,11 +258,11 @@ def decide(
     if int(now.timestamp()) >= approval.expires_at:
         raise LinkExpiredError("this request has expired; it was denied by default")
     agent = agents[approval.agent]
-    for _ in range(DECISION_ATTEMPTS):
-        thread = threads.load(approval.thread_id)
+
+    def build(thread: Thread) -> HumanResponse:
         request = waiting_request(approval, thread)
         edited = _check(decision, approval, request, agent)
-        event = HumanResponse(
+        return HumanResponse(
             seq=thread.next_seq,
             ts=now,
             approval_id=approval_id,
@@ -274,13 +273,8 @@ def decide(
             args=edited,
             answer=decision.answer,
         )
-        try:
-            thread = threads.append(thread.id, thread.version, [event])
-        except VersionConflictError:
-            continue
-        break
-    else:
-        raise VersionConflictError(approval.thread_id, -1)
+
+    thread = append_one(threads, approval.thread_id, build)
     approvals.close(approval_id, DECIDED[decision.decision], decision.by, int(now.timestamp()))
     if tokens is not None and approval.task_token:
         tokens.send_task_success(
@@ -292,12 +286,14 @@ def decide(
 def expire(thread_id: str, *, threads: ThreadStore, approvals: ApprovalStore, clock: Callable[[], datetime]) -> Thread:
     """The wait timed out: deny by default by recording an ``expired`` response (no-op if already answered)."""
     now = clock()
-    for _ in range(DECISION_ATTEMPTS):
-        thread = threads.load(thread_id)
+    expired: list[str] = []
+
+    def build(thread: Thread) -> HumanResponse | None:
         request = fold(thread).open_request
+        expired[:] = [request.approval_id] if request is not None else []
         if request is None:
-            return thread
-        event = HumanResponse(
+            return None
+        return HumanResponse(
             seq=thread.next_seq,
             ts=now,
             approval_id=request.approval_id,
@@ -305,11 +301,9 @@ def expire(thread_id: str, *, threads: ThreadStore, approvals: ApprovalStore, cl
             by="system",
             channel="timeout",
         )
-        try:
-            thread = threads.append(thread_id, thread.version, [event])
-        except VersionConflictError:
-            continue
+
+    thread = append_one(threads, thread_id, build)
+    if expired:
         with contextlib.suppress(ApprovalNotFoundError):  # answered through the API without a link
-            approvals.close(request.approval_id, "expired", "system", int(now.timestamp()))
-        return thread
-    raise VersionConflictError(thread_id, -1)
+            approvals.close(expired[0], "expired", "system", int(now.timestamp()))
+    return thread

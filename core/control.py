@@ -17,11 +17,10 @@ from typing import Protocol
 
 from core.agent import Agent, UnknownAgentError
 from core.events import Failed, Paused, Resumed, UserInput
-from core.store.base import ThreadExistsError, ThreadStore, VersionConflictError
+from core.store.base import ThreadExistsError, ThreadStore, append_one
 from core.thread import Thread, fold, start_thread
 
 MAX_INPUT_CHARS = 100_000
-ATTEMPTS = 5
 
 
 class ControlError(Exception):
@@ -102,22 +101,6 @@ def _check_text(text: str) -> None:
         raise InputTooLargeError(f"input is {len(text)} characters; the limit is {MAX_INPUT_CHARS}")
 
 
-def _append_when(
-    threads: ThreadStore,
-    thread_id: str,
-    build: Callable[[Thread], UserInput | Paused | Resumed | Failed],
-) -> Thread:
-    """Append one event built from the current thread, retrying on concurrent writes."""
-    for _ in range(ATTEMPTS):
-        thread = threads.load(thread_id)
-        event = build(thread)
-        try:
-            return threads.append(thread_id, thread.version, [event])
-        except VersionConflictError:
-            continue
-    raise VersionConflictError(thread_id, -1)
-
-
 def pause(threads: ThreadStore, thread_id: str, *, by: str, reason: str, clock: Callable[[], datetime]) -> Thread:
     """Pause between steps: the next step returns ``paused`` and the execution ends cleanly."""
 
@@ -127,7 +110,7 @@ def pause(threads: ThreadStore, thread_id: str, *, by: str, reason: str, clock: 
             raise WrongStateError(f"thread {thread_id} is {status}; only a running or waiting thread can be paused")
         return Paused(seq=thread.next_seq, ts=clock(), by=by, reason=reason)
 
-    return _append_when(threads, thread_id, build)
+    return append_one(threads, thread_id, build)
 
 
 def resume(
@@ -141,7 +124,7 @@ def resume(
             raise WrongStateError(f"thread {thread_id} is {status}, not paused; there is nothing to resume")
         return Resumed(seq=thread.next_seq, ts=clock(), by=by)
 
-    thread = _append_when(threads, thread_id, build)
+    thread = append_one(threads, thread_id, build)
     state = fold(thread)
     if state.status == "running":
         executions.start(thread_id, thread.version)
@@ -169,7 +152,7 @@ def cancel(
         why = f"cancelled by {by}" + (f": {reason}" if reason else "")
         return Failed(seq=thread.next_seq, ts=clock(), reason=why)
 
-    thread = _append_when(threads, thread_id, build)
+    thread = append_one(threads, thread_id, build)
     if waits is not None and open_request:
         waits.cancel_wait(open_request[0], f"cancelled by {by}")
     return thread
@@ -198,6 +181,6 @@ def add_message(
             raise WrongStateError(f"thread {thread_id} is {state.status}; messages can be added once it is done")
         return UserInput(seq=thread.next_seq, ts=clock(), text=text, source=f"message:{by}")
 
-    thread = _append_when(threads, thread_id, build)
+    thread = append_one(threads, thread_id, build)
     executions.start(thread_id, thread.version)
     return thread

@@ -9,23 +9,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
 
-from core.agent import Agent, Route, StepContext, StepOutcome, step
+from core.agent import ROUTE_OF_STATUS, Agent, Route, StepContext, StepOutcome, step
 from core.budget import SpendLedger, day_of
 from core.events import Event, LLMCall
 from core.llm.base import LLM
 from core.store.base import ThreadStore, VersionConflictError
 from core.thread import Thread, fold
 
-Status = Literal["running", "awaiting_human", "paused", "done", "failed"]
-ROUTE_OF_STATUS: dict[Status, Route] = {
-    "running": "continue",
-    "awaiting_human": "await_human",
-    "paused": "paused",
-    "done": "done",
-    "failed": "failed",
-}
 RESULT_COMMIT_ATTEMPTS = 5
 
 
@@ -48,10 +39,6 @@ class StepResult:
 
     def payload(self) -> dict[str, object]:
         return {"thread_id": self.thread_id, "seq": self.seq, "route": self.route}
-
-
-def route_of(thread: Thread) -> Route:
-    return ROUTE_OF_STATUS[fold(thread).status]
 
 
 def advance(

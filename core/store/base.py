@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -120,3 +120,23 @@ def decode_cursor(cursor: str, query: Sequence[str | None]) -> Any:
     if data.get("q") != list(query):
         raise InvalidCursorError("the cursor belongs to a listing with other filters; use the same status and agent")
     return data["p"]
+
+
+APPEND_ATTEMPTS = 5
+
+
+def append_one(store: ThreadStore, thread_id: str, build: Callable[[Thread], Event | None]) -> Thread:
+    """Append the one event ``build`` makes from the thread as it is now, reloading and rebuilding it when another
+    writer got there first. ``build`` may raise to refuse, or return None when there is nothing to append."""
+    expected = -1
+    for _ in range(APPEND_ATTEMPTS):
+        thread = store.load(thread_id)
+        event = build(thread)
+        if event is None:
+            return thread
+        expected = thread.version
+        try:
+            return store.append(thread_id, expected, [event])
+        except VersionConflictError:
+            continue
+    raise VersionConflictError(thread_id, expected)

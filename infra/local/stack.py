@@ -16,8 +16,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -229,7 +228,7 @@ class LocalStack:
             ).encode()
         raw = body.decode() if isinstance(body, bytes) else body
         event = json.loads(raw) if raw else {}
-        context = LambdaContext(function_name=name, invoked_function_arn=self.function_arns_by_name().get(name, ""))
+        context = LambdaContext(function_name=name, invoked_function_arn=self.function_arns.get(name, ""))
         try:
             result = handler(event, context)
         except SystemExit as exc:  # the process died mid-invocation: Lambda reports Runtime.ExitError
@@ -268,9 +267,6 @@ class LocalStack:
         with self._lock:
             self.write_requests += 1
             self.bytes_written += len(request.body or b"")
-
-    def function_arns_by_name(self) -> dict[str, str]:
-        return {arn.rsplit(":", 1)[-1]: arn for arn in self.function_arns.values()}
 
     # --- driving threads -------------------------------------------------------------------------
 
@@ -405,9 +401,3 @@ def _serialize_dynamodb() -> None:
 
     call_action._stepfold_serialized = True  # type: ignore[attr-defined]
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
-
-
-@contextmanager
-def local_stack(**kwargs: Any) -> Iterator[LocalStack]:
-    with LocalStack(**kwargs) as stack:
-        yield stack
