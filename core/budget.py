@@ -7,6 +7,8 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any, Protocol
 
+from core.store.transient import unavailable_is_retryable
+
 RETENTION_SECONDS = 90 * 24 * 3600
 
 
@@ -51,16 +53,21 @@ class DynamoSpendLedger:
         return {"PK": {"S": f"SPEND#{agent}"}, "SK": {"S": f"DAY#{day}"}}
 
     def spent(self, agent: str, day: str) -> float:
-        item = self.dynamodb.get_item(TableName=self.table, Key=self._key(agent, day), ConsistentRead=True).get("Item")
+        with unavailable_is_retryable(f"read the spend of agent {agent!r} on {day}"):
+            found = self.dynamodb.get_item(TableName=self.table, Key=self._key(agent, day), ConsistentRead=True)
+        item = found.get("Item")
         return float(item["usd"]["N"]) if item else 0.0
 
     def add(self, agent: str, day: str, usd: float) -> float:
         expires = int(datetime.fromisoformat(day).timestamp()) + RETENTION_SECONDS
-        out = self.dynamodb.update_item(
-            TableName=self.table,
-            Key=self._key(agent, day),
-            UpdateExpression="ADD usd :usd SET expires_at = if_not_exists(expires_at, :exp)",
-            ExpressionAttributeValues={":usd": {"N": repr(round(usd, 10))}, ":exp": {"N": str(expires)}},
-            ReturnValues="UPDATED_NEW",
-        )
+        # A transient failure is retried by Step Functions: the ADD either happened or not, never half. If the
+        # answer was lost after DynamoDB applied it, the retry counts the step twice: the budget errs on the safe side.
+        with unavailable_is_retryable(f"add {usd!r} USD to the spend of agent {agent!r} on {day}"):
+            out = self.dynamodb.update_item(
+                TableName=self.table,
+                Key=self._key(agent, day),
+                UpdateExpression="ADD usd :usd SET expires_at = if_not_exists(expires_at, :exp)",
+                ExpressionAttributeValues={":usd": {"N": repr(round(usd, 10))}, ":exp": {"N": str(expires)}},
+                ReturnValues="UPDATED_NEW",
+            )
         return float(out["Attributes"]["usd"]["N"])

@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from core.approvals import Approval, ApprovalNotFoundError, ApprovalState
+from core.store.transient import unavailable_is_retryable
 
 RETENTION_SECONDS = 30 * 24 * 3600
 """Decided approvals stay this long after their expiry (audit), then DynamoDB's TTL removes them."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _retryable(method: F) -> F:
+    """Throttling, 5xx and network errors become StoreUnavailableError, which Step Functions retries.
+
+    A step that records or decides an approval must not fail the execution because DynamoDB was busy for a
+    moment; conditional check failures are answers (already decided, already recorded) and pass through.
+    """
+
+    @functools.wraps(method)
+    def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
+        first = args[0] if args else None
+        approval_id = first.approval_id if isinstance(first, Approval) else first
+        with unavailable_is_retryable(f"{method.__name__.replace('_', ' ')} approval {approval_id!r}"):
+            return method(self, *args, **kwargs)
+
+    return guarded  # type: ignore[return-value]
 
 
 class DynamoApprovalStore:
@@ -21,6 +43,7 @@ class DynamoApprovalStore:
     def _key(approval_id: str) -> dict[str, Any]:
         return {"PK": {"S": f"APPROVAL#{approval_id}"}, "SK": {"S": "META"}}
 
+    @_retryable
     def put_pending(self, approval: Approval) -> Approval:
         body = approval.model_dump_json(exclude={"state", "decided_by", "decided_at"})
         item = {
@@ -42,6 +65,7 @@ class DynamoApprovalStore:
             return self.get(approval.approval_id)
         return approval
 
+    @_retryable
     def get(self, approval_id: str) -> Approval:
         found = self.dynamodb.get_item(TableName=self.table, Key=self._key(approval_id), ConsistentRead=True)
         item = found.get("Item")
@@ -53,6 +77,7 @@ class DynamoApprovalStore:
             extra["decided_at"] = int(item["decided_at"]["N"])
         return Approval.model_validate_json(item["doc"]["S"]).model_copy(update=extra)
 
+    @_retryable
     def close(self, approval_id: str, state: ApprovalState, by: str, at: int) -> bool:
         try:
             self.dynamodb.update_item(

@@ -22,6 +22,24 @@ class StoreUnavailableError(StoreError):
     """The store is throttled or failing (DynamoDB throughput, S3 5xx): safe to retry, Step Functions does."""
 
 
+class UnreadableThreadError(StoreError):
+    """A stored thread cannot be read back (an edited item, a payload object deleted from S3): retrying will not
+    help; a person must restore it. ``thread_id`` and ``seq`` say where."""
+
+    thread_id: str
+    seq: int | str
+
+
+@runtime_checkable
+class FailureMarker(Protocol):
+    """Stores that can mark a thread failed without reading its events: the one record an unreadable thread can
+    still get, so its header (what listings show) never says ``running`` while nothing runs it."""
+
+    def mark_failed(self, thread_id: str, *, error: str, reason: str) -> str:
+        """Mark the header failed; returns the thread's agent (from the header)."""
+        ...
+
+
 class ThreadNotFoundError(StoreError, KeyError):
     def __init__(self, thread_id: str) -> None:
         super().__init__(thread_id)

@@ -40,11 +40,13 @@ from core.store.base import (
     ThreadExistsError,
     ThreadListing,
     ThreadNotFoundError,
+    UnreadableThreadError,
     VersionConflictError,
     check_listing,
     decode_cursor,
     encode_cursor,
 )
+from core.store.transient import transient_aws_error, unavailable_message
 from core.thread import Status, Thread, fold
 
 MAX_EVENTS_PER_WRITE = 99
@@ -63,14 +65,17 @@ _META = "META"
 _EV = "EV#"
 _THREAD = "THREAD#"
 _SEQ_DIGITS = 10
-_FULL_LOAD_ATTEMPTS = 3
+_FULL_LOAD_ATTEMPTS = 5
 _FULL_LOAD_BACKOFF_SECONDS = 0.02
+"""A torn read is re-read after 20, 40, 80 and 160 ms: 300 ms in all, far longer than a transaction takes to land."""
+_THROTTLED_REASONS = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded"})
+"""Cancellation reasons that mean "too fast", not "someone else wrote": retried as unavailable, not as a conflict."""
 
 Item = dict[str, Any]
 """A DynamoDB item in the low-level client's typed form (``{"S": ...}``, ``{"N": ...}``, ``{"M": ...}``)."""
 
 
-class CorruptEventError(StoreError):
+class CorruptEventError(UnreadableThreadError):
     """A stored event cannot be read back: someone edited the item, or its S3 payload is missing."""
 
     def __init__(self, thread_id: str, seq: int | str, reason: str) -> None:
@@ -171,45 +176,12 @@ class _Encoded:
     offload: tuple[str, bytes] | None
 
 
-_UNAVAILABLE_CODES = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
-        "TransactionInProgressException",
-        "SlowDown",
-        "InternalError",
-        "ServiceUnavailableException",
-        "RequestTimeout",
-    }
-)
-_UNAVAILABLE_TYPES = frozenset(
-    {
-        "EndpointConnectionError",
-        "ConnectTimeoutError",
-        "ReadTimeoutError",
-        "ConnectionClosedError",
-    }
-)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _unavailable_code(exc: BaseException) -> str | None:
-    """The AWS error code when ``exc`` means "throttled or failing, try later" (botocore is not imported here)."""
-    if type(exc).__name__ in _UNAVAILABLE_TYPES:
-        return type(exc).__name__
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return None
-    code = str(response.get("Error", {}).get("Code", ""))
-    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-    return code or str(status) if code in _UNAVAILABLE_CODES or status >= 500 else None
-
-
 def _retryable(method: F) -> F:
-    """Throttling and 5xx from DynamoDB or S3 become :class:`StoreUnavailableError`, which Step Functions retries."""
+    """Transient DynamoDB/S3 errors (:func:`~core.store.transient.transient_aws_error`) become
+    :class:`StoreUnavailableError`, which Step Functions retries; the message names the method, thread and code."""
 
     @functools.wraps(method)
     def guarded(self: DynamoThreadStore, *args: Any, **kwargs: Any) -> Any:
@@ -218,12 +190,20 @@ def _retryable(method: F) -> F:
         except StoreError:
             raise
         except Exception as exc:
-            code = _unavailable_code(exc)
+            code = transient_aws_error(exc)
             if code is None:
                 raise
-            raise StoreUnavailableError(f"the thread store is unavailable ({code}); safe to retry") from exc
+            what = f"{method.__name__.replace('_', ' ')} {_subject(args)}in the thread store"
+            raise StoreUnavailableError(unavailable_message(what, exc, code)) from exc
 
     return guarded  # type: ignore[return-value]
+
+
+def _subject(args: tuple[Any, ...]) -> str:
+    """``thread 't-1' `` for a store method's first argument (a thread id or a thread), else nothing."""
+    first = args[0] if args else None
+    thread_id = first.id if isinstance(first, Thread) else first
+    return f"thread {thread_id!r} " if isinstance(thread_id, str) else ""
 
 
 class DynamoThreadStore:
@@ -355,10 +335,12 @@ class DynamoThreadStore:
             self._cache.pop(thread_id, None)
             reasons = _reasons(exc)
             codes = {r.get("Code") for r in reasons}
-            if "TransactionConflict" in codes and "ConditionalCheckFailed" not in codes:
-                # another transaction was writing the same thread at that instant: the same race, retried the same way
-                raise VersionConflictError(thread_id, expected_version) from None
             if "ConditionalCheckFailed" not in codes:
+                if "TransactionConflict" in codes and not codes & _THROTTLED_REASONS:
+                    # another transaction was writing the same thread at that instant: the same race, same answer
+                    raise VersionConflictError(thread_id, expected_version) from None
+                # Throttled items (nothing was written): _retryable makes it StoreUnavailableError; anything else
+                # (ValidationError, ItemCollectionSizeLimitExceeded) is not weather and goes up as it is.
                 raise
             old = reasons[0].get("Item") if reasons else None
             if reasons and reasons[0].get("Code") == "ConditionalCheckFailed" and not old:
@@ -367,6 +349,31 @@ class DynamoThreadStore:
             raise VersionConflictError(thread_id, expected_version, actual) from None
         self._remember(updated)
         return updated
+
+    @_retryable
+    def mark_failed(self, thread_id: str, *, error: str, reason: str) -> str:
+        """Set the header's status to ``failed`` (and why) without reading or adding events: for a thread whose
+        events cannot be read, so listings and alarms tell the truth. The events stay as they are, for a person
+        to restore; the version is unchanged, so no writer is misled."""
+        self._cache.pop(thread_id, None)
+        try:
+            answer = self._db.update_item(
+                TableName=self._table,
+                Key={"PK": _s(_pk(thread_id)), "SK": _s(_META)},
+                UpdateExpression="SET #s = :failed, #u = :now, #e = :error, #r = :reason",
+                ConditionExpression="attribute_exists(PK)",
+                ExpressionAttributeNames={"#s": "status", "#u": "updated_at", "#e": "failure_error", "#r": "failure"},
+                ExpressionAttributeValues={
+                    ":failed": _s("failed"),
+                    ":now": _s(self._clock().isoformat()),
+                    ":error": _s(error[:100]),
+                    ":reason": _s(reason[:1000]),
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except self._db.exceptions.ConditionalCheckFailedException:
+            raise ThreadNotFoundError(thread_id) from None
+        return str(answer.get("Attributes", {}).get("agent", {}).get("S", "unknown"))
 
     # -- listing -----------------------------------------------------------------------------------------------
 
@@ -467,12 +474,20 @@ class DynamoThreadStore:
         return cached.extend(new)
 
     def _load_full(self, thread_id: str) -> Thread:
-        """Every item of the thread, page by page; retried when a concurrent append lands mid-read."""
-        missing = 0
+        """Every item of the thread, page by page; read again while a concurrent append shows half-landed.
+
+        A Query is read-committed item by item, not isolated from a transaction committing at the same moment:
+        it may return an append's header and not yet all its events (a gap below the header's version), or its
+        events and not yet its header (items past the version). Both are read again, a bounded number of times.
+        Items past the version that stay are ignored (the header is the truth: the thread as of the header's
+        version is complete and was committed). A gap that stays is :class:`StoreUnavailableError`, which Step
+        Functions retries: from here, a transaction still landing and a deleted item look the same, and the
+        first is the one real DynamoDB produces; the message says what to inspect for the second.
+        """
+        torn = ""
         for attempt in range(_FULL_LOAD_ATTEMPTS):
             if attempt:
-                # A Query is not isolated from a transaction landing item by item: give it a moment to finish.
-                time.sleep(_FULL_LOAD_BACKOFF_SECONDS * attempt)
+                time.sleep(_FULL_LOAD_BACKOFF_SECONDS * 2 ** (attempt - 1))
             items = self._query(
                 KeyConditionExpression="PK = :pk", ExpressionAttributeValues={":pk": _s(_pk(thread_id))}
             )
@@ -480,12 +495,22 @@ class DynamoThreadStore:
             if header_item is None:
                 raise ThreadNotFoundError(thread_id)
             header = _Header.from_item(thread_id, header_item)
-            # Items past the header's version are leftovers no committed append wrote (the header is the truth).
-            events = [self._decode(thread_id, item) for item in event_items if _seq_of(item) < header.version]
-            missing = next((i for i, event in enumerate(events) if event.seq != i), len(events))
-            if missing == header.version:
-                return Thread(id=thread_id, agent=header.agent, events=tuple(events), labels=header.labels)
-        raise CorruptEventError(thread_id, missing, "missing: the header counts more events than the table holds")
+            counted = [item for item in event_items if _seq_of(item) < header.version]
+            missing = next((i for i, item in enumerate(counted) if _seq_of(item) != i), len(counted))
+            if missing < header.version:
+                torn = (
+                    f"its header counts {header.version} events but item SK={_sk(missing)} was not there in "
+                    f"{attempt + 1} consistent reads"
+                )
+                continue
+            if len(counted) < len(event_items) and attempt + 1 < _FULL_LOAD_ATTEMPTS:
+                continue  # an append's events landed before its header: its version is a read away
+            events = tuple(self._decode(thread_id, item) for item in counted)
+            return Thread(id=thread_id, agent=header.agent, events=events, labels=header.labels)
+        raise StoreUnavailableError(
+            f"could not load thread {thread_id!r}: {torn}. An append still landing looks like this and a retry "
+            f"reads it whole; if it persists, the item was deleted: inspect PK={_pk(thread_id)} and restore it"
+        )
 
     def _query(self, **kwargs: Any) -> list[Item]:
         """All items of a strongly consistent Query, following ``LastEvaluatedKey`` (1 MB per page)."""
@@ -522,6 +547,17 @@ class DynamoThreadStore:
             body: bytes = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
         except self._s3.exceptions.NoSuchKey:
             raise CorruptEventError(thread_id, seq, f"its payload s3://{self._bucket}/{key} is missing") from None
+        except self._s3.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "AccessDenied":
+                raise  # throttling and 5xx: _retryable makes them StoreUnavailableError
+            # Without s3:ListBucket, S3 answers a missing key with 403 AccessDenied rather than 404 NoSuchKey.
+            raise CorruptEventError(
+                thread_id,
+                seq,
+                f"its payload s3://{self._bucket}/{key} is missing or unreadable (S3 answered AccessDenied); check "
+                "that the object exists and that the function's role may s3:GetObject it (and s3:ListBucket the "
+                "bucket, without which S3 reports a missing key as AccessDenied)",
+            ) from None
         if len(body) != size:
             raise CorruptEventError(thread_id, seq, f"s3://{self._bucket}/{key} has {len(body)} bytes, not {size}")
         return body

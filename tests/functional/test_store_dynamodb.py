@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,9 +24,16 @@ from core.events import (
     UnknownSchemaVersionError,
     UserInput,
 )
-from core.store import MemoryThreadStore, ThreadExistsError, ThreadNotFoundError, VersionConflictError
+from core.store import (
+    MemoryThreadStore,
+    StoreUnavailableError,
+    ThreadExistsError,
+    ThreadNotFoundError,
+    VersionConflictError,
+)
 from core.store.dynamodb import CorruptEventError, DynamoThreadStore, create_table
 from core.thread import Thread, fold, start_thread
+from infra.local.stack import _DYNAMO_GATE, _serialize_dynamodb
 
 TABLE = "stepfold-threads"
 BUCKET = "stepfold-payloads"
@@ -465,13 +473,15 @@ def test_the_cache_keeps_only_the_most_recent_threads(aws: Aws) -> None:
 
 
 def test_a_header_ahead_of_its_events_is_reported_not_trusted(aws: Aws) -> None:
+    """A gap that outlasts the re-reads is retried (a torn read looks the same) and says what to inspect."""
     store = aws.store()
     store.create(start_thread("t-1", "demo", "hello", now=TS))
     store.append("t-1", 1, events_from(1, 2))
     aws.set_attr("t-1", "META", "version", {"N": "5"})
 
-    with pytest.raises(CorruptEventError, match=r"thread 't-1': stored event seq=3"):
+    with pytest.raises(StoreUnavailableError, match=r"thread 't-1'.* counts 5 events but item SK=EV#0000000003"):
         store.load("t-1")
+    assert aws.traffic.ops.count("Query") >= 3
 
 
 # -- the header ----------------------------------------------------------------------------------------------------
@@ -545,3 +555,140 @@ def test_a_missing_s3_payload_names_the_thread_and_the_key(aws: Aws) -> None:
 
     with pytest.raises(CorruptEventError, match=f"thread 't-1': stored event seq=1 .*{key}.* is missing"):
         aws.store().load("t-1")
+
+
+# -- torn reads: a Query is read-committed per item, not isolated from a committing transaction ---------------------
+
+
+class PausedCommit:
+    """Holds a transaction half-published in the local stack's DynamoDB gate, as a slow commit in AWS would."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, after_items: int) -> None:
+        _serialize_dynamodb()
+        self.after_items = after_items
+        self.paused = threading.Event()
+        self.release = threading.Event()
+        monkeypatch.setattr(_DYNAMO_GATE, "between_items", self._between)
+
+    def _between(self, done: int, total: int) -> None:
+        if done == self.after_items:
+            self.paused.set()
+            assert self.release.wait(10), "the test never released the transaction"
+
+    def run(self, work: Callable[[], Any]) -> threading.Thread:
+        writer = threading.Thread(target=work, daemon=True)
+        writer.start()
+        assert self.paused.wait(10), "the transaction never reached the pause"
+        return writer
+
+
+def _queried_versions(aws: Aws) -> list[tuple[int, list[str]]]:
+    """Every consistent Query's answer on the thread: the header's version and the event keys it saw."""
+    seen: list[tuple[int, list[str]]] = []
+
+    def record(parsed: dict[str, Any], **_: Any) -> None:
+        items = parsed.get("Items", [])
+        header = next((int(i["version"]["N"]) for i in items if i["SK"]["S"] == "META"), -1)
+        seen.append((header, [i["SK"]["S"] for i in items if i["SK"]["S"] != "META"]))
+
+    aws.dynamodb.meta.events.register("after-call.dynamodb.Query", record)
+    return seen
+
+
+def test_a_load_that_sees_an_append_half_landed_reads_again_until_it_is_whole(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = aws.store()
+    writer.create(long_thread("t-1", 2))  # version 3
+    commit = PausedCommit(monkeypatch, after_items=1)  # the header (first in the transaction) is visible, no event
+    seen = _queried_versions(aws)
+
+    def release_after_the_first_read(**_: Any) -> None:
+        commit.release.set()
+
+    appending = commit.run(lambda: writer.append("t-1", 3, events_from(3, 3)))
+    aws.dynamodb.meta.events.register("after-call.dynamodb.Query", release_after_the_first_read)
+    thread = aws.store(cache=False).load("t-1")
+    appending.join(10)
+
+    assert seen[0] == (6, ["EV#0000000000", "EV#0000000001", "EV#0000000002"])  # a real torn read, as AWS allows
+    assert thread.version == 6
+    assert [event.seq for event in thread.events] == list(range(6))
+    assert len(seen) >= 2
+
+
+def test_a_torn_read_that_outlasts_the_rereads_is_retryable_not_corrupt(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = aws.store()
+    writer.create(long_thread("t-1", 2))
+    commit = PausedCommit(monkeypatch, after_items=2)  # the header and the first event, not the other two
+    appending = commit.run(lambda: writer.append("t-1", 3, events_from(3, 3)))
+    try:
+        with pytest.raises(StoreUnavailableError, match=r"counts 6 events but item SK=EV#0000000004") as raised:
+            aws.store(cache=False).load("t-1")
+        assert "a retry reads it whole" in str(raised.value)
+    finally:
+        commit.release.set()
+        appending.join(10)
+
+    assert aws.store(cache=False).load("t-1").version == 6  # what Step Functions' retry then reads
+
+
+def test_events_visible_before_their_header_are_read_again_not_taken_as_the_thread(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = aws.store()
+    store.create(long_thread("t-1", 2))
+    commit = PausedCommit(monkeypatch, after_items=3)
+    seen = _queried_versions(aws)
+    header = {"PK": {"S": "THREAD#t-1"}, "SK": {"S": "META"}}
+    events = events_from(3, 3)
+    # Another writer's transaction that lists its events before the header (any order is legal).
+    transaction = [
+        *({"Put": {"TableName": TABLE, "Item": event_item("t-1", event)}} for event in events),
+        {
+            "Update": {
+                "TableName": TABLE,
+                "Key": header,
+                "UpdateExpression": "SET version = :v",
+                "ConditionExpression": "version = :old",
+                "ExpressionAttributeValues": {":v": {"N": "6"}, ":old": {"N": "3"}},
+            }
+        },
+    ]
+
+    def release_after_the_first_read(**_: Any) -> None:
+        commit.release.set()
+
+    appending = commit.run(lambda: aws.dynamodb.transact_write_items(TransactItems=transaction))
+    aws.dynamodb.meta.events.register("after-call.dynamodb.Query", release_after_the_first_read)
+    thread = aws.store(cache=False).load("t-1")
+    appending.join(10)
+
+    assert seen[0][0] == 3
+    assert len(seen[0][1]) == 6
+    assert thread.version == 6
+
+
+def test_point_reads_and_writes_wait_for_a_transaction_to_land_whole(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TransactWriteItems is serializable against GetItem and other writes; only Query and Scan see it torn."""
+    writer = aws.store()
+    writer.create(long_thread("t-1", 2))
+    commit = PausedCommit(monkeypatch, after_items=1)
+    appending = commit.run(lambda: writer.append("t-1", 3, events_from(3, 3)))
+    got: list[Item] = []
+    reader = threading.Thread(target=lambda: got.append(aws.item("t-1", "EV#0000000005")), daemon=True)
+    reader.start()
+    reader.join(0.3)
+    try:
+        assert reader.is_alive()
+        assert not got
+        assert len(aws.items("t-1")) == 4  # a Query does not wait: the header and three old events
+    finally:
+        commit.release.set()
+        appending.join(10)
+        reader.join(10)
+
+    assert got
+    assert got[0]["SK"] == {"S": "EV#0000000005"}
