@@ -8,12 +8,15 @@ from typing import Any
 
 from core.llm.base import (
     LLM,
+    ContextWindowExceededError,
     LLMError,
     LLMRequest,
     LLMRequestError,
     LLMResponse,
     ModelStringError,
     RetryableLLMError,
+    StopProblem,
+    StopReason,
     ToolSpec,
     Usage,
     parse_model_string,
@@ -21,6 +24,7 @@ from core.llm.base import (
 
 __all__ = [
     "LLM",
+    "ContextWindowExceededError",
     "LLMError",
     "LLMRequest",
     "LLMRequestError",
@@ -28,6 +32,8 @@ __all__ = [
     "ModelStringError",
     "ProviderConfig",
     "RetryableLLMError",
+    "StopProblem",
+    "StopReason",
     "ToolSpec",
     "Usage",
     "make_llm",
@@ -40,7 +46,11 @@ class ProviderConfig:
     """What providers need from the outside world, injected (core never reads the environment).
 
     ``http_client`` builds the httpx client (tests pass one with ``httpx.MockTransport``);
-    ``bedrock_client`` is a boto3 ``bedrock-runtime`` client (tests use botocore's Stubber).
+    ``bedrock_client`` is a boto3 ``bedrock-runtime`` client (tests use botocore's Stubber); None builds one with
+    :func:`core.llm.bedrock.client_config`'s timeouts and retries.
+    ``timeout_s`` is the read timeout of the httpx providers (how long the model may take to answer one request)
+    and ``connect_timeout_s`` their connect timeout; one step makes one attempt, so together with the write and
+    pool timeouts of ``core.llm._http`` they must fit the step function's Lambda timeout (a unit test checks).
     """
 
     openai_base_url: str = "https://api.openai.com/v1"
@@ -48,6 +58,7 @@ class ProviderConfig:
     anthropic_base_url: str = "https://api.anthropic.com"
     anthropic_api_key: str | None = None
     timeout_s: float = 60.0
+    connect_timeout_s: float = 5.0
     http_client: Any = None
     bedrock_client: Any = None
     scripted: Callable[[str], LLM] | None = None
@@ -66,6 +77,7 @@ def make_llm(model: str, config: ProviderConfig | None = None) -> LLM:
             api_key=config.openai_api_key,
             client=config.http_client,
             timeout_s=config.timeout_s,
+            connect_timeout_s=config.connect_timeout_s,
         )
     if provider == "anthropic":
         from core.llm.anthropic import AnthropicMessages  # noqa: PLC0415
@@ -76,6 +88,7 @@ def make_llm(model: str, config: ProviderConfig | None = None) -> LLM:
             api_key=config.anthropic_api_key,
             client=config.http_client,
             timeout_s=config.timeout_s,
+            connect_timeout_s=config.connect_timeout_s,
         )
     if provider == "bedrock":
         from core.llm.bedrock import BedrockConverse  # noqa: PLC0415

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from core.llm.base import LLMRequestError, RetryableLLMError
+from core.llm.base import ContextWindowExceededError, LLMRequestError, RetryableLLMError, is_context_overflow
 
 _RETRYABLE_4XX = frozenset({408, 409, 429})
 """Request timeout, lock timeout, rate limit: what the official OpenAI and Anthropic SDKs retry besides 5xx."""
@@ -21,9 +21,36 @@ _MAX_ERROR_TEXT = 500
 
 _HINTS = {
     401: "check the API key",
+    402: "check the account's billing and credit balance",
     403: "check the API key and that it may use this model",
     404: "check the model name and the base URL",
+    413: "the request is over the API's size limit; the thread needs a shorter context",
 }
+
+_QUOTA_HINT = (
+    "the account has run out of credit or hit its spending limit: add credit or raise the limit in the "
+    "provider's billing settings (retrying will not help)"
+)
+
+CONNECT_TIMEOUT_S = 5.0
+"""Connecting to an API endpoint takes milliseconds; waiting longer only eats the step's Lambda time."""
+
+WRITE_TIMEOUT_S = 10.0
+"""Sending a request body of a few hundred kilobytes at most."""
+
+POOL_TIMEOUT_S = 5.0
+"""Waiting for a free connection: a step makes one call at a time, so this never waits in practice."""
+
+
+def client_timeout(read_s: float, connect_s: float = CONNECT_TIMEOUT_S) -> httpx.Timeout:
+    """The client's timeouts: ``read_s`` bounds how long the model may take to answer, the others stay short.
+
+    httpx applies each one separately, so one attempt's worst case is their sum, which the Lambda timeout of the
+    step function must cover (tests/unit/test_llm_timeouts.py checks it against template.yaml).
+    """
+    return httpx.Timeout(
+        read_s, connect=min(connect_s, read_s), write=min(WRITE_TIMEOUT_S, read_s), pool=min(POOL_TIMEOUT_S, read_s)
+    )
 
 
 class RetryableHTTPError(RetryableLLMError):
@@ -44,17 +71,26 @@ class JSONPoster:
     should not pay for a connection pool.
     """
 
-    def __init__(self, provider: str, client: httpx.Client | None, timeout_s: float) -> None:
+    def __init__(
+        self, provider: str, client: httpx.Client | None, timeout_s: float, connect_timeout_s: float = CONNECT_TIMEOUT_S
+    ) -> None:
         self.provider = provider
         self._client = client
-        self._timeout_s = timeout_s
+        self._owns_client = client is None
+        self._timeout = client_timeout(timeout_s, connect_timeout_s)
 
     @property
     def client(self) -> httpx.Client:
         """The injected client, or the one this poster built (once) on first use."""
         if self._client is None:
-            self._client = httpx.Client(timeout=self._timeout_s)
+            self._client = httpx.Client(timeout=self._timeout)
         return self._client
+
+    def close(self) -> None:
+        """Close the client this poster built, if it built one; an injected client belongs to whoever passed it."""
+        if self._owns_client and self._client is not None:
+            self._client.close()
+            self._client = None
 
     def post(self, url: str, *, headers: Mapping[str, str], body: Mapping[str, Any]) -> dict[str, Any]:
         """POST ``body`` as JSON and return the decoded JSON object of a 2xx answer.
@@ -94,9 +130,15 @@ def _json_object(provider: str, response: httpx.Response) -> dict[str, Any]:
 
 
 def error_for_response(provider: str, response: httpx.Response) -> RetryableLLMError | LLMRequestError:
-    """Map a non-2xx response to the error kind Step Functions should see, keeping the provider's own message."""
+    """Map a non-2xx response to the error kind Step Functions should see, keeping the provider's own message.
+
+    An exhausted quota comes as a 429 like a rate limit, but no retry can fix it (OpenAI ``insufficient_quota``),
+    so it is checked first; a prompt too long for the model's context window gets its own error kind.
+    """
     status = response.status_code
     message = provider_message(response)
+    if "insufficient_quota" in _error_codes(response):
+        return LLMRequestError(provider, f"{message}; {_QUOTA_HINT}", status=status)
     if _should_retry(response):
         retry_after_s = retry_after_seconds(response.headers)
         if retry_after_s is not None:
@@ -105,8 +147,22 @@ def error_for_response(provider: str, response: httpx.Response) -> RetryableLLME
     if 300 <= status < 400:
         location = response.headers.get("location", "?")
         return LLMRequestError(provider, f"unexpected redirect to {location}; check the base URL", status=status)
+    if status == 400 and ("context_length_exceeded" in _error_codes(response) or is_context_overflow(message)):
+        return ContextWindowExceededError(provider, message, status=status)
     hint = _HINTS.get(status)
     return LLMRequestError(provider, f"{message}; {hint}" if hint else message, status=status)
+
+
+def _error_codes(response: httpx.Response) -> set[str]:
+    """The machine-readable ``error.type`` and ``error.code`` of an OpenAI or Anthropic error body."""
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return set()
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return set()
+    return {value for value in (error.get("type"), error.get("code")) if isinstance(value, str)}
 
 
 def _should_retry(response: httpx.Response) -> bool:

@@ -6,13 +6,24 @@ from typing import Any
 
 import httpx
 
-from core.llm._http import JSONPoster, malformed, token_count
-from core.llm.base import LLMRequest, LLMRequestError, LLMResponse, Usage
+from core.llm._http import CONNECT_TIMEOUT_S, JSONPoster, malformed, token_count
+from core.llm.base import LLMRequest, LLMRequestError, LLMResponse, StopReason, Usage, as_problem, read_stop
 
 PROVIDER = "anthropic"
 
 API_VERSION = "2023-06-01"
 """The ``anthropic-version`` header: the only version of the Messages API so far."""
+
+_STOPS: dict[str, StopReason] = {
+    "tool_use": "tool_use",
+    "end_turn": "end_turn",
+    "stop_sequence": "end_turn",
+    "pause_turn": "other",
+    "max_tokens": "output_truncated",
+    "refusal": "refused",
+    "model_context_window_exceeded": "context_window_exceeded",
+}
+"""The Messages API's ``stop_reason`` values, in the normalised words of :data:`~core.llm.base.StopReason`."""
 
 
 class AnthropicMessages:
@@ -23,16 +34,28 @@ class AnthropicMessages:
         base_url: API root without the version, e.g. ``https://api.anthropic.com``.
         api_key: sent as ``x-api-key``; None when a proxy in front of the API adds it.
         client: an httpx client to reuse (tests pass one with ``httpx.MockTransport``); None builds one on first call.
-        timeout_s: timeout of the client built when none is injected.
+        timeout_s: read timeout of the client built when none is injected: how long the model may take to answer.
+        connect_timeout_s: connect timeout of that client.
     """
 
     def __init__(
-        self, model: str, *, base_url: str, api_key: str | None, client: httpx.Client | None, timeout_s: float
+        self,
+        model: str,
+        *,
+        base_url: str,
+        api_key: str | None,
+        client: httpx.Client | None,
+        timeout_s: float,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
     ) -> None:
         self.model = model
         self.url = base_url.rstrip("/") + "/v1/messages"
         self._api_key = api_key
-        self._poster = JSONPoster(PROVIDER, client, timeout_s)
+        self._poster = JSONPoster(PROVIDER, client, timeout_s, connect_timeout_s)
+
+    def close(self) -> None:
+        """Close the HTTP client built for this model, if one was (a Lambda container keeps it for its lifetime)."""
+        self._poster.close()
 
     def complete(self, request: LLMRequest) -> LLMResponse:
         """Ask for exactly one tool call; a text-only answer comes back with ``tool=None``."""
@@ -40,7 +63,7 @@ class AnthropicMessages:
         if self._api_key:
             headers["x-api-key"] = self._api_key
         data = self._poster.post(self.url, headers=headers, body=self.request_body(request))
-        return _parse(data, self.model)
+        return _parse(data, self.model, request.max_output_tokens)
 
     def request_body(self, request: LLMRequest) -> dict[str, Any]:
         """The Messages body: the rendered context as the single user turn, every tool with its input schema.
@@ -62,7 +85,7 @@ class AnthropicMessages:
         return body
 
 
-def _parse(data: dict[str, Any], requested_model: str) -> LLMResponse:
+def _parse(data: dict[str, Any], requested_model: str, max_output_tokens: int) -> LLMResponse:
     """Read the first ``tool_use`` block (its ``input`` is already an object) and any text around it."""
     content = data.get("content")
     if not isinstance(content, list):
@@ -73,15 +96,28 @@ def _parse(data: dict[str, Any], requested_model: str) -> LLMResponse:
     model = f"{PROVIDER}:{reported if isinstance(reported, str) and reported else requested_model}"
     usage = _usage(data.get("usage"))
     tool_use = next((b for b in blocks if b.get("type") == "tool_use"), None)
+    name = tool_use.get("name") if tool_use is not None else None
+    reason, why = _stop(data.get("stop_reason"), name if isinstance(name, str) else None, max_output_tokens, text)
     if tool_use is None:
-        return LLMResponse(tool=None, text=text, usage=usage, model=model)
-    name = tool_use.get("name")
+        return LLMResponse(tool=None, text=text, usage=usage, model=model, stop_reason=reason, stop_message=why)
     if not isinstance(name, str) or not name:
         raise _bad("no name in the tool_use block", data)
     arguments = tool_use.get("input")
     if not isinstance(arguments, dict):
-        raise _bad("the tool_use block's input is not an object", data)
-    return LLMResponse(tool=name, arguments=arguments, text=text, usage=usage, model=model)
+        if as_problem(reason) is None:
+            raise _bad("the tool_use block's input is not an object", data)
+        arguments = {}  # a cut-off block; the stop reason, not its input, is what the step records
+    return LLMResponse(
+        tool=name, arguments=arguments, text=text, usage=usage, model=model, stop_reason=reason, stop_message=why
+    )
+
+
+def _stop(raw: object, tool: str | None, max_output_tokens: int, text: str) -> tuple[StopReason | None, str]:
+    """The normalised ``stop_reason`` and, for a problem stop, its message (a refusal quotes what Claude said)."""
+    quote = text if raw == "refusal" else ""
+    return read_stop(
+        raw, _STOPS, provider=PROVIDER, field="stop_reason", max_output_tokens=max_output_tokens, tool=tool, quote=quote
+    )
 
 
 def _usage(usage: object) -> Usage:

@@ -7,7 +7,18 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from core.llm.base import LLMRequest, LLMRequestError, LLMResponse, RetryableLLMError, Usage
+from core.llm.base import (
+    ContextWindowExceededError,
+    LLMRequest,
+    LLMRequestError,
+    LLMResponse,
+    RetryableLLMError,
+    StopReason,
+    Usage,
+    as_problem,
+    is_context_overflow,
+    read_stop,
+)
 
 PROVIDER = "bedrock"
 
@@ -21,6 +32,43 @@ RETRYABLE_CODES = frozenset(
     }
 )
 """Converse error codes that a later attempt can fix: throttling, capacity, and models still loading."""
+
+CONNECT_TIMEOUT_S = 5
+READ_TIMEOUT_S = 40
+"""How long the model may take to answer one attempt (botocore's default is 60): a step's 1024 output tokens take
+Claude on Bedrock well under half that; two attempts of it must still fit the step's Lambda timeout."""
+MAX_ATTEMPTS = 2
+"""Attempts inside one step, the first included (botocore's default is 3 in standard mode, 5 in legacy)."""
+
+
+def client_config() -> dict[str, Any]:
+    """The botocore ``Config`` keyword arguments of the ``bedrock-runtime`` client.
+
+    Bounded so that every attempt, with the backoff between them, ends well inside the step function's Lambda
+    timeout: a Lambda killed mid-call leaves Step Functions a ``States.Timeout`` instead of a retryable error,
+    and botocore's defaults (60 s reads, up to 5 attempts) could take five minutes. Standard mode retries
+    throttling and transient faults once here; Step Functions retries what is left on its own schedule.
+    """
+    return {
+        "connect_timeout": CONNECT_TIMEOUT_S,
+        "read_timeout": READ_TIMEOUT_S,
+        "retries": {"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
+    }
+
+
+_STOPS: dict[str, StopReason] = {
+    "tool_use": "tool_use",
+    "end_turn": "end_turn",
+    "stop_sequence": "end_turn",
+    "max_tokens": "output_truncated",
+    "guardrail_intervened": "guardrail",
+    "content_filtered": "guardrail",
+    "malformed_tool_use": "malformed_tool_use",
+    "malformed_model_output": "malformed_tool_use",
+    "model_context_window_exceeded": "context_window_exceeded",
+}
+"""Converse ``stopReason`` values (botocore's StopReason enum), in the normalised words of
+:data:`~core.llm.base.StopReason`."""
 
 
 class BedrockConverse:
@@ -41,8 +89,9 @@ class BedrockConverse:
         """The injected client, or one built (once) from the environment's region and credentials."""
         if self._client is None:
             import boto3  # noqa: PLC0415 - lazy: boto3 costs cold-start time only when Bedrock is used
+            from botocore.config import Config  # noqa: PLC0415
 
-            self._client = boto3.client("bedrock-runtime")
+            self._client = boto3.client("bedrock-runtime", config=Config(**client_config()))
         return self._client
 
     def complete(self, request: LLMRequest) -> LLMResponse:
@@ -50,7 +99,8 @@ class BedrockConverse:
 
         Raises:
             RetryableLLMError: throttling, 5xx, model timeouts and not-ready models, connection and read timeouts.
-            LLMRequestError: validation, access and unknown-model errors, with Bedrock's own message.
+            LLMRequestError: validation, access and unknown-model errors, with Bedrock's own message
+                (:class:`ContextWindowExceededError` for a prompt too long for the model).
         """
         try:
             response = self.client.converse(**self.request_params(request))
@@ -62,7 +112,7 @@ class BedrockConverse:
             raise LLMRequestError(PROVIDER, f"{exc}; check the region, credentials and request") from exc
         if not isinstance(response, dict):
             raise LLMRequestError(PROVIDER, f"unexpected Converse response of type {type(response).__name__}")
-        return _parse(response, self.model_id)
+        return _parse(response, self.model_id, request.max_output_tokens)
 
     def request_params(self, request: LLMRequest) -> dict[str, Any]:
         """The ``converse`` arguments: the rendered context as the single user turn, every tool as a toolSpec."""
@@ -92,10 +142,12 @@ def _client_error(exc: ClientError) -> RetryableLLMError | LLMRequestError:
     status = status if isinstance(status, int) else None
     if code in RETRYABLE_CODES or (status is not None and (status == 429 or status >= 500)):
         return RetryableLLMError(PROVIDER, message, status=status)
+    if code == "ValidationException" and is_context_overflow(message):
+        return ContextWindowExceededError(PROVIDER, message, status=status)
     return LLMRequestError(PROVIDER, message, status=status)
 
 
-def _parse(response: dict[str, Any], model_id: str) -> LLMResponse:
+def _parse(response: dict[str, Any], model_id: str, max_output_tokens: int) -> LLMResponse:
     """Read the first ``toolUse`` block (its ``input`` is already an object) and any text around it."""
     output = response.get("output")
     message = output.get("message") if isinstance(output, dict) else None
@@ -109,15 +161,25 @@ def _parse(response: dict[str, Any], model_id: str) -> LLMResponse:
     usage = _usage(response.get("usage"))
     model = f"{PROVIDER}:{model_id}"
     tool_use = next((b["toolUse"] for b in blocks if isinstance(b.get("toolUse"), dict)), None)
+    name = tool_use.get("name") if tool_use is not None else None
+    reason, why = _stop(response.get("stopReason"), name if isinstance(name, str) else None, max_output_tokens)
     if tool_use is None:
-        return LLMResponse(tool=None, text=text, usage=usage, model=model)
-    name = tool_use.get("name")
+        return LLMResponse(tool=None, text=text, usage=usage, model=model, stop_reason=reason, stop_message=why)
     if not isinstance(name, str) or not name:
         raise LLMRequestError(PROVIDER, "unexpected Converse response: a toolUse block has no name")
     arguments = tool_use.get("input")
     if not isinstance(arguments, dict):
-        raise LLMRequestError(PROVIDER, f"unexpected Converse response: toolUse {name!r} input is not an object")
-    return LLMResponse(tool=name, arguments=arguments, text=text, usage=usage, model=model)
+        if as_problem(reason) is None:
+            raise LLMRequestError(PROVIDER, f"unexpected Converse response: toolUse {name!r} input is not an object")
+        arguments = {}  # a cut-off or malformed block; the stop reason, not its input, is what the step records
+    return LLMResponse(
+        tool=name, arguments=arguments, text=text, usage=usage, model=model, stop_reason=reason, stop_message=why
+    )
+
+
+def _stop(raw: object, tool: str | None, max_output_tokens: int) -> tuple[StopReason | None, str]:
+    """The normalised ``stopReason`` and, for a problem stop, its message."""
+    return read_stop(raw, _STOPS, provider=PROVIDER, field="stopReason", max_output_tokens=max_output_tokens, tool=tool)
 
 
 def _usage(usage: object) -> Usage:

@@ -11,12 +11,21 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
 from botocore.stub import Stubber
 
-from core.llm import LLMRequest, LLMRequestError, ProviderConfig, RetryableLLMError, ToolSpec, make_llm
-from core.llm.bedrock import BedrockConverse
+from core.llm import (
+    ContextWindowExceededError,
+    LLMRequest,
+    LLMRequestError,
+    ProviderConfig,
+    RetryableLLMError,
+    ToolSpec,
+    make_llm,
+)
+from core.llm.bedrock import BedrockConverse, client_config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "llm"
 MODEL_ID = "us.anthropic.claude-sonnet-4-20250514-v1:0"
@@ -228,3 +237,201 @@ def test_constructing_without_a_client_does_not_import_boto3() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
 
     assert result.stdout.strip() == "False"
+
+
+# --- on the wire: Bedrock's real error and stop shapes, through botocore's own parsing and retries ----------
+
+
+class _Body:
+    """The raw body botocore reads an HTTP response from."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self._data
+
+
+Wire = tuple[int, dict[str, str], Any]
+
+
+def wired(replies: list[Wire], **config: Any) -> tuple[BedrockConverse, list[Any]]:
+    """A Bedrock provider whose client (with :func:`client_config`, or ``config``) gets ``replies`` off the wire.
+
+    ``before-send`` is the last hook before the socket: what it returns is parsed, retried and raised by botocore
+    exactly as a response from Bedrock would be.
+    """
+    client = bedrock_client(**(config or client_config()))
+    sent: list[Any] = []
+
+    def send(request: Any, **_: Any) -> AWSResponse:
+        sent.append(request)
+        status, headers, body = replies.pop(0)
+        data = json.dumps(body).encode()
+        return AWSResponse(request.url, status, {"content-type": "application/json", **headers}, _Body(data))
+
+    client.meta.events.register("before-send.bedrock-runtime.Converse", send)
+    return BedrockConverse(MODEL_ID, client=client), sent
+
+
+def bedrock_error(status: int, code: str, message: str) -> Wire:
+    """An error as Bedrock sends it: the code in ``x-amzn-errortype``, the message in the JSON body."""
+    headers = {"x-amzn-errortype": f"{code}:http://internal.amazon.com/coral/com.amazon.bedrock/"}
+    return status, {**headers, "x-amzn-requestid": "req-1"}, {"message": message}
+
+
+def converse_answer(stop_reason: str, content: list[dict[str, Any]] | None = None) -> Wire:
+    body = {
+        "output": {"message": {"role": "assistant", "content": content or [{"text": "Hello."}]}},
+        "stopReason": stop_reason,
+        "usage": {"inputTokens": 437, "outputTokens": 300, "totalTokens": 737},
+        "metrics": {"latencyMs": 1530},
+    }
+    return 200, {"x-amzn-requestid": "req-1"}, body
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "message"),
+    [
+        (429, "ThrottlingException", "Too many requests, please wait before trying again."),
+        (503, "ServiceUnavailableException", "Bedrock is unable to process your request."),
+        (500, "InternalServerException", "The server encountered an internal error."),
+        (408, "ModelTimeoutException", "Model has timed out in processing the request."),
+        (429, "ModelNotReadyException", "Model is not ready to serve inference requests."),
+    ],
+)
+def test_wire_faults_that_a_later_attempt_can_fix_are_retryable(status: int, code: str, message: str) -> None:
+    llm, sent = wired([bedrock_error(status, code, message)], retries={"total_max_attempts": 1})
+
+    with pytest.raises(RetryableLLMError) as caught:
+        llm.complete(REQUEST)
+
+    assert (caught.value.status, caught.value.detail) == (status, f"{code}: {message}")
+    assert len(sent) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "message"),
+    [
+        (400, "ValidationException", "The model returned the following errors: tools.0.name: String should match"),
+        (403, "AccessDeniedException", "You don't have access to the model with the specified model ID."),
+        (404, "ResourceNotFoundException", "Model not found."),
+    ],
+)
+def test_wire_faults_no_retry_fixes_are_request_errors(status: int, code: str, message: str) -> None:
+    llm, sent = wired([bedrock_error(status, code, message)])
+
+    with pytest.raises(LLMRequestError) as caught:
+        llm.complete(REQUEST)
+
+    assert type(caught.value) is LLMRequestError
+    assert (caught.value.status, caught.value.detail, caught.value.kind) == (status, f"{code}: {message}", "llm_error")
+    assert len(sent) == 1  # botocore does not retry them either
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Input is too long for requested model.",
+        "The model returned the following errors: Input is too long for requested model.",
+        "The model returned the following errors: prompt is too long: 208310 tokens > 200000 maximum",
+    ],
+)
+def test_a_prompt_over_the_context_window_is_its_own_kind(message: str) -> None:
+    llm, _ = wired([bedrock_error(400, "ValidationException", message)])
+
+    with pytest.raises(ContextWindowExceededError) as caught:
+        llm.complete(REQUEST)
+
+    assert caught.value.kind == "context_window_exceeded"
+    assert not isinstance(caught.value, RetryableLLMError)
+
+
+def test_the_client_config_retries_a_server_fault_once_then_gives_up() -> None:
+    fault = bedrock_error(500, "InternalServerException", "The server encountered an internal error.")
+    llm, sent = wired([fault, fault, fault])
+
+    with pytest.raises(RetryableLLMError):
+        llm.complete(REQUEST)
+
+    assert len(sent) == client_config()["retries"]["total_max_attempts"] == 2
+
+
+def test_the_client_config_recovers_from_one_server_fault() -> None:
+    fault = bedrock_error(503, "ServiceUnavailableException", "Bedrock is unable to process your request.")
+    llm, sent = wired(
+        [fault, converse_answer("tool_use", fixture("bedrock_converse_tool_use")["output"]["message"]["content"])]
+    )
+
+    response = llm.complete(REQUEST)
+
+    assert (response.tool, response.stop_reason, len(sent)) == ("add", "tool_use", 2)
+
+
+STOP_REASONS = {
+    "end_turn": "end_turn",
+    "tool_use": "tool_use",
+    "stop_sequence": "end_turn",
+    "max_tokens": "output_truncated",
+    "guardrail_intervened": "guardrail",
+    "content_filtered": "guardrail",
+    "malformed_model_output": "malformed_tool_use",
+    "malformed_tool_use": "malformed_tool_use",
+    "model_context_window_exceeded": "context_window_exceeded",
+}
+
+
+def test_every_stop_reason_botocore_knows_is_mapped_on_purpose(client: Any) -> None:
+    enum = client.meta.service_model.shape_for("StopReason").enum
+
+    assert sorted(enum) == sorted(STOP_REASONS)
+
+
+@pytest.mark.parametrize(("raw_reason", "expected"), sorted(STOP_REASONS.items()))
+def test_stop_reasons_are_normalised(raw_reason: str, expected: str) -> None:
+    content = [{"toolUse": {"toolUseId": "t1", "name": "add", "input": {"a": 2}}}]
+    llm, _ = wired([converse_answer(raw_reason, content)])
+
+    response = llm.complete(REQUEST)
+
+    assert response.stop_reason == expected
+    if response.problem is None:
+        assert response.stop_message == ""
+    else:
+        assert response.problem == expected
+        assert f"bedrock stopReason {raw_reason!r}" in response.stop_message
+
+
+def test_max_tokens_names_the_limit() -> None:
+    content = [{"toolUse": {"toolUseId": "t1", "name": "add", "input": {"a": 2}}}]
+    llm, _ = wired([converse_answer("max_tokens", content)])
+
+    response = llm.complete(REQUEST)
+
+    assert response.stop_message.startswith(
+        "the model's output was cut off at the 300-token output limit (max_output_tokens; "
+        "bedrock stopReason 'max_tokens') before the tool call was complete"
+    )
+
+
+def test_a_guardrail_without_a_tool_call_is_still_a_guardrail() -> None:
+    llm, _ = wired([converse_answer("guardrail_intervened", [{"text": "Sorry, the model cannot answer this."}])])
+
+    response = llm.complete(REQUEST)
+
+    assert (response.tool, response.problem) == (None, "guardrail")
+
+
+def test_the_client_built_without_injection_has_bounded_timeouts_and_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    config = BedrockConverse(MODEL_ID).client.meta.config
+
+    assert (config.connect_timeout, config.read_timeout) == (5, 40)
+    assert config.retries == {"mode": "standard", "total_max_attempts": 2}
