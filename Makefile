@@ -53,9 +53,9 @@ clean:
 LAMBDA_PIP ?= python3 -m pip
 LAMBDA_SOURCES := core functions prompts
 
-.PHONY: build-StepFunction build-RequestHumanFunction build-ApiFunction build-ApprovalsFunction build-AuthorizerFunction build-TriggersFunction lambda-package
+.PHONY: build-StepFunction build-RequestHumanFunction build-ApiFunction build-ApprovalsFunction build-AuthorizerFunction build-TriggersFunction build-RecordEndFunction lambda-package
 
-build-StepFunction build-RequestHumanFunction build-ApiFunction build-ApprovalsFunction build-AuthorizerFunction build-TriggersFunction: lambda-package
+build-StepFunction build-RequestHumanFunction build-ApiFunction build-ApprovalsFunction build-AuthorizerFunction build-TriggersFunction build-RecordEndFunction: lambda-package
 
 lambda-package:
 	test -n "$(ARTIFACTS_DIR)"

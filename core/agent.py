@@ -35,7 +35,7 @@ from core.events import (
 )
 from core.llm.base import LLM, LLMRequest, LLMRequestError, LLMResponse
 from core.observe import NullObserver, Observer
-from core.pricing import cost_usd
+from core.pricing import cost_usd, price_for
 from core.prompts import Prompt, PromptLibrary
 from core.thread import ASK_TOOL, DONE_TOOL, PendingCall, Status, Thread, ThreadState, fold, stale_results
 from core.tools import InvalidCall, RequestHumanInput, Tool, ToolContext, ToolRegistry, ValidCall
@@ -110,6 +110,15 @@ class Agent:
     context: ContextOptions = field(default_factory=ContextOptions)
     triggers: tuple[Trigger, ...] = ()
     """Where its threads come from besides the API (Factor 11): webhooks, schedules, event rules."""
+
+    def __post_init__(self) -> None:
+        limits = self.limits
+        if (limits.max_cost_usd is not None or limits.max_daily_cost_usd is not None) and price_for(self.model) is None:
+            raise ValueError(
+                f"agent {self.name}: a cost limit (max_cost_usd={limits.max_cost_usd}, max_daily_cost_usd="
+                f"{limits.max_daily_cost_usd}) cannot hold, because core/pricing.py has no price for its model "
+                f"{self.model!r} (every call would count as $0); add a price row or remove the limit"
+            )
 
     @cached_property
     def registry(self) -> ToolRegistry:
@@ -382,7 +391,7 @@ def _call_model(b: _Builder, agent: Agent, llm: LLM, ctx: StepContext) -> tuple[
             latency_ms=_ms(started),
             output={"error": clip(str(exc))},
         )
-        b.add(Error, kind="llm_error", message=clip(str(exc)))
+        b.add(Error, kind=exc.kind, message=clip(str(exc)))
         return None, prompt
     output: dict[str, JSON] = (
         {"name": response.tool, "arguments": response.arguments} if response.tool else {"text": clip(response.text)}
@@ -406,11 +415,26 @@ def _ms(started: float) -> int:
     return int((time.perf_counter() - started) * 1000)
 
 
+def interpret(agent: Agent, response: LLMResponse) -> ValidCall | InvalidCall:
+    """The tool call the model made, or why it is not one the step may run.
+
+    The provider's stop reason is read first: a call cut off at the output limit is reported as truncated (not
+    as the invalid JSON it leaves), and a cut-off call whose fragment happens to validate must not run with half
+    its arguments. Refusals, guardrails, malformed calls and a full context window likewise get their own error
+    kinds, so the model (and a person reading the thread) sees what actually happened.
+    """
+    problem = response.problem
+    if problem is not None:
+        message = response.stop_message or f"the model stopped without a usable tool call ({problem})"
+        return InvalidCall(problem, clip(message), response.tool)
+    return agent.registry.validate(response.tool, response.arguments)
+
+
 def _decide(b: _Builder, agent: Agent, llm: LLM, ctx: StepContext, state: ThreadState) -> StepOutcome:
     response, _ = _call_model(b, agent, llm, ctx)
     if response is None:
         return _after_error(b, agent, ctx, state)
-    checked = agent.registry.validate(response.tool, response.arguments)
+    checked = interpret(agent, response)
     if isinstance(checked, InvalidCall):
         b.add(Error, kind=checked.kind, message=checked.message, tool=checked.tool)
         return _after_error(b, agent, ctx, state)
@@ -447,7 +471,7 @@ def _decide(b: _Builder, agent: Agent, llm: LLM, ctx: StepContext, state: Thread
             tool=tool.name,
         )
         return _escalate(b, agent, ctx, "limit", f"it repeated the same {tool.name} call {repeats} times")
-    policy = tool.policy_for(checked.args)
+    policy, why = tool.policy_decision(checked.args)
     if policy == "deny":
         b.add(
             Error,
@@ -464,7 +488,7 @@ def _decide(b: _Builder, agent: Agent, llm: LLM, ctx: StepContext, state: Thread
             approval_id=ctx.ids("apr"),
             call_id=call_id,
             question=f"Approve {tool.name} with {clip(_args_text(args), 500)}?",
-            context=tool.description,
+            context=f"{tool.description}\n\nAsked because {why}" if why else tool.description,
             format="yes_no",
             origin="policy",
         )

@@ -29,6 +29,12 @@ ErrorKind = Literal[
     "llm_error",  # the provider refused the request (non-retryable)
     "outcome_unknown",  # a non-idempotent tool may or may not have run (effect ledger)
     "limit",  # a limit (steps, cost, errors) was reached
+    # The model stopped without a usable tool call (its provider's stop reason), or its prompt did not fit:
+    "output_truncated",  # cut off at the output token limit before the tool call was complete
+    "refused",  # the model declined to answer (Anthropic stop_reason "refusal", OpenAI message.refusal)
+    "guardrail",  # a guardrail or content filter stopped the output (Bedrock, OpenAI content_filter)
+    "malformed_tool_use",  # the provider says the model's tool call was malformed (Bedrock)
+    "context_window_exceeded",  # the thread no longer fits the model's context window (stop reason or a 400)
 ]
 
 HumanDecision = Literal["approve", "reject", "edit", "answer", "expired"]
@@ -137,6 +143,9 @@ class HumanResponse(_Event):
     comment: str = ""
     args: dict[str, JSON] | None = Field(default=None, description="New arguments, for decision='edit'.")
     answer: str | None = Field(default=None, description="The answer text, for decision='answer'.")
+    note: str | None = Field(
+        default=None, description="A display note from the caller (e.g. who they act for); never the decider."
+    )
 
 
 class Paused(_Event):
@@ -162,6 +171,18 @@ class Failed(_Event):
 
     type: Literal["failed"] = "failed"
     reason: str
+    error: str | None = None
+    """Set when the execution ended on a system error (retries exhausted, a bug, a timeout): the Step Functions
+    error name, e.g. ``ModelUnavailable``. Only such failures can be retried."""
+    execution: str | None = None
+    """The Step Functions execution that failed, for the console and the logs."""
+
+
+class Retried(_Event):
+    """A person retried a thread that failed on a system error: it continues from where it stopped."""
+
+    type: Literal["retried"] = "retried"
+    by: str = "api"
 
 
 Event = Annotated[
@@ -176,7 +197,8 @@ Event = Annotated[
     | Paused
     | Resumed
     | Done
-    | Failed,
+    | Failed
+    | Retried,
     Field(discriminator="type"),
 ]
 

@@ -46,9 +46,26 @@ _SLACK_TEXT_LIMIT = 2_800
 """Slack refuses a section text over 3,000 characters; the args block is cut well before that."""
 
 
+@dataclass(frozen=True)
+class Alert:
+    """Something the people who watch an agent must hear about without a decision to make: a thread whose
+    execution failed (it will not go on by itself; a person may retry it)."""
+
+    thread_id: str
+    agent: str
+    title: str
+    detail: str
+    url: str
+    """Where to look: the thread's timeline."""
+
+
 class Notifier(Protocol):
     def notify(self, approval: Approval, url: str) -> None:
         """Tell someone that ``approval`` waits, with the signed ``url`` to answer it."""
+        ...
+
+    def alert(self, alert: Alert) -> None:
+        """Tell someone about ``alert``; raises :class:`NotifyError` when it was not delivered."""
         ...
 
 
@@ -67,11 +84,16 @@ class RecordingNotifier:
     """Keeps every notification in memory: the local stack prints them, tests read them."""
 
     sent: list[tuple[Approval, str]] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def notify(self, approval: Approval, url: str) -> None:
         with self._lock:
             self.sent.append((approval, url))
+
+    def alert(self, alert: Alert) -> None:
+        with self._lock:
+            self.alerts.append(alert)
 
     def last_for(self, thread_id: str) -> tuple[Approval, str] | None:
         with self._lock:
@@ -142,6 +164,18 @@ def webhook_payload(approval: Approval, url: str) -> dict[str, Any]:
     }
 
 
+def alert_payload(alert: Alert) -> dict[str, Any]:
+    """The JSON document a webhook receives when a thread failed."""
+    return {
+        "type": "thread_failed",
+        "thread_id": alert.thread_id,
+        "agent": alert.agent,
+        "title": alert.title,
+        "detail": alert.detail,
+        "url": alert.url,
+    }
+
+
 def sign_webhook(secret: str, timestamp: int, body: bytes) -> str:
     """The ``X-Stepfold-Signature`` header value for ``body`` sent at ``timestamp``."""
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
@@ -177,13 +211,19 @@ class WebhookNotifier:
         return f"WebhookNotifier(host={_host(self.url)!r})"
 
     def notify(self, approval: Approval, url: str) -> None:
-        body = json.dumps(webhook_payload(approval, url), separators=(",", ":"), ensure_ascii=False).encode()
+        self._post(webhook_payload(approval, url), approval.task_token)
+
+    def alert(self, alert: Alert) -> None:
+        self._post(alert_payload(alert), None)
+
+    def _post(self, payload: dict[str, Any], token: str | None) -> None:
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "stepfold-notifier",
             SIGNATURE_HEADER: sign_webhook(self._secret, int(self._clock()), body),
         }
-        secrets = (self.url, self._secret, approval.task_token)
+        secrets = (self.url, self._secret, token)
         try:
             response = self._client.post(self.url, content=body, headers=headers)
         except Exception as exc:  # noqa: BLE001 - every transport error becomes one redacted NotifyError
@@ -247,6 +287,28 @@ def slack_payload(approval: Approval, url: str) -> dict[str, Any]:
     }
 
 
+def slack_alert_payload(alert: Alert) -> dict[str, Any]:
+    """An incoming-webhook message for an alert: the title, the detail as code, a button to the timeline."""
+    text = f"*{slack_escape(alert.title)}*\n{_code_block(alert.detail)}"
+    return {
+        "text": slack_escape(alert.title),
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": text[:_SLACK_TEXT_LIMIT]}},
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": "open_thread",
+                        "text": {"type": "plain_text", "text": "See the thread"},
+                        "url": alert.url,
+                    }
+                ],
+            },
+        ],
+    }
+
+
 class SlackNotifier:
     """Posts :func:`slack_payload` to a Slack (or Mattermost/Teams-compatible) incoming webhook."""
 
@@ -260,9 +322,15 @@ class SlackNotifier:
         return f"SlackNotifier(host={_host(self._webhook_url)!r})"
 
     def notify(self, approval: Approval, url: str) -> None:
-        secrets = (self._webhook_url, approval.task_token)
+        self._post(slack_payload(approval, url), approval.task_token)
+
+    def alert(self, alert: Alert) -> None:
+        self._post(slack_alert_payload(alert), None)
+
+    def _post(self, payload: dict[str, Any], token: str | None) -> None:
+        secrets = (self._webhook_url, token)
         try:
-            response = self._client.post(self._webhook_url, json=slack_payload(approval, url))
+            response = self._client.post(self._webhook_url, json=payload)
         except Exception as exc:  # noqa: BLE001 - every transport error becomes one redacted NotifyError
             raise _failure(self.name, _host(self._webhook_url), exc, *secrets) from None
         _check_response(self.name, _host(self._webhook_url), response, *secrets)
@@ -297,6 +365,19 @@ def email_message(approval: Approval, url: str) -> dict[str, Any]:
     }
 
 
+def alert_email(alert: Alert) -> dict[str, Any]:
+    """SES ``Message`` for an alert, every value escaped in the HTML body."""
+    e = html.escape
+    text = f"{alert.title}\n\n{alert.detail}\n\nSee the thread: {alert.url}"
+    body = f'<h1 style="font-size:1.2em">{e(alert.title)}</h1><pre>{e(alert.detail)}</pre>'
+    body += f'<p><a href="{e(alert.url)}">See the thread</a></p>'
+    document = f'<!doctype html><html lang="en"><head><meta charset="utf-8"></head><body>{body}</body></html>'
+    return {
+        "Subject": {"Data": f"[stepfold] {alert.title}", "Charset": "UTF-8"},
+        "Body": {"Text": {"Data": text, "Charset": "UTF-8"}, "Html": {"Data": document, "Charset": "UTF-8"}},
+    }
+
+
 class EmailNotifier:
     """Sends :func:`email_message` with SES ``SendEmail`` from a verified sender."""
 
@@ -313,14 +394,16 @@ class EmailNotifier:
         return f"EmailNotifier(sender={self.sender!r}, recipients={len(self.recipients)})"
 
     def notify(self, approval: Approval, url: str) -> None:
+        self._send(email_message(approval, url), approval.task_token)
+
+    def alert(self, alert: Alert) -> None:
+        self._send(alert_email(alert), None)
+
+    def _send(self, message: dict[str, Any], token: str | None) -> None:
         try:
-            self._ses.send_email(
-                Source=self.sender,
-                Destination={"ToAddresses": self.recipients},
-                Message=email_message(approval, url),
-            )
+            self._ses.send_email(Source=self.sender, Destination={"ToAddresses": self.recipients}, Message=message)
         except Exception as exc:  # noqa: BLE001 - every SES error becomes one redacted NotifyError
-            raise _failure(self.name, "SES", exc, approval.task_token) from None
+            raise _failure(self.name, "SES", exc, token) from None
 
 
 # --- several channels ----------------------------------------------------------------------------
@@ -351,4 +434,19 @@ class MultiNotifier:
             raise NotifyError(
                 f"{len(failures)} of {len(self.channels)} notification channel(s) failed for approval "
                 f"{approval.approval_id}: {'; '.join(failures)}"
+            )
+
+    def alert(self, alert: Alert) -> None:
+        failures: list[str] = []
+        for channel in self.channels:
+            try:
+                channel.alert(alert)
+            except NotifyError as exc:
+                failures.append(str(exc))
+            except Exception as exc:  # noqa: BLE001 - collected and raised below, after every channel was tried
+                failures.append(str(_failure(str(getattr(channel, "name", type(channel).__name__)), "?", exc)))
+        if failures:
+            raise NotifyError(
+                f"{len(failures)} of {len(self.channels)} channel(s) failed to deliver the alert for thread "
+                f"{alert.thread_id}: {'; '.join(failures)}"
             )

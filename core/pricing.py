@@ -9,6 +9,8 @@ the first-party API; they stay so that old threads keep their cost.
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass
 
 OPENAI_PRICING = "https://platform.openai.com/docs/pricing"
@@ -85,9 +87,29 @@ def price_for(model: str) -> Price | None:
     return None
 
 
+_log = logging.getLogger("stepfold.pricing")
+_unpriced: set[str] = set()
+_unpriced_lock = threading.Lock()
+
+
+def warn_unpriced(model: str) -> None:
+    """Say once per process that ``model`` has no price, so a $0.00 cost is never mistaken for a free model."""
+    with _unpriced_lock:
+        if model in _unpriced:
+            return
+        _unpriced.add(model)
+    _log.warning(
+        "no price for model %s: its calls are recorded as costing $0 and cost limits cannot hold; "
+        "add a row to core/pricing.py",
+        model,
+        extra={"model": model},
+    )
+
+
 def cost_usd(model: str, input_tokens: int, output_tokens: int) -> float:
-    """USD for one call; 0.0 for a model with no price row (see the module docstring)."""
+    """USD for one call; 0.0 for a model with no price row (see the module docstring), warned about once."""
     price = price_for(model)
     if price is None:
+        warn_unpriced(model)
         return 0.0
     return (input_tokens * price.input_per_mtok + output_tokens * price.output_per_mtok) / _MTOK

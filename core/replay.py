@@ -49,6 +49,7 @@ from core.events import (
     LLMCall,
     Paused,
     Resumed,
+    Retried,
     ToolCall,
     ToolResult,
     UserInput,
@@ -192,8 +193,8 @@ class _RecordedClock:
 def _external(event: Event) -> bool:
     """Events a step never makes: they come from people and front doors, and a replay re-applies them."""
     if isinstance(event, Failed):
-        return event.reason.startswith("cancelled by ")
-    return isinstance(event, UserInput | HumanResponse | Paused | Resumed)
+        return event.reason.startswith("cancelled by ") or event.error is not None
+    return isinstance(event, UserInput | HumanResponse | Paused | Resumed | Retried)
 
 
 # --- replay --------------------------------------------------------------------------------------------------

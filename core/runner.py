@@ -6,7 +6,7 @@ unit tests. See "One step" in DESIGN.md for why each branch exists.
 
 from __future__ import annotations
 
-import contextlib
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -18,6 +18,7 @@ from core.store.base import ThreadStore, VersionConflictError
 from core.thread import Thread, fold
 
 RESULT_COMMIT_ATTEMPTS = 5
+_log = logging.getLogger("stepfold.runner")
 
 
 class StaleStepError(RuntimeError):
@@ -77,9 +78,14 @@ def advance(
     cost = sum(e.cost_usd for e in outcome.events if isinstance(e, LLMCall))
     if spend is not None and cost > 0:
         # The day's total is advisory (the thread's llm_call events are the record): a failure to add to it
-        # must not fail a step whose events are already committed.
-        with contextlib.suppress(Exception):
+        # must not fail a step whose events are already committed, but it must not go unseen either.
+        try:
             spend.add(agent.name, day_of(ctx.clock()), cost)
+        except Exception as exc:  # noqa: BLE001 - logged with what it would take to correct the day's total
+            _log.warning(
+                "could not add a step's cost to the daily spend ledger; the day's total is low by this amount",
+                extra={"thread_id": thread_id, "agent": agent.name, "cost_usd": cost, "error": repr(exc)[:300]},
+            )
     route = outcome.route
     if route == "continue":
         route = ROUTE_OF_STATUS[fold(final).status]  # a pause that arrived mid-step takes effect now

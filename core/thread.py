@@ -22,6 +22,7 @@ from core.events import (
     LLMCall,
     Paused,
     Resumed,
+    Retried,
     ToolCall,
     ToolResult,
     ToolStarted,
@@ -131,6 +132,8 @@ class ThreadState:
     open_request: HumanRequest | None
     answer: str | None
     failure: str | None
+    failure_error: str | None = None
+    """The Step Functions error name when the thread failed because its execution did (retry can continue it)."""
     last_error: Error | None = None
     steps_since_review: int = 0
     cost_since_review: float = 0.0
@@ -212,6 +215,8 @@ def fold(thread: Thread) -> ThreadState:
                 last_resumed = i
             case Done() | Failed():
                 last_terminal, terminal = i, event
+            case Retried():
+                last_input, errors = i, 0  # reopens a failed thread, like new input reopens a done one
             case _:
                 pass
 
@@ -251,6 +256,7 @@ def fold(thread: Thread) -> ThreadState:
         open_request=open_request,
         answer=terminal.answer if isinstance(terminal, Done) and status == "done" else None,
         failure=terminal.reason if isinstance(terminal, Failed) and status == "failed" else None,
+        failure_error=terminal.error if isinstance(terminal, Failed) and status == "failed" else None,
         last_error=last_error,
         steps_since_review=steps - review_steps,
         cost_since_review=round(cost - review_cost, 10),
@@ -300,5 +306,6 @@ def summary(thread: Thread) -> dict[str, Any]:
         "approval_id": state.open_request.approval_id if state.open_request else None,
         "answer": state.answer,
         "failure": state.failure,
+        "failure_error": state.failure_error,
         "labels": thread.labels,
     }

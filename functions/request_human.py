@@ -11,7 +11,8 @@ from typing import Any, Literal
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.approvals import expire, link, open_approval
+from core.approvals import expire, link, record_approval
+from functions._boundary import boundary
 from functions._wiring import runtime
 
 logger = Logger(service="stepfold")
@@ -27,6 +28,7 @@ class HumanInput(BaseModel):
 
 
 @logger.inject_lambda_context(correlation_id_path="thread_id", clear_state=True)
+@boundary(logger.exception)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     request = HumanInput.model_validate(event)
     rt = runtime()
@@ -38,8 +40,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         raise ValueError("action 'request' needs the task_token ($$.Task.Token)")
     thread = rt.threads.load(request.thread_id)
     now = int(rt.now().timestamp())
-    approval = open_approval(thread, request.task_token, now=now, ttl_seconds=rt.settings.approval_timeout_seconds)
-    stored = rt.approvals.put_pending(approval) if approval is not None else None
+    stored = record_approval(  # None for an ended thread, even one cancelled while this record was written
+        rt.approvals, rt.threads, thread, request.task_token, now=now, ttl_seconds=rt.settings.approval_timeout_seconds
+    )
     if stored is None or stored.state != "pending":  # nothing waits any more: resume at once
         rt.sfn.send_task_success(
             taskToken=request.task_token, output=json.dumps({"thread_id": thread.id, "seq": thread.version})

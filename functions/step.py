@@ -13,6 +13,7 @@ from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.runner import advance
+from functions._boundary import boundary
 from functions._observe import TracingObserver, count, record_step
 from functions._wiring import runtime
 
@@ -28,6 +29,7 @@ class StepInput(BaseModel):
 
 
 @logger.inject_lambda_context(correlation_id_path="thread_id", clear_state=True)
+@boundary(logger.exception)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     count("StepInvocations")  # retries included
     request = StepInput.model_validate(event)

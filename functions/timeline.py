@@ -27,6 +27,7 @@ from core.events import (
     LLMCall,
     Paused,
     Resumed,
+    Retried,
     ToolCall,
     ToolResult,
     ToolStarted,
@@ -302,7 +303,10 @@ def _response(event: HumanResponse, index: _Index) -> str:
             heading = "Expired: nobody answered in time"
         case _:
             assert_never(event.decision)
-    parts = [_facts(f"decided {utc(event.ts, seconds=True)}", f"via {e(event.channel)}")]
+    facts = [f"decided {utc(event.ts, seconds=True)}", f"via {e(event.channel)}"]
+    if event.note:
+        facts.append(f"note from {by}: {e(event.note)}")
+    parts = [_facts(*facts)]
     if event.answer is not None:
         parts.append(_block(event.answer, "The answer", code=False))
     if event.args is not None:
@@ -346,7 +350,10 @@ def render_event(event: Event, index: _Index) -> str:
         case Done():
             return _item(event, "end", "Done", _block(event.answer, "The answer", code=False))
         case Failed():
-            return _item(event, "failed", "Failed", _block(event.reason, "The reason", code=False))
+            title = f"Failed: {_code(event.error)}" if event.error else "Failed"
+            return _item(event, "failed", title, _block(event.reason, "The reason", code=False))
+        case Retried():
+            return _item(event, "human", f"Retried by {e(event.by)}", "")
         case _:
             assert_never(event)
 

@@ -10,7 +10,6 @@ themselves here (see :data:`EXTENSIONS`).
 from __future__ import annotations
 
 import argparse
-import getpass
 import importlib
 import json
 import logging
@@ -29,7 +28,7 @@ import httpx
 
 if TYPE_CHECKING:
     from core.approvals import Approval
-    from core.notify import Notifier
+    from core.notify import Alert, Notifier
 
 DEFAULT_URL = "http://127.0.0.1:8765"
 STOP = ("done", "failed", "awaiting_human", "paused")
@@ -148,12 +147,15 @@ class StepView:
             case "human_response":
                 said = get("comment") or get("answer") or (_args(get("args")) if get("args") else "")
                 said = f": {_short(said)}" if said else ""
-                return [f"{head}<- {get('by')} via {get('channel')}: {get('decision')}{said}"]
+                note = f" (note: {_short(get('note'), 60)})" if get("note") else ""
+                return [f"{head}<- {get('by')} via {get('channel')}: {get('decision')}{said}{note}"]
             case "paused":
                 reason = f" ({get('reason')})" if get("reason") else ""
                 return [f"{head}|| paused by {get('by')}{reason}", f"{route}paused"]
             case "resumed":
                 return [f"{head}>> resumed by {get('by')}"]
+            case "retried":
+                return [f"{head}>> retried by {get('by')}"]
             case "done":
                 return [f"{head}== done: {_short(get('answer'), 90)}", f"{route}done"]
             case "failed":
@@ -182,6 +184,8 @@ def _hint(thread_id: str, summary: dict[str, Any]) -> str:
         )
     if status == "paused":
         return f"== paused after {usage}: `stepfold resume {thread_id}` continues it"
+    if status == "failed" and summary.get("failure"):
+        return f"== failed after {usage}: {summary['failure']}"
     return f"== {status} after {usage}"
 
 
@@ -231,15 +235,6 @@ def follow(
 
 
 # --- commands ------------------------------------------------------------------------------------
-
-
-def _by(args: argparse.Namespace) -> str:
-    if args.by:
-        return str(args.by)
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
 
 
 def _print_summary(summary: dict[str, Any], out: Callable[[str], None]) -> None:
@@ -304,7 +299,8 @@ def cmd_events(api: Api, args: argparse.Namespace, out: Callable[[str], None]) -
 
 
 def _respond(api: Api, args: argparse.Namespace, out: Callable[[str], None], body: dict[str, Any]) -> int:
-    body = {"by": _by(args), **{k: v for k, v in body.items() if v not in (None, "")}}
+    # The API records the decision as made by the API key's principal; --note is only a display note beside it.
+    body = {**({"note": str(args.by)} if args.by else {}), **{k: v for k, v in body.items() if v not in (None, "")}}
     if getattr(args, "approval_id", None):
         body["approval_id"] = args.approval_id
     result = api.call("POST", f"/threads/{_q(args.thread_id)}/responses", body=body)
@@ -389,6 +385,10 @@ class _PrintingNotifier:
         self.inner.notify(approval, url)
         what = approval.tool or approval.kind
         self.out(f"approval {approval.approval_id} for {approval.thread_id} ({what}): {url}")
+
+    def alert(self, alert: Alert) -> None:
+        self.inner.alert(alert)
+        self.out(f"{alert.title}: {alert.detail} ({alert.url})")
 
 
 def cmd_serve(args: argparse.Namespace, out: Callable[[str], None], err: Callable[[str], None]) -> int:
@@ -508,18 +508,25 @@ def parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
             c.add_argument("--reason", required=True)
         else:
             c.add_argument("--comment", default="")
-        c.add_argument("--by", default=None, help="who decides (default: cli:$USER)")
+        c.add_argument(
+            "--note",
+            "--by",
+            dest="by",
+            default=None,
+            help="a note recorded with the decision, e.g. who you act for (the decider is always your API key)",
+        )
         c.add_argument("--approval-id", default=None, help="the request to answer (default: the open one)")
         c.set_defaults(run=run)
 
     for action, helptext in (
         ("pause", "pause between steps"),
         ("resume", "resume a paused thread"),
+        ("retry", "run a thread whose execution failed again, from where it stopped"),
         ("cancel", "end a thread for good"),
     ):
         c = command(action, helptext)
         c.add_argument("thread_id")
-        if action != "resume":
+        if action not in ("resume", "retry"):
             c.add_argument("--reason", default="")
         c.set_defaults(run=_control(action))
 

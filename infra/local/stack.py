@@ -9,6 +9,7 @@ function name, to the handler the template names, with real Lambda event and con
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import os
@@ -25,8 +26,9 @@ from core.control import launch
 from core.events import Event
 from core.notify import RecordingNotifier
 from core.replies import RecordingReplier
+from core.store.base import StoreUnavailableError
 from core.thread import Thread, fold
-from functions._wiring import Runtime, Settings, build_runtime, install_runtime
+from functions._wiring import SECRET_SOURCES, Runtime, Settings, build_runtime, install_runtime
 from infra.asl_check import substitute
 from infra.local.template import Template, load_template
 
@@ -98,6 +100,7 @@ class LocalStack:
         self._saved_env: dict[str, str | None] = {}
         self._saved_invoke: Any = None
         self._lock = threading.Lock()
+        self._role = ""
         self.runtime: Runtime | None = None
         self.clients: dict[str, Any] = {}
         self.listeners: list[Callable[[Invocation], None]] = []
@@ -133,6 +136,8 @@ class LocalStack:
 
         LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign,assignment]  # the one documented adapter
         _serialize_dynamodb()
+        _fill_start_execution_gap()
+        _fill_stop_execution_gap()
         import boto3  # noqa: PLC0415
 
         for name in ("dynamodb", "s3", "lambda", "stepfunctions", "iam", "secretsmanager"):
@@ -175,7 +180,7 @@ class LocalStack:
 
     def _create_resources(self) -> Settings:
         t = self.template
-        ddb, s3, lam, sfn, iam = (self.clients[n] for n in ("dynamodb", "s3", "lambda", "stepfunctions", "iam"))
+        ddb, s3, lam, _sfn, iam = (self.clients[n] for n in ("dynamodb", "s3", "lambda", "stepfunctions", "iam"))
         table_name = "stepfold-threads"
         ddb.create_table(TableName=table_name, **t.table_properties())
         if t.ttl_attribute():
@@ -197,24 +202,36 @@ class LocalStack:
             )["FunctionArn"]
             self.function_arns[function.logical_id] = arn
             self._handler_paths[function.name] = function.handler
-        machine = t.state_machine()
-        values = t.substitutions(machine, self.function_arns, self.substitution_overrides)
-        definition = substitute((self.root / machine.definition_uri).read_text(), values)
-        self.state_machine_arn = sfn.create_state_machine(
-            name=machine.logical_id, definition=definition, roleArn=role, type=machine.type
-        )["stateMachineArn"]
+        self._role = role
+        self.state_machine_arn = self.add_state_machine(t.state_machine().name)
+        values = t.substitutions(t.state_machine(), self.function_arns, self.substitution_overrides)
         env = {
             **t.function_environment(),
             "STEPFOLD_TABLE": table_name,
             "STEPFOLD_BUCKET": bucket,
             "STEPFOLD_STATE_MACHINE_ARN": self.state_machine_arn,
             "STEPFOLD_APPROVAL_TIMEOUT_SECONDS": str(values.get("ApprovalTimeoutSeconds", 86_400)),
+            # Locally every key comes from the environment (STEPFOLD_API_KEY(S), OPENAI_API_KEY, ...), never from
+            # Secrets Manager: no secret ARN, whatever the shell has set.
             "STEPFOLD_SECRETS_ARN": "",
+            **dict.fromkeys(SECRET_SOURCES, ""),
             **self.env_overrides,
         }
         self._set_env({k: str(v) for k, v in env.items()}, only_missing=False)
         # STEPFOLD_MODEL from the caller's shell wins over the template's empty default
         return Settings.from_env()
+
+    def add_state_machine(self, name: str, **substitutions: Any) -> str:
+        """Create the template's state machine (the real ASL) under ``name``, with these substitutions on top of the
+        stack's: a second loop with other limits, on the same tables and functions. Returns its ARN."""
+        machine = self.template.state_machine()
+        overrides = {**self.substitution_overrides, **substitutions}
+        values = self.template.substitutions(machine, self.function_arns, overrides)
+        definition = substitute((self.root / machine.definition_uri).read_text(), values)
+        arn: str = self.clients["stepfunctions"].create_state_machine(
+            name=name, definition=definition, roleArn=self._role, type=machine.type
+        )["stateMachineArn"]
+        return arn
 
     # --- the Lambda adapter ----------------------------------------------------------------------
 
@@ -320,24 +337,30 @@ class LocalStack:
         deadline = time.monotonic() + timeout
         seen = 0
         while True:
-            thread = self.thread(thread_id)
+            try:
+                thread = self.thread(thread_id)
+            except StoreUnavailableError:  # a read that kept landing mid-commit (DynamoDB allows it): poll again
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+                continue
             if on_events is not None and thread.version > seen:
                 on_events(list(thread.events[seen:]))
                 seen = thread.version
             status = fold(thread).status
-            if status in until and self._settled(thread_id, status):
+            if status in until and self._settled(thread, status):
                 return thread
             if time.monotonic() > deadline:
                 raise TimeoutError(f"thread {thread_id} is {status} after {timeout}s; waited for {until}")
             time.sleep(0.02)
 
-    def _settled(self, thread_id: str, status: str) -> bool:
+    def _settled(self, thread: Thread, status: str) -> bool:
         """A waiting thread counts once its link was sent; an ended one once its execution ended."""
         if status == "awaiting_human":
-            request = fold(self.thread(thread_id)).open_request
-            sent = self.notifier.last_for(thread_id)
+            request = fold(thread).open_request
+            sent = self.notifier.last_for(thread.id)
             return request is not None and sent is not None and sent[0].approval_id == request.approval_id
-        return not self.running_executions(thread_id)
+        return not self.running_executions(thread.id)
 
     def running_executions(self, thread_id: str) -> list[str]:
         sfn = self.clients["stepfunctions"]
@@ -369,6 +392,49 @@ class LocalStack:
                 return
             time.sleep(0.05)
 
+    def execution_ended(self, execution_arn: str) -> list[Any]:
+        """What EventBridge does when an execution ends: build the "Step Functions Execution Status Change" event
+        from the execution as it is, and invoke every function whose template rule matches it (through moto's
+        Lambda, as a rule target is). Returns what each invoked function returned."""
+        from core.triggers import matches  # noqa: PLC0415
+
+        sfn = self.clients["stepfunctions"]
+        execution = sfn.describe_execution(executionArn=execution_arn)
+        if execution["status"] == "RUNNING":
+            return []
+
+        def millis(value: Any) -> int | None:
+            return int(value.timestamp() * 1000) if value is not None else None
+
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Step Functions Execution Status Change",
+            "source": "aws.states",
+            "account": ACCOUNT,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "region": REGION,
+            "resources": [execution_arn],
+            "detail": {
+                "executionArn": execution_arn,
+                "stateMachineArn": execution["stateMachineArn"],
+                "name": execution["name"],
+                "status": execution["status"],
+                "startDate": millis(execution.get("startDate")),
+                "stopDate": millis(execution.get("stopDate")),
+                "input": execution.get("input"),
+                "output": execution.get("output"),
+                "error": execution.get("error"),
+                "cause": execution.get("cause"),
+            },
+        }
+        answers = []
+        for rule in self.template.event_rules():
+            if matches(rule.pattern, event):
+                response = self.clients["lambda"].invoke(FunctionName=rule.function, Payload=json.dumps(event).encode())
+                answers.append(json.loads(response["Payload"].read() or b"null"))
+        return answers
+
     def history(self, execution_arn: str) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = self.clients["stepfunctions"].get_execution_history(executionArn=execution_arn)[
             "events"
@@ -385,19 +451,177 @@ class LocalStack:
         return count, size
 
 
+_TORN_READS = frozenset({"Query", "Scan"})
+"""Requests DynamoDB runs read-committed item by item: they may see some items of a transaction and not others."""
+
+
+class _DynamoGate:
+    """How moto's DynamoDB is made to behave like the real service's isolation, for threads sharing one moto.
+
+    DynamoDB's isolation (developer guide, "Isolation levels for DynamoDB transactions"): TransactWriteItems is
+    atomic and serializable against every other write and against GetItem/TransactGetItems; Query and Scan are
+    read-committed item by item, so one that runs while a transaction commits may return some of its items and
+    not others (never one from a transaction that fails). moto is not thread-safe, so two locks:
+
+    - ``commit``, held for the whole of every request but Query/Scan: writes (and point reads) are serialized
+      against each other, so none ever sees half a transaction and no two conditional writes interleave.
+    - ``engine``, held whenever moto's data structures are touched (a whole Query/Scan, a whole moto call, one
+      item of a transaction being published). Query/Scan take only this one.
+
+    A successful TransactWriteItems runs in moto in one piece (moto checks every condition and rolls back on
+    failure), then its items are taken back to their before-images and published again one at a time, in
+    request order, releasing ``engine`` between items (``between_items`` is called there): a Query or Scan can
+    land in between and see the transaction half-applied, exactly what real DynamoDB allows, while a failed
+    transaction is never visible and moto's dicts are never read while they change.
+    """
+
+    def __init__(self) -> None:
+        self.commit = threading.RLock()
+        self.engine = threading.RLock()
+        self.between_items: Callable[[int, int], None] = _let_readers_in
+
+    def call(self, original: Callable[[Any], Any], handler: Any) -> Any:
+        action = handler._get_action()
+        if action in _TORN_READS:
+            with self.engine:
+                return original(handler)
+        with self.commit:
+            if action != "TransactWriteItems":
+                with self.engine:
+                    return original(handler)
+            return self._transact(original, handler)
+
+    def _transact(self, original: Callable[[Any], Any], handler: Any) -> Any:
+        backend = handler.dynamodb_backend
+        params = getattr(handler, "params", None) or {}
+        with self.engine:
+            try:
+                targets = [_target(backend, action) for action in params.get("TransactItems", [])]
+            except Exception:  # noqa: BLE001 - malformed request: let moto answer it the way DynamoDB would
+                return original(handler)
+            # moto updates items in place: keep copies of the before-images, taken before it runs.
+            befores = [copy.deepcopy(_get_item(backend, name, key)) for name, key in targets]
+            response = original(handler)
+            if not (isinstance(response, tuple) and response and response[0] == 200):
+                return response  # cancelled: moto rolled every item back, nobody saw anything
+            afters = [_get_item(backend, name, key) for name, key in targets]
+            for (name, key), before in zip(targets, befores, strict=True):
+                _set_item(backend, name, key, before)
+        for done, ((name, key), after) in enumerate(zip(targets, afters, strict=True), start=1):
+            with self.engine:
+                _set_item(backend, name, key, after)
+            if done < len(targets):
+                self.between_items(done, len(targets))
+        return response
+
+
+def _let_readers_in(done: int, total: int) -> None:
+    """Between two items of a transaction being published: give a waiting Query or Scan the chance to run."""
+    del done, total
+    time.sleep(0)
+
+
+def _target(backend: Any, action: dict[str, Any]) -> tuple[str, tuple[Any, Any]]:
+    """The table name and key (moto's hash and range values) one TransactWriteItems action writes."""
+    (kind, op), *_ = action.items()
+    table = backend.get_table(op["TableName"])
+    names = (table.hash_key_attr, table.range_key_attr)
+    keys = op["Item"] if kind == "Put" else op["Key"]
+    return op["TableName"], backend.get_keys_value(table, {name: keys[name] for name in names if name is not None})
+
+
+def _get_item(backend: Any, table_name: str, key: tuple[Any, Any]) -> Any:
+    return backend.get_table(table_name).get_item(*key)
+
+
+def _set_item(backend: Any, table_name: str, key: tuple[Any, Any], item: Any) -> None:
+    """Put ``item`` (a moto Item, or ``None`` for absent) at ``key`` directly: no stream record, no conditions."""
+    table = backend.get_table(table_name)
+    hash_value, range_value = key
+    if item is None:
+        if range_value is not None:
+            table.items[hash_value].pop(range_value, None)
+        else:
+            table.items.pop(hash_value, None)
+    elif range_value is not None:
+        table.items[hash_value][range_value] = item
+    else:
+        table.items[hash_value] = item
+
+
+_DYNAMO_GATE = _DynamoGate()
+
+
+def _fill_start_execution_gap() -> None:
+    """moto's engine runs ``arn:aws:states:::states:startExecution`` (ContinueAsNew) but passes the ASL's
+    ``StateMachineArn``/``Name``/``Input`` to boto3 as they are, which wants ``stateMachineArn``/..., and returns
+    boto3's answer with a datetime it cannot serialise. Translate both ways, as the real service does. Idempotent."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (  # noqa: PLC0415
+        state_task_service_sfn as sfn_task,
+    )
+
+    task = sfn_task.StateTaskServiceSfn
+    if getattr(task, "_stepfold_filled", False):
+        return
+    parameters_of, response_of = task._normalise_parameters, task._normalise_response
+
+    def parameters(self: Any, params: dict[str, Any], boto_service_name: Any = None, action: Any = None) -> None:
+        parameters_of(self, params, boto_service_name, action)
+        if action is None:
+            for key in list(params):
+                params[key[:1].lower() + key[1:]] = params.pop(key)
+
+    def response(self: Any, value: Any, boto_service_name: Any = None, action: Any = None) -> None:
+        response_of(self, value, boto_service_name, action)
+        if action is None and isinstance(value, dict):
+            for key in list(value):
+                item = value.pop(key)
+                value[key[:1].upper() + key[1:]] = item.isoformat() if hasattr(item, "isoformat") else item
+
+    task._normalise_parameters = parameters  # type: ignore[method-assign,assignment]
+    task._normalise_response = response  # type: ignore[method-assign,assignment]
+    task._stepfold_filled = True  # type: ignore[attr-defined]
+
+
+def _fill_stop_execution_gap() -> None:
+    """moto's executing backend inherits a ``StopExecution`` that never reaches the running interpreter: the execution
+    stays RUNNING. Stop it the way the engine itself can and report it ABORTED at once, as AWS does. moto's
+    response handler drops the call's ``error`` and ``cause``; the local stack lives with that. Idempotent."""
+    import datetime  # noqa: PLC0415
+
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend  # noqa: PLC0415
+
+    if getattr(StepFunctionsParserBackend, "_stepfold_filled", False):
+        return
+
+    def stop_execution(self: Any, execution_arn: str) -> Any:
+        from moto.stepfunctions.parser.api import ExecutionStatus  # noqa: PLC0415
+
+        execution = self.describe_execution(execution_arn)
+        now = datetime.datetime.now(tz=datetime.UTC)
+        execution.stop(stop_date=now, error=None, cause=None)
+        # A program parked on a task token only notices the stop when the wait ends: report it as AWS does, now.
+        execution.exec_status, execution.stop_date = ExecutionStatus.ABORTED, now
+        return execution
+
+    StepFunctionsParserBackend.stop_execution = stop_execution  # type: ignore[method-assign]
+    StepFunctionsParserBackend._stepfold_filled = True  # type: ignore[attr-defined]
+
+
 def _serialize_dynamodb() -> None:
-    """moto's DynamoDB is not thread-safe (a Query can see half a transaction); DynamoDB is. One request at a
-    time restores the real service's atomicity for the executions running on moto's threads. Idempotent."""
+    """Give moto's DynamoDB the real service's isolation for the executions running on moto's threads.
+
+    Writes are atomic and serialized; Query and Scan interleave with a transaction's items as DynamoDB lets them
+    (see :class:`_DynamoGate`). Idempotent: moto's handler is wrapped once per process.
+    """
     from moto.dynamodb.responses import DynamoHandler  # noqa: PLC0415
 
     original = DynamoHandler.call_action
     if getattr(original, "_stepfold_serialized", False):
         return
-    lock = threading.RLock()
 
     def call_action(handler: Any) -> Any:
-        with lock:
-            return original(handler)
+        return _DYNAMO_GATE.call(original, handler)
 
     call_action._stepfold_serialized = True  # type: ignore[attr-defined]
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,22 @@ class StateMachine:
     definition_uri: str
     type: str
     substitutions: dict[str, Any]
+    name: str = ""
+    """The deployed name (``Name``, with ``${AWS::StackName}`` resolved), or the logical id when there is none."""
+
+
+@dataclass(frozen=True)
+class EventRule:
+    """An ``EventBridgeRule`` event of a function: the pattern EventBridge matches and the function it invokes."""
+
+    function: str
+    name: str
+    pattern: dict[str, Any]
+
+
+PSEUDO = {"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012"}
+"""Pseudo parameters as the local stack sees them (its ``AWS::StackName`` is :data:`STACK_NAME`)."""
+STACK_NAME = "stepfold"
 
 
 class TemplateError(ValueError):
@@ -96,9 +113,38 @@ class Template:
         if len(machines) != 1:
             raise TemplateError(f"expected one AWS::Serverless::StateMachine, found {len(machines)}")
         logical_id, props = machines[0]
+        name = self.resolve(props["Name"]) if "Name" in props else logical_id
         return StateMachine(
-            logical_id, props["DefinitionUri"], props.get("Type", "STANDARD"), props.get("DefinitionSubstitutions", {})
+            logical_id,
+            props["DefinitionUri"],
+            props.get("Type", "STANDARD"),
+            props.get("DefinitionSubstitutions", {}),
+            str(name),
         )
+
+    def resolve(self, value: Any) -> Any:
+        """A template value with ``!Sub`` of pseudo parameters and ``!Ref`` of parameters (their defaults) resolved,
+        in nested lists and objects too; other intrinsics are left as they are."""
+        if isinstance(value, list):
+            return [self.resolve(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+            known = {**PSEUDO, "AWS::StackName": STACK_NAME}
+            known.update({k: str(v.get("Default", "")) for k, v in self.parameters.items()})
+            return re.sub(r"\$\{([A-Za-z0-9:]+)\}", lambda m: known.get(m.group(1), m.group(0)), value["Fn::Sub"])
+        if set(value) == {"Ref"} and value["Ref"] in self.parameters:
+            return self.parameters[value["Ref"]].get("Default")
+        return {k: self.resolve(v) for k, v in value.items()}
+
+    def event_rules(self) -> list[EventRule]:
+        """Every function's ``EventBridgeRule`` events, patterns resolved."""
+        rules = []
+        for logical_id, props in self._of_type("AWS::Serverless::Function"):
+            for name, event in (props.get("Events") or {}).items():
+                if event.get("Type") == "EventBridgeRule":
+                    rules.append(EventRule(logical_id, name, self.resolve(event["Properties"]["Pattern"])))
+        return rules
 
     def substitutions(
         self, machine: StateMachine, function_arns: dict[str, str], overrides: dict[str, Any]

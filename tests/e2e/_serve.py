@@ -35,13 +35,13 @@ def environment(**overrides: str | None) -> dict[str, str]:
 class Served:
     """A running ``stepfold serve --port 0``: its URL, everything it printed, and the approval links it sent."""
 
-    def __init__(self, startup_timeout: float = 60.0) -> None:
+    def __init__(self, startup_timeout: float = 60.0, env: dict[str, str | None] | None = None) -> None:
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self.process = subprocess.Popen(
             [*STEPFOLD, "serve", "--port", "0"],
             cwd=ROOT,
-            env=environment(STEPFOLD_API_KEY=KEY),
+            env=environment(STEPFOLD_API_KEY=KEY, **(env or {})),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

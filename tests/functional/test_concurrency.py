@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from core.agents import deploybot
-from core.approvals import AlreadyDecidedError, Decision, decide
-from core.control import WrongStateError, add_message, pause
-from core.events import HumanResponse, LLMCall, Paused
+from core.approvals import AlreadyDecidedError, Decision, ThreadEndedError, decide
+from core.control import WrongStateError, add_message, cancel, pause
+from core.events import HumanRequest, HumanResponse, LLMCall, Paused
 from core.store.base import VersionConflictError
 from core.thread import Thread, fold
 from functions import step as step_function
+from functions._boundary import ConcurrentWrite
 from infra.local.stack import LambdaContext, LocalStack
 from tests.functional._agents import CountingAgentKit
 
@@ -118,8 +120,10 @@ def test_five_concurrent_steps_for_one_seq_commit_once(stack: LocalStack) -> Non
     context = LambdaContext(function_name="StepFunction")
     results = _together(*[lambda: step_function.handler({"thread_id": thread.id, "seq": 1}, context)] * 5)
     committed = [r for r in results if isinstance(r, dict)]
-    conflicts = [r for r in results if isinstance(r, VersionConflictError)]
+    # the losers leave the Lambda as ConcurrentWrite, the name the state machine retries
+    conflicts = [r for r in results if isinstance(r, ConcurrentWrite)]
     assert len(committed) + len(conflicts) == 5
+    assert all(isinstance(r.__cause__, VersionConflictError) for r in conflicts)
     assert committed, results
     final = stack.thread(thread.id)
     _contiguous(final)
@@ -130,3 +134,60 @@ def test_five_concurrent_steps_for_one_seq_commit_once(stack: LocalStack) -> Non
     assert kit.runs["call_id_count"] >= 1
     # every successful return names the same committed state
     assert {(r["seq"], r["route"]) for r in committed} == {(final.version, "continue")}
+
+
+# --- issue 13: a cancel that lands while the approval is being recorded ------------------------------------------
+
+
+class _CancelFirst:
+    """The approval store, with a cancel committed just before the record is written: the request_human
+    function read the thread while it was still waiting, the cancel's wait lookup then found no record."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        self.inner = stack.rt.approvals
+
+    def put_pending(self, approval: Any) -> Any:
+        rt = self.stack.rt
+        cancel(rt.threads, rt.waits, approval.thread_id, by="ops", reason="wrong ticket", clock=rt.clock)
+        self.stack.rt.approvals = self.inner  # only the first request races
+        return self.inner.put_pending(approval)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_cancel_during_the_approval_record_leaves_no_pending_approval_no_link_and_no_later_decision(
+    stack: LocalStack,
+) -> None:
+    stack.rt.approvals = _CancelFirst(stack)
+    thread = stack.launch("deploybot", "deploy the latest backend to production")
+    stack.wait(thread.id, until=("failed",))
+    execution = stack.execution_arn(thread.id)
+    deadline = time.monotonic() + 20
+    while stack.execution_status(execution) == "RUNNING":  # request_human resumes it; the next step ends it
+        assert time.monotonic() < deadline, "the cancelled thread's execution did not end"
+        time.sleep(0.02)
+    final = stack.thread(thread.id)
+    assert fold(final).status == "failed"
+    assert stack.notifier.last_for(thread.id) is None  # no link went out for a cancelled thread
+    request = next(e for e in final.events if isinstance(e, HumanRequest))
+    assert stack.rt.approvals.get(request.approval_id).state == "cancelled"
+    try:
+        decide(
+            request.approval_id,
+            Decision(decision="approve", by="alice", channel="link"),
+            threads=stack.rt.threads,
+            approvals=stack.rt.approvals,
+            agents=stack.rt.agents,
+            tokens=stack.rt.sfn,
+            clock=stack.rt.clock,
+        )
+    except (AlreadyDecidedError, ThreadEndedError):
+        pass
+    else:
+        raise AssertionError("a decision was accepted for a cancelled thread")
+    after = stack.thread(thread.id)
+    assert after.version == final.version
+    assert not [e for e in after.events if isinstance(e, HumanResponse)]
+    assert deploybot.SERVICE.deployments == []

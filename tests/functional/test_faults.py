@@ -1,5 +1,6 @@
 """The fault-injection matrix: crash a step at each write point, or make a dependency fail, and let
 Step Functions retry it exactly as it would in AWS (the real ASL's Retry, the real handler).
+Model provider faults are injected on the wire, through the real adapters, in test_failure_truth.py.
 
 For every point the thread must end complete, in order and without duplicates; an idempotent tool's
 effect happens exactly once per tool call id, and a non-idempotent tool runs at most once, with an
@@ -21,7 +22,7 @@ from core.agent import Agent
 from core.agents import AGENTS
 from core.events import Error, Event, HumanRequest, ToolCall, ToolResult
 from core.llm import ProviderConfig
-from core.llm.base import LLMRequest, LLMResponse, RetryableLLMError
+from core.llm.base import LLMRequest
 from core.llm.scripted import Say, ScriptedLLM, scripted_model
 from core.store.base import ThreadStore
 from core.thread import Thread, fold
@@ -98,20 +99,6 @@ class FaultyStore:
         return getattr(self.inner, name)
 
 
-class FaultyLLM:
-    """The scripted model, failing once as a provider would (timeout, 429, 500)."""
-
-    def __init__(self, inner: ScriptedLLM, fault: Fault) -> None:
-        self.inner = inner
-        self.fault = fault
-
-    def complete(self, request: LLMRequest) -> LLMResponse:
-        for point, status in (("llm timeout", None), ("llm 429", 429), ("llm 500", 500)):
-            if self.fault.fire(point):
-                raise RetryableLLMError("fake", "injected " + point, status=status)
-        return self.inner.complete(request)
-
-
 def _brain(request: LLMRequest) -> Say:
     if any(isinstance(e, ToolResult) and e.tool == "charge" for e in request.events):
         return Say("done_for_now", {"answer": "charged"})
@@ -144,10 +131,9 @@ def _install(stack: LocalStack, *, idempotent: bool, point: str) -> Kit:
     )
     fault = Fault(point)
     llm = ScriptedLLM(_brain, name="payer")
-    faulty = FaultyLLM(llm, fault)
     rt = stack.rt
     rt.agents = {**AGENTS, agent.name: agent}
-    rt.use_provider_config(ProviderConfig(scripted=lambda n: faulty if n == "payer" else scripted_model(n)))
+    rt.use_provider_config(ProviderConfig(scripted=lambda n: llm if n == "payer" else scripted_model(n)))
     rt.threads = FaultyStore(rt.threads, fault)
     _inject_aws_faults(rt.clients["dynamodb"], rt.clients["s3"], fault)
     return Kit(payments, fault, agent, llm)
@@ -199,9 +185,6 @@ POINTS = (
     "after intent, before tool",
     "after tool, before result commit",
     "after result, before return",
-    "llm timeout",
-    "llm 429",
-    "llm 500",
     "dynamodb throttles",
     "s3 fails",
 )

@@ -15,6 +15,7 @@ from core.llm.scripted import ScriptedLLM
 from core.store.base import VersionConflictError
 from core.thread import Thread, fold, start_thread
 from functions import step as step_function
+from functions._boundary import ConcurrentWrite, Unrecoverable
 from infra.local.stack import LambdaContext, LocalStack
 from tests.functional._agents import CountingAgentKit
 
@@ -111,15 +112,23 @@ def test_expired_approval_denies_by_default() -> None:
         assert stack.rt.approvals.get(approval.approval_id).state == "expired"
 
 
-def test_iteration_guard_stops_a_runaway_loop() -> None:
+def test_iteration_guard_continues_the_thread_in_a_new_execution() -> None:
+    """Before the history limit the Guard hands the thread to a new execution (<thread>-<seq>) and succeeds."""
     with LocalStack(substitutions={"MaxIterations": 2}, env=QUIET) as stack:
         thread = stack.launch("calculator", "multiply 3 and 4, then divide the result by 2 and then add 12")
-        final = stack.wait(thread.id, until=("running",), timeout=10)
+        final = stack.wait(thread.id, until=("done",), timeout=60)
         stack.wait_idle()
-        execution = stack.execution_arn(thread.id)
-        assert stack.execution_status(execution) == "FAILED"
-        assert _states(stack, thread)[-1] == "TooManyIterations"
-        assert fold(stack.thread(final.id)).steps == 2
+        sfn = stack.clients["stepfunctions"]
+        executions = [
+            e
+            for e in sfn.list_executions(stateMachineArn=stack.state_machine_arn)["executions"]
+            if e["name"].startswith(f"{thread.id}-")
+        ]
+        assert len(executions) >= 2
+        assert {e["status"] for e in executions} == {"SUCCEEDED"}
+        assert _states(stack, thread)[-2:] == ["ContinueAsNew", "ContinuedAsNew"]
+        assert fold(final).answer is not None
+        assert fold(final).steps >= 3
 
 
 def test_paused_thread_ends_the_execution_cleanly(stack: LocalStack) -> None:
@@ -166,7 +175,7 @@ def test_two_concurrent_steps_on_one_thread_commit_exactly_once(stack: LocalStac
     def run() -> None:
         try:
             outcomes.append(step_function.handler({"thread_id": thread.id, "seq": 1}, _context()))
-        except VersionConflictError as exc:
+        except ConcurrentWrite as exc:  # the name Step Functions retries
             outcomes.append(exc)
 
     workers = [threading.Thread(target=run) for _ in range(2)]
@@ -175,7 +184,8 @@ def test_two_concurrent_steps_on_one_thread_commit_exactly_once(stack: LocalStac
     for w in workers:
         w.join(timeout=20)
     assert len(kit.llm.calls) == 2  # both decided...
-    assert sum(isinstance(o, VersionConflictError) for o in outcomes) == 1  # ...one committed
+    assert sum(isinstance(o, ConcurrentWrite) for o in outcomes) == 1  # ...one committed
+    assert all(isinstance(o.__cause__, VersionConflictError) for o in outcomes if isinstance(o, ConcurrentWrite))
     assert kit.runs == {"call_id_count": 1}
     events = stack.thread(thread.id).events
     assert [e.type for e in events] == ["user_input", "llm_call", "tool_call", "tool_result"]
@@ -186,7 +196,7 @@ def test_intent_without_result_is_settled_by_the_ledger_on_retry(stack: LocalSta
     kit.install(stack)
     thread = stack.rt.threads.create(start_thread("th_crash", kit.agent.name, "go", now=stack.rt.now()))
     kit.crash_after_tool = True
-    with pytest.raises(RuntimeError, match="crashed after the tool ran"):
+    with pytest.raises(Unrecoverable, match="RuntimeError: the step crashed after the tool ran"):
         step_function.handler({"thread_id": thread.id, "seq": 1}, _context())
     kit.crash_after_tool = False
     assert [e.type for e in stack.thread(thread.id).events] == ["user_input", "llm_call", "tool_call"]
@@ -205,7 +215,7 @@ def test_idempotent_intent_without_result_reruns_with_the_same_key(stack: LocalS
     kit.install(stack)
     thread = stack.rt.threads.create(start_thread("th_crash2", kit.agent.name, "go", now=stack.rt.now()))
     kit.crash_after_tool = True
-    with pytest.raises(RuntimeError):
+    with pytest.raises(Unrecoverable, match="RuntimeError"):
         step_function.handler({"thread_id": thread.id, "seq": 1}, _context())
     kit.crash_after_tool = False
     result = step_function.handler({"thread_id": thread.id, "seq": 1}, _context())
@@ -217,9 +227,9 @@ def test_idempotent_intent_without_result_reruns_with_the_same_key(stack: LocalS
 
 
 def test_bad_step_input_is_rejected_with_a_clear_error(stack: LocalStack) -> None:
-    with pytest.raises(ValueError, match="seq"):
+    with pytest.raises(Unrecoverable, match=r"ValidationError: .*seq"):
         step_function.handler({"thread_id": "x", "seq": -1}, _context())
-    with pytest.raises(ValueError, match="thread_id"):
+    with pytest.raises(Unrecoverable, match=r"ValidationError: .*thread_id"):
         step_function.handler({"seq": 1}, _context())
 
 
@@ -228,4 +238,23 @@ def test_step_lambda_errors_reach_step_functions_as_named_errors(stack: LocalSta
         FunctionName="StepFunction", Payload=json.dumps({"thread_id": "nope", "seq": 0})
     )
     assert response["FunctionError"] == "Unhandled"
-    assert json.loads(response["Payload"].read())["errorType"] == "ThreadNotFoundError"
+    error = json.loads(response["Payload"].read())
+    assert error["errorType"] == "Unrecoverable"  # a name of the contract (ARCHITECTURE.md, Errors)
+    assert error["errorMessage"] == "ThreadNotFoundError: no thread 'nope'"
+
+
+def test_an_unpriced_model_override_names_the_agents_whose_cost_limits_cannot_hold(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from dataclasses import replace  # noqa: PLC0415
+
+    from core.agent import Limits  # noqa: PLC0415
+    from core.agents import AGENTS  # noqa: PLC0415
+    from functions._wiring import warn_unpriced_override  # noqa: PLC0415
+
+    agents = {**AGENTS, "capped": replace(AGENTS["calculator"], name="capped", limits=Limits(max_cost_usd=0.1))}
+    with caplog.at_level("WARNING", logger="stepfold"):
+        assert warn_unpriced_override("openai:llama3.1", agents) == ["capped"]
+    assert "the cost limits of capped cannot hold" in caplog.text
+    assert warn_unpriced_override("openai:gpt-4o-mini", agents) == []
+    assert warn_unpriced_override(None, agents) == []

@@ -18,6 +18,7 @@ TEMPLATE = ROOT / "template.yaml"
 REAL_VALUES: dict[str, object] = {
     "StepFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:stepfold-StepFunction",
     "RequestHumanFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:stepfold-RequestHumanFunction",
+    "RecordEndFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:stepfold-RecordEndFunction",
     "RetryIntervalSeconds": "2",
     "RetryMaxAttempts": "6",
     "ApprovalTimeoutSeconds": "86400",
@@ -50,7 +51,7 @@ def test_real_asl_with_dummies_passes_the_check() -> None:
 
 def test_cli_says_ok_for_the_real_file(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([str(ASL)]) == 0
-    assert capsys.readouterr().out.startswith("ok: 14 states")
+    assert capsys.readouterr().out.startswith("ok: 16 states")
 
 
 def test_numbers_are_substituted_as_numbers() -> None:
@@ -63,7 +64,7 @@ def test_numbers_are_substituted_as_numbers() -> None:
 
 def test_step_retries_the_errors_of_the_contract() -> None:
     retried = {error for retrier in _real_definition()["States"]["Step"]["Retry"] for error in retrier["ErrorEquals"]}
-    assert {"RetryableLLMError", "VersionConflictError", "Lambda.TooManyRequestsException"} <= retried
+    assert {"ModelUnavailable", "ConcurrentWrite", "Lambda.TooManyRequestsException"} <= retried
 
 
 def test_routes_of_the_contract_are_all_handled() -> None:

@@ -7,7 +7,7 @@ often, with what arguments, and what had been checkpointed at the moment it ran.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -915,7 +915,6 @@ def test_an_oversized_tool_result_is_refused_not_stored(rec: Recorder, ctx: Step
 def test_daily_budget_asks_a_human_before_the_model_call_and_an_answer_today_lets_it_go_on(
     rec: Recorder, ctx: StepContext
 ) -> None:
-    from dataclasses import replace  # noqa: PLC0415
 
     agent = make_agent(rec, limits=Limits(max_daily_cost_usd=0.5))
     llm = ScriptedLLM([Say("ping", {"n": 1}), Say("ping", {"n": 2})])
@@ -948,3 +947,224 @@ def test_the_runner_books_each_steps_cost_against_the_agents_day(rec: Recorder, 
     spent = ledger.spent(agent.name, day_of(ctx.clock()))
     assert spent == pytest.approx(fold(store.load(thread.id)).cost_usd)
     assert spent > 0
+
+
+# --- stop reasons: the provider says the answer is unusable -----------------------------------------------------
+
+
+@dataclass
+class Answering:
+    """A model that gives one fixed response, stop reason and all, as an adapter would have parsed it."""
+
+    response: LLMResponse
+    calls: int = 0
+
+    def complete(self, request: LLMRequest) -> LLMResponse:
+        self.calls += 1
+        return self.response
+
+
+TRUNCATED = (
+    "the model's output was cut off at the 1024-token output limit (max_output_tokens; openai finish_reason "
+    "'length') before the tool call was complete; make the tool call again with shorter arguments"
+)
+
+
+def test_a_call_cut_off_at_the_output_limit_is_output_truncated_not_invalid_json(
+    rec: Recorder, ctx: StepContext
+) -> None:
+    cut = LLMResponse(tool="ping", arguments='{"n": 4', stop_reason="output_truncated", stop_message=TRUNCATED)
+
+    outcome, thread = _step(_new(), make_agent(rec), Answering(cut), ctx)
+
+    assert _types(outcome.events) == ["llm_call", "error"]
+    error = _one(outcome.events, Error)
+    assert (error.kind, error.message, error.tool) == ("output_truncated", TRUNCATED, "ping")
+    assert _one(outcome.events, LLMCall).output == {"name": "ping", "arguments": '{"n": 4'}
+    assert outcome.route == "continue"
+    assert fold(thread).consecutive_errors == 1
+    assert rec.runs == []
+
+
+def test_a_cut_off_call_whose_fragment_validates_still_does_not_run(rec: Recorder, ctx: StepContext) -> None:
+    cut = LLMResponse(tool="send", arguments={}, stop_reason="output_truncated", stop_message=TRUNCATED)
+
+    outcome = step(_new(), make_agent(rec), Answering(cut), ctx)
+
+    assert _one(outcome.events, Error).kind == "output_truncated"
+    assert not any(isinstance(e, ToolCall) for e in outcome.events)
+    assert rec.runs == []
+
+
+@pytest.mark.parametrize("problem", ["refused", "guardrail", "malformed_tool_use", "context_window_exceeded"])
+def test_each_problem_stop_becomes_an_error_of_its_kind(rec: Recorder, ctx: StepContext, problem: Any) -> None:
+    said = f"the provider stopped: {problem}"
+    response = LLMResponse(tool=None, text="I won't.", stop_reason=problem, stop_message=said)
+
+    outcome, thread = _step(_new(), make_agent(rec), Answering(response), ctx)
+
+    error = _one(outcome.events, Error)
+    assert (error.kind, error.message) == (problem, said)
+    assert outcome.route == "continue"
+    assert fold(thread).consecutive_errors == 1
+
+
+def test_a_problem_stop_without_a_message_still_says_what_happened(rec: Recorder, ctx: StepContext) -> None:
+    response = LLMResponse(tool="ping", arguments={"n": 1}, stop_reason="malformed_tool_use")
+
+    outcome = step(_new(), make_agent(rec), Answering(response), ctx)
+
+    error = _one(outcome.events, Error)
+    assert (error.kind, error.message) == (
+        "malformed_tool_use",
+        "the model stopped without a usable tool call (malformed_tool_use)",
+    )
+    assert rec.runs == []
+
+
+@pytest.mark.parametrize("reason", ["tool_use", "end_turn", "other", None])
+def test_ordinary_stop_reasons_leave_the_call_to_validation(rec: Recorder, ctx: StepContext, reason: Any) -> None:
+    response = LLMResponse(tool="ping", arguments={"n": 1}, stop_reason=reason)
+
+    outcome = step(_new(), make_agent(rec), Answering(response), ctx)
+
+    assert _types(outcome.events) == ["llm_call", "tool_call", "tool_result"]
+    assert rec.runs == [("ping", {"n": 1}, "call_1")]
+
+
+def test_problem_stops_count_towards_escalation(rec: Recorder, ctx: StepContext) -> None:
+    agent = make_agent(rec, limits=Limits(max_consecutive_errors=2))
+    cut = LLMResponse(tool="ping", arguments='{"n', stop_reason="output_truncated", stop_message=TRUNCATED)
+    _, thread = _step(_new(), agent, Answering(cut), ctx)
+
+    outcome, thread = _step(thread, agent, Answering(cut), ctx)
+
+    assert outcome.route == "await_human"
+    assert _one(outcome.events, HumanRequest).question.startswith(
+        "The tester agent stopped: 2 errors in a row, the last: the model's output was cut off"
+    )
+
+
+def test_a_prompt_over_the_context_window_is_recorded_as_its_own_kind(rec: Recorder, ctx: StepContext) -> None:
+    from core.llm.base import ContextWindowExceededError  # noqa: PLC0415
+
+    llm = Raising(ContextWindowExceededError("anthropic", "prompt is too long: 208310 tokens > 200000", status=400))
+
+    outcome, thread = _step(_new(), make_agent(rec), llm, ctx)
+
+    assert _types(outcome.events) == ["llm_call", "error"]
+    error = _one(outcome.events, Error)
+    assert (error.kind, error.message) == (
+        "context_window_exceeded",
+        "anthropic: prompt is too long: 208310 tokens > 200000 (HTTP 400)",
+    )
+    assert outcome.route == "continue"
+    assert fold(thread).consecutive_errors == 1
+
+
+def test_a_served_truncation_reaches_the_thread_as_output_truncated(rec: Recorder, ctx: StepContext) -> None:
+    from core.llm import ProviderConfig, make_llm  # noqa: PLC0415
+    from core.llm.openai import OpenAIChat  # noqa: PLC0415
+    from tests.provider_server import ProviderServer, truncated  # noqa: PLC0415
+
+    with ProviderServer() as srv:
+        srv.openai.push(truncated("ping", {"n": 12345}))
+        llm = make_llm("openai:gpt-4o-mini", ProviderConfig(openai_base_url=srv.openai.base_url))
+        assert isinstance(llm, OpenAIChat)
+        try:
+            outcome = step(_new(), make_agent(rec), llm, ctx)
+        finally:
+            llm.close()
+
+    error = _one(outcome.events, Error)
+    assert error.kind == "output_truncated"
+    assert error.message.startswith(
+        "the model's output was cut off at the 1024-token output limit (max_output_tokens; openai finish_reason "
+        "'length') before the tool call was complete"
+    )
+    assert rec.runs == []
+
+
+def test_a_served_refusal_reaches_the_thread_as_refused(rec: Recorder, ctx: StepContext) -> None:
+    from core.llm import ProviderConfig, make_llm  # noqa: PLC0415
+    from core.llm.anthropic import AnthropicMessages  # noqa: PLC0415
+    from tests.provider_server import ProviderServer, refusal  # noqa: PLC0415
+
+    with ProviderServer() as srv:
+        srv.anthropic.push(refusal("I can't help with that."))
+        llm = make_llm("anthropic:claude-sonnet-4-5", ProviderConfig(anthropic_base_url=srv.anthropic.base_url))
+        assert isinstance(llm, AnthropicMessages)
+        try:
+            outcome = step(_new(), make_agent(rec), llm, ctx)
+        finally:
+            llm.close()
+
+    error = _one(outcome.events, Error)
+    assert error.kind == "refused"
+    assert error.message.endswith(': "I can\'t help with that."')
+
+
+# --- nothing silent: prices and the spend ledger ------------------------------------------------------------------
+
+
+def test_a_cost_limit_on_a_model_with_no_price_is_refused_at_construction(rec: Recorder) -> None:
+    priced = make_agent(rec, limits=Limits(max_cost_usd=1.0))
+    with pytest.raises(ValueError, match=r"no price for its model 'openai:my-finetune'.*add a price row") as caught:
+        replace(priced, model="openai:my-finetune")
+    assert "max_cost_usd=1.0" in str(caught.value)
+    with pytest.raises(ValueError, match=r"max_daily_cost_usd=2\.0"):
+        replace(priced, model="openai:my-finetune", limits=Limits(max_daily_cost_usd=2.0))
+    assert replace(priced, model="openai:my-finetune", limits=Limits()).model == "openai:my-finetune"
+
+
+def test_a_model_with_no_price_is_warned_about_once(caplog: pytest.LogCaptureFixture) -> None:
+    from core.pricing import cost_usd  # noqa: PLC0415
+
+    with caplog.at_level("WARNING", logger="stepfold.pricing"):
+        assert cost_usd("openai:never-priced-xyz", 1000, 10) == 0.0
+        assert cost_usd("openai:never-priced-xyz", 1000, 10) == 0.0
+    warnings = [r for r in caplog.records if "never-priced-xyz" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "core/pricing.py" in warnings[0].getMessage()
+
+
+def test_a_failed_spend_ledger_write_is_logged_with_the_thread_and_the_step_stands(
+    rec: Recorder, ctx: StepContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+
+    from core.budget import MemorySpendLedger  # noqa: PLC0415
+    from core.runner import advance  # noqa: PLC0415
+
+    class ThrottledLedger(MemorySpendLedger):
+        def add(self, agent: str, day: str, usd: float) -> float:
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "UpdateItem")
+
+    agent = make_agent(rec, limits=Limits(max_daily_cost_usd=1.0))
+    store = MemoryThreadStore()
+    thread = store.create(_new())
+    with caplog.at_level("WARNING", logger="stepfold.runner"):
+        result = advance(
+            store,
+            thread.id,
+            thread.version,
+            agents={agent.name: agent},
+            llm_for=lambda _: ScriptedLLM([Say("ping", {"n": 1})]),
+            ctx=ctx,
+            spend=ThrottledLedger(),
+        )
+    assert result.route == "continue"
+    (record,) = [r for r in caplog.records if "spend ledger" in r.getMessage()]
+    assert record.thread_id == thread.id  # type: ignore[attr-defined]
+    assert "ThrottlingException" in record.error  # type: ignore[attr-defined]
+
+
+def test_a_policy_function_with_an_unknown_answer_asks_a_person_and_says_why(rec: Recorder, ctx: StepContext) -> None:
+    typo = Tool("deploy", "deploys", Env, rec.tool("deploy"), policy=lambda args: "needs-approval")  # type: ignore[arg-type,return-value]
+    agent = replace(make_agent(rec), tools=(typo,))
+    outcome, _ = _step(_new(), agent, ScriptedLLM([Say("deploy", {"env": "prod"})]), ctx)
+    assert outcome.route == "await_human"
+    assert rec.count("deploy") == 0
+    request = _one(outcome.events, HumanRequest)
+    assert "returned 'needs-approval'" in request.context
+    assert "fail closed" in request.context

@@ -22,6 +22,7 @@ from core.events import (
     LLMCall,
     Paused,
     Resumed,
+    Retried,
     ToolCall,
     ToolResult,
     ToolStarted,
@@ -79,11 +80,13 @@ def _samples() -> list[Event]:
             comment="smaller",
             args={"a": 1, "b": 2},
             answer="also this",
+            note="for bob",
         ),
         Paused(seq=8, ts=TS, by="bob", reason="lunch"),
         Resumed(seq=9, ts=TS, by="bob"),
         Done(seq=10, ts=TS, answer="The answer is 12."),
-        Failed(seq=11, ts=TS, reason="reached the limit"),
+        Failed(seq=11, ts=TS, reason="ModelUnavailable: HTTP 503", error="ModelUnavailable", execution="arn:x:1"),
+        Retried(seq=12, ts=TS, by="carol"),
     ]
 
 

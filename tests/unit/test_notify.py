@@ -19,6 +19,7 @@ from moto.ses.models import ses_backends
 from core.approvals import Approval, args_hash, link
 from core.notify import (
     SIGNATURE_HEADER,
+    Alert,
     EmailNotifier,
     MultiNotifier,
     NotifyError,
@@ -281,6 +282,9 @@ class Broken:
     def notify(self, approval: Approval, url: str) -> None:
         raise RuntimeError(f"pager rejected {url} for {approval.task_token}")
 
+    def alert(self, alert: Alert) -> None:
+        raise RuntimeError(f"pager rejected {alert.url}")
+
 
 def test_multi_notifier_tries_every_channel_then_raises_one_safe_summary() -> None:
     failing_webhook = WebhookNotifier(WEBHOOK_URL, WEBHOOK_SECRET, Transport(status=503, body=URL).client())
@@ -396,3 +400,45 @@ def test_the_email_text_body_holds_the_call_and_the_link() -> None:
     assert f"Review and decide: {URL}" in text
     assert "expires 2025-01-03 03:04 UTC" in text
     assert message["Subject"]["Charset"] == "UTF-8"
+
+
+# --- alerts: a thread failed ---------------------------------------------------------------------
+
+ALERT = Alert(
+    thread_id="th_1",
+    agent="deploybot",
+    title="deploybot: thread th_1 failed (ModelUnavailable)",
+    detail="the execution failed with ModelUnavailable: <script>x</script>; retry it",
+    url="https://api.example.com/threads/th_1/view",
+)
+
+
+def test_webhook_alert_is_a_signed_thread_failed_document() -> None:
+    transport = Transport()
+    WebhookNotifier(WEBHOOK_URL, WEBHOOK_SECRET, transport.client(), clock=lambda: 1_700_000_000).alert(ALERT)
+    (request,) = transport.requests
+    body = json.loads(request.content)
+    assert body["type"] == "thread_failed"
+    assert body["thread_id"] == "th_1"
+    assert body["url"] == ALERT.url
+    assert verify_webhook(WEBHOOK_SECRET, request.headers[SIGNATURE_HEADER], request.content, now=1_700_000_000)
+
+
+def test_slack_alert_escapes_the_detail_and_links_the_thread() -> None:
+    transport = Transport()
+    SlackNotifier(SLACK_URL, transport.client()).alert(ALERT)
+    payload = json.loads(transport.requests[0].content)
+    text = payload["blocks"][0]["text"]["text"]
+    assert "<script>" not in text
+    assert "&lt;script&gt;" in text
+    assert payload["blocks"][1]["elements"][0]["url"] == ALERT.url
+
+
+def test_multi_notifier_alerts_every_channel_and_reports_the_failures_safely() -> None:
+    recorder = RecordingNotifier()
+    failing = Transport(status=500)
+    multi = MultiNotifier([SlackNotifier(SLACK_URL, failing.client()), recorder])
+    with pytest.raises(NotifyError, match=r"1 of 2 channel\(s\) failed to deliver the alert for thread th_1") as caught:
+        multi.alert(ALERT)
+    assert recorder.alerts == [ALERT]
+    _assert_safe(str(caught.value))

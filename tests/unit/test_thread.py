@@ -407,6 +407,7 @@ def test_summary_reports_the_fold() -> None:
         "approval_id": "apr_1",
         "answer": None,
         "failure": None,
+        "failure_error": None,
         "labels": {"prompt_version": "1"},
     }
 
