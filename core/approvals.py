@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.agent import Agent
 from core.errors import compact_validation_error
-from core.events import JSON, HumanDecision, HumanRequest, HumanResponse
+from core.events import JSON, Done, Failed, HumanDecision, HumanRequest, HumanResponse
+from core.parsing import ascii_int
 from core.store.base import ThreadStore, append_one
 from core.thread import Thread, fold
 
@@ -64,6 +65,19 @@ class ArgsChangedError(ApprovalError):
 
 class InvalidDecisionError(ApprovalError):
     status = 400
+
+
+class ThreadEndedError(ApprovalError):
+    """The thread was cancelled, failed or finished while the request was open: nothing can answer it now."""
+
+    status = 409
+
+
+ENDED = frozenset({"done", "failed"})
+"""Thread statuses in which no human request is open any more (a cancelled thread is ``failed``)."""
+MAX_COMMENT_CHARS = 4000
+EXP_MAX_DIGITS = 12
+"""A link's ``exp`` is Unix seconds: 10 digits until 2286; anything longer is not one of our links."""
 
 
 class Approval(BaseModel):
@@ -157,10 +171,13 @@ def link(base_url: str, key: bytes, approval: Approval) -> str:
 
 def verify_link(key: bytes, approval_id: str, exp: str | None, sig: str | None, now: int) -> int:
     """Check a link's signature, then its expiry. Returns the expiry."""
-    if not exp or not sig or not exp.isdigit():
+    if not exp or not sig:
         raise LinkSignatureError("this link is incomplete: it needs both 'exp' and 'sig'; use the link you were sent")
-    expires_at = int(exp)
-    if not hmac.compare_digest(sign(key, approval_id, expires_at), sig):
+    expires_at = ascii_int(exp, max_digits=EXP_MAX_DIGITS)
+    if expires_at is None:  # "²", Arabic-Indic digits, 5,000 digits: never one of ours, and int() would raise
+        raise LinkSignatureError("this link's 'exp' is not a time we wrote; use the link you were sent, unaltered")
+    given = sig.encode("utf-8", "surrogatepass")  # compare bytes: compare_digest refuses non-ASCII str
+    if not hmac.compare_digest(sign(key, approval_id, expires_at).encode(), given):
         raise LinkSignatureError("this link's signature is not valid; it may have been altered")
     if now >= expires_at:
         raise LinkExpiredError("this link has expired; the request was denied by default")
@@ -171,10 +188,14 @@ def verify_link(key: bytes, approval_id: str, exp: str | None, sig: str | None, 
 
 
 def open_approval(thread: Thread, task_token: str, *, now: int, ttl_seconds: int) -> Approval | None:
-    """The approval record for the thread's open human request, or None if nothing is waiting."""
+    """The approval record for the thread's open human request, or None if nothing is waiting.
+
+    A thread that ended (cancelled, failed, done) waits for nobody, even if its last request was never
+    answered: a cancel can land between the step that asked and this call, and must not produce a link.
+    """
     state = fold(thread)
     request = state.open_request
-    if request is None:
+    if request is None or state.status in ENDED:
         return None
     call = state.pending.call if state.pending and state.pending.request == request else None
     args = state.pending.args if state.pending and call else {}
@@ -194,6 +215,46 @@ def open_approval(thread: Thread, task_token: str, *, now: int, ttl_seconds: int
     )
 
 
+def record_approval(
+    approvals: ApprovalStore,
+    threads: ThreadStore,
+    thread: Thread,
+    task_token: str,
+    *,
+    now: int,
+    ttl_seconds: int,
+) -> Approval | None:
+    """Store the approval for ``thread``'s open request; None if the thread waits for nothing (or has ended).
+
+    The stored record may be an already-decided one (a retried request): callers resume at once unless the
+    result is ``pending``. A cancel can commit between ``thread`` being read and the record being written,
+    and the cancel then found no record to close; so after writing, the thread is read again and, if it has
+    ended, the record is closed as ``cancelled`` here and None returned: no link goes out for an ended thread.
+    """
+    approval = open_approval(thread, task_token, now=now, ttl_seconds=ttl_seconds)
+    if approval is None:
+        return None
+    stored = approvals.put_pending(approval)
+    latest = threads.load(thread.id)
+    if stored.state == "pending" and fold(latest).status in ENDED:
+        if ended_for_good(latest):
+            approvals.close(stored.approval_id, "cancelled", "system", now)
+        return None
+    return stored
+
+
+def ended_for_good(thread: Thread) -> bool:
+    """Whether an ended thread's open request can never be answered again, so its record may be closed.
+
+    A cancel (a ``failed`` without an ``error``) or ``done`` is final. A failure on a system error can be
+    retried, and the retried thread waits for the same request again: its record must stay pending (a closed
+    one would make every retried wait resume at once, and ask again, in a loop). Until then
+    :func:`waiting_request` refuses every decision on it.
+    """
+    terminal = next((e for e in reversed(thread.events) if isinstance(e, Done | Failed)), None)
+    return not (isinstance(terminal, Failed) and terminal.error)
+
+
 class Decision(BaseModel):
     """A person's answer to an approval or question, from any channel."""
 
@@ -202,9 +263,11 @@ class Decision(BaseModel):
     decision: Literal["approve", "reject", "edit", "answer"]
     by: str = Field(min_length=1, max_length=200)
     channel: str = Field(default="api", max_length=50)
-    comment: str = Field(default="", max_length=4000)
+    comment: str = Field(default="", max_length=MAX_COMMENT_CHARS)
     args: dict[str, JSON] | None = None
     answer: str | None = Field(default=None, max_length=20_000)
+    note: str | None = Field(default=None, max_length=200)
+    """A display note from the caller, such as who they act for; recorded beside ``by``, never in its place."""
 
 
 def _check(decision: Decision, approval: Approval, request: HumanRequest, agent: Agent) -> dict[str, JSON] | None:
@@ -232,6 +295,9 @@ def _check(decision: Decision, approval: Approval, request: HumanRequest, agent:
 def waiting_request(approval: Approval, thread: Thread) -> HumanRequest:
     """The thread's open request that ``approval`` answers; raises if it was answered or its call changed."""
     state = fold(thread)
+    if state.status in ENDED:
+        ended = "was cancelled" if (state.failure or "").startswith("cancelled") else f"is {state.status}"
+        raise ThreadEndedError(f"the thread {ended}, so this request can no longer be answered; nothing was recorded")
     request = state.open_request
     if request is None or request.approval_id != approval.approval_id:
         raise AlreadyDecidedError("the thread is no longer waiting for this request; it was already answered")
@@ -259,7 +325,10 @@ def decide(
         raise LinkExpiredError("this request has expired; it was denied by default")
     agent = agents[approval.agent]
 
+    seen: list[Thread] = []
+
     def build(thread: Thread) -> HumanResponse:
+        seen[:] = [thread]
         request = waiting_request(approval, thread)
         edited = _check(decision, approval, request, agent)
         return HumanResponse(
@@ -272,9 +341,15 @@ def decide(
             comment=decision.comment,
             args=edited,
             answer=decision.answer,
+            note=(decision.note or "").strip() or None,
         )
 
-    thread = append_one(threads, approval.thread_id, build)
+    try:
+        thread = append_one(threads, approval.thread_id, build)
+    except ThreadEndedError:
+        if seen and ended_for_good(seen[0]):  # the cancel found no record to close (it was written just after)
+            approvals.close(approval_id, "cancelled", "system", int(now.timestamp()))
+        raise
     approvals.close(approval_id, DECIDED[decision.decision], decision.by, int(now.timestamp()))
     if tokens is not None and approval.task_token:
         tokens.send_task_success(
@@ -289,7 +364,8 @@ def expire(thread_id: str, *, threads: ThreadStore, approvals: ApprovalStore, cl
     expired: list[str] = []
 
     def build(thread: Thread) -> HumanResponse | None:
-        request = fold(thread).open_request
+        state = fold(thread)
+        request = state.open_request if state.status not in ENDED else None  # an ended thread records nothing more
         expired[:] = [request.approval_id] if request is not None else []
         if request is None:
             return None

@@ -7,9 +7,10 @@ into a validated call, or into a compacted error (Factor 9). Nothing the model s
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -19,7 +20,13 @@ from core.llm.base import ToolSpec
 from core.thread import ASK_TOOL, DONE_TOOL
 
 Policy = Literal["auto", "needs_approval", "deny"]
+POLICIES: frozenset[str] = frozenset(get_args(Policy))
+"""The only policy words. Anything else is refused when the tool is built, or (from a policy function, at run
+time) treated as ``needs_approval``: a typo such as ``"needs-approval"`` must never mean "run it unasked"."""
+FAIL_CLOSED: Policy = "needs_approval"
 A = TypeVar("A", bound=BaseModel)
+
+logger = logging.getLogger(__name__)
 
 MAX_ARGS_CHARS = 20_000
 """Raw arguments longer than this are refused before parsing (a runaway model must not fill the thread)."""
@@ -55,14 +62,50 @@ class Tool(Generic[A]):
     policy: Policy | Callable[[A], Policy] = "auto"
     idempotent: bool = False
 
+    def __post_init__(self) -> None:
+        policy = self.policy
+        if isinstance(policy, str):
+            if policy not in POLICIES:
+                raise ValueError(
+                    f"tool {self.name!r}: policy {policy!r} is not one of {', '.join(sorted(POLICIES))} "
+                    "(or a function of the args returning one of them)"
+                )
+        elif not callable(policy):
+            raise ValueError(
+                f"tool {self.name!r}: policy must be one of {', '.join(sorted(POLICIES))} or a function of the args, "
+                f"got {type(policy).__name__}"
+            )
+
     def spec(self) -> ToolSpec:
         schema = self.args.model_json_schema()
         schema.pop("title", None)
         return ToolSpec(self.name, self.description, schema)
 
     def policy_for(self, args: BaseModel) -> Policy:
+        """The policy for this call; see :meth:`policy_decision` for why an odd answer means approval."""
+        return self.policy_decision(args)[0]
+
+    def policy_decision(self, args: BaseModel) -> tuple[Policy, str]:
+        """The policy for this call and, when it had to fail closed, why (else ``""``).
+
+        A policy function is ordinary code and can return anything (``"needs-approval"``, ``None``, ``True``).
+        Running the tool unasked on an answer we do not understand would make every such bug an open door, so
+        an unknown answer means ``needs_approval``. The reason is logged as a warning and returned, so the
+        approval a person sees can say why they are being asked.
+        """
         policy = self.policy
-        return policy(args) if callable(policy) else policy  # type: ignore[arg-type]
+        if not callable(policy):
+            return policy, ""
+        answer: object = policy(args)  # type: ignore[arg-type]
+        if isinstance(answer, str) and answer in POLICIES:
+            return answer, ""  # type: ignore[return-value]
+        shown = repr(answer) if len(repr(answer)) <= 80 else repr(answer)[:80] + "..."
+        reason = (
+            f"the policy function of {self.name} returned {shown}, not one of {', '.join(sorted(POLICIES))}; "
+            f"treated as {FAIL_CLOSED} (fail closed): fix the policy function"
+        )
+        logger.warning(reason)
+        return FAIL_CLOSED, reason
 
     def validate(self, raw: Mapping[str, Any]) -> A:
         return self.args.model_validate(dict(raw))

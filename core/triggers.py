@@ -7,12 +7,18 @@ Declarations
     payload to the thread's first user input: only what the model needs (Factor 3), never the raw payload.
 
 One deduplicated entry
-    Every delivery has an id its sender keeps on a retry: GitHub's ``X-GitHub-Delivery``, Slack's
-    ``event_id`` or ``trigger_id``, the ``id`` of our own envelope, the EventBridge event ``id``, or a
-    schedule's name plus its scheduled time. :func:`launch_from` hands ``<kind>:<source>:<id>`` to
-    :func:`core.control.launch` as the idempotency key, and launch derives the thread id from it. A
-    redelivery therefore names the thread that already exists: nothing new starts, and the answer is that
-    thread's id.
+    Every delivery has an id its sender keeps on a retry: Slack's ``event_id`` or ``trigger_id``, the ``id``
+    of our own envelope, the EventBridge event ``id``, or a schedule's name plus its scheduled time.
+    :func:`launch_from` hands ``<kind>:<source>:<id>`` to :func:`core.control.launch` as the idempotency key,
+    and launch derives the thread id from it. A redelivery therefore names the thread that already exists:
+    nothing new starts, and the answer is that thread's id.
+
+    The dedup key must come from what the signature covers, or a replay with a fresh id starts a new thread.
+    Slack's and our ids are inside the signed body, and their signed timestamp bounds a replay to the five
+    minutes in which the same id finds the same thread. GitHub's ``X-GitHub-Delivery`` is an unsigned header
+    and GitHub signs no timestamp, so a GitHub delivery is keyed by ``sha256:<digest of the signed body>``:
+    the same body under any delivery id (a redelivery, or a captured request replayed months later) names
+    the same thread. The delivery id is still recorded, as the ``delivery_id`` label.
 
     There is no separate ``TRIGGER#<source>#<id>`` item (DESIGN.md proposed one). The derived thread id
     already is the dedup record: permanent instead of TTL'd, written in the same conditional put that
@@ -22,13 +28,16 @@ One deduplicated entry
 
 Signatures (:func:`read_webhook` checks them before it parses anything)
     github    ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256(secret, raw body)>``. GitHub signs no
-              timestamp, so a captured delivery can be replayed; the delivery id dedup makes a replay
-              start nothing new.
+              timestamp, so a captured delivery can be replayed; keying it by the body's digest makes a
+              replay start nothing new (see above).
     slack     ``X-Slack-Signature: v0=<hex HMAC-SHA256(secret, "v0:<ts>:<raw body>")>`` with
               ``X-Slack-Request-Timestamp: <ts>``; a timestamp more than five minutes away is refused.
-    stepfold  (any other source name) ``X-Stepfold-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret,
-              "<t>.<raw body>")>``, five minutes' tolerance: the scheme our webhook notifier signs with
-              (:func:`core.notify.sign_webhook`). The body is the envelope
+    stepfold  (any other source name) ``X-Stepfold-Signature: t=<unix>,v2=<hex HMAC-SHA256(secret,
+              "<t>\\n<METHOD>\\n<path>\\n<raw body>")>`` with ``path`` ``/webhooks/<source>`` (without any
+              stage or base-path prefix), five minutes' tolerance. Every source but GitHub and Slack shares
+              this one secret, so the signature names the route: a delivery captured on its way to
+              ``/webhooks/shop`` cannot be replayed to ``/webhooks/billing``. (``v1``, timestamp and body
+              only, is refused with a message saying so.) The body is the envelope
               ``{"id": ..., "type": ..., "data": ..., "callback_url": ...}``; everything that matters is
               inside the signed body, so a captured request cannot be redirected.
 
@@ -46,8 +55,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import re
+import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -56,7 +67,8 @@ from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.control import ControlError, Executions, launch
-from core.notify import SIGNATURE_HEADER, SIGNATURE_TOLERANCE_SECONDS, sign_webhook
+from core.notify import SIGNATURE_HEADER, SIGNATURE_TOLERANCE_SECONDS
+from core.parsing import BadInputError, ascii_int, loads_json
 from core.replies import ReplyFormat
 
 if TYPE_CHECKING:
@@ -72,6 +84,9 @@ _SOURCE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 _NAME = re.compile(r"^[0-9A-Za-z_.-]{1,64}$")
 """EventBridge Scheduler's and EventBridge rules' name alphabet."""
 _MAX_ID = 200
+_MAX_TIMESTAMP_DIGITS = 12
+"""Unix seconds have 10 digits until 2286; more is not a timestamp, whatever ``int`` would make of it."""
+_MAX_URL = 2000
 
 
 # --- declarations ----------------------------------------------------------------------------------------------
@@ -244,10 +259,18 @@ def known_source(source: str, agents: Mapping[str, Agent]) -> bool:
 
 
 class TriggerError(Exception):
-    """A delivery that starts nothing; ``status`` is the HTTP status that fits."""
+    """A delivery that starts nothing; ``status`` is the HTTP status that fits.
+
+    ``str(exc)`` is what the sender is told; ``reason`` (defaulting to the same) is what the log says, for
+    refusals whose full story should not go to an unauthenticated caller.
+    """
 
     status = 400
     error = "bad_request"
+
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 class UnknownSourceError(TriggerError):
@@ -292,8 +315,19 @@ def sign_slack(secret: str, timestamp: int, body: bytes) -> str:
     return f"v0={_hmac_hex(secret, b'v0:' + str(timestamp).encode() + b':' + body)}"
 
 
-sign_stepfold = sign_webhook
-"""The ``X-Stepfold-Signature`` value for ``body`` at ``timestamp`` (the notifier's outbound scheme)."""
+def webhook_path(source: str) -> str:
+    """The path a stepfold-scheme signature covers for ``source``: the route, without stage or base path."""
+    return f"/webhooks/{source}"
+
+
+def stepfold_message(timestamp: int, method: str, path: str, body: bytes) -> bytes:
+    """What ``v2`` signs: ``"<t>\\n<METHOD>\\n<path>\\n"`` then the raw body (newlines cannot occur in a path)."""
+    return f"{timestamp}\n{method.upper()}\n{path}\n".encode() + body
+
+
+def sign_stepfold(secret: str, timestamp: int, body: bytes, *, path: str, method: str = "POST") -> str:
+    """The ``X-Stepfold-Signature`` value for ``body`` sent as ``METHOD path`` at ``timestamp``."""
+    return f"t={timestamp},v2={_hmac_hex(secret, stepfold_message(timestamp, method, path, body))}"
 
 
 def verify_github(secret: str, header: str | None, body: bytes) -> None:
@@ -308,9 +342,9 @@ def verify_github(secret: str, header: str | None, body: bytes) -> None:
 
 
 def _fresh(timestamp: str, now: int, tolerance: int, header: str) -> int:
-    if not timestamp.strip().isdigit():
-        raise SignatureError(f"{header} must be unix seconds")
-    ts = int(timestamp)
+    ts = ascii_int(timestamp.strip(), max_digits=_MAX_TIMESTAMP_DIGITS)
+    if ts is None:
+        raise SignatureError(f"{header} must be unix seconds: 1-{_MAX_TIMESTAMP_DIGITS} ASCII digits")
     if abs(now - ts) > tolerance:
         raise SignatureError(f"the signature is {abs(now - ts)} s from our clock (over {tolerance} s): a replay?")
     return ts
@@ -337,20 +371,35 @@ def verify_slack(
 
 
 def verify_stepfold(
-    secret: str, header: str | None, body: bytes, *, now: int, tolerance: int = SIGNATURE_TOLERANCE_SECONDS
+    secret: str,
+    header: str | None,
+    body: bytes,
+    *,
+    path: str,
+    method: str = "POST",
+    now: int,
+    tolerance: int = SIGNATURE_TOLERANCE_SECONDS,
 ) -> None:
-    """Raise :class:`SignatureError` unless ``header`` is ``t=<unix>,v1=<hex>`` over ``"<t>.<body>"``, fresh."""
+    """Raise :class:`SignatureError` unless ``header`` is ``t=<unix>,v2=<hex>`` over this request, fresh."""
     if not header:
         raise SignatureError(f"the {SIGNATURE_HEADER} header is missing")
     parts = [p.strip().partition("=") for p in header.split(",")]
     timestamps = [value for key, _, value in parts if key == "t"]
-    given = [value for key, _, value in parts if key == "v1" and value]
+    given = [value for key, _, value in parts if key == "v2" and value]
+    if not given and any(key == "v1" for key, _, _ in parts):
+        raise SignatureError(
+            f"{SIGNATURE_HEADER} v1 (timestamp and body only) is not accepted: sign v2, HMAC-SHA256 of "
+            f'"<t>\\n<METHOD>\\n{path}\\n<raw body>"'
+        )
     if len(timestamps) != 1 or not given:
-        raise SignatureError(f"{SIGNATURE_HEADER} is not of the form t=<unix seconds>,v1=<hex>")
+        raise SignatureError(f"{SIGNATURE_HEADER} is not of the form t=<unix seconds>,v2=<hex>")
     ts = _fresh(timestamps[0], now, tolerance, f"{SIGNATURE_HEADER} t")
-    expected = sign_webhook(secret, ts, body).rsplit("v1=", 1)[1]
-    if not any(_same(expected, g) for g in given):  # several v1 values: a sender rotating its secret
-        raise SignatureError(f"{SIGNATURE_HEADER} does not match the body: check the shared secret")
+    expected = sign_stepfold(secret, ts, body, path=path, method=method).rsplit("v2=", 1)[1]
+    if not any(_same(expected, g) for g in given):  # several v2 values: a sender rotating its secret
+        raise SignatureError(
+            f"{SIGNATURE_HEADER} does not match: check the shared secret, and that you signed "
+            f"{method.upper()} {path} with the raw body"
+        )
 
 
 # --- reading a delivery ----------------------------------------------------------------------------------------
@@ -385,6 +434,13 @@ class Delivery:
     payload: Payload
     reply_to: str | None = None
     reply_format: ReplyFormat | None = None
+    dedup: str = ""
+    """What names the thread when ``delivery_id`` is not covered by the signature (GitHub: the body's digest)."""
+
+    @property
+    def key(self) -> str:
+        """The launch idempotency key (see the module docstring)."""
+        return f"webhook:{self.source}:{self.dedup or self.delivery_id}"
 
 
 @dataclass(frozen=True)
@@ -402,15 +458,28 @@ def read_webhook(
     agents: Mapping[str, Agent],
     secrets: WebhookSecrets,
     now: int,
+    method: str = "POST",
+    allow_loopback: bool = False,
 ) -> Delivery | Challenge:
-    """Verify the delivery's signature, then parse it. Raises a :class:`TriggerError` for anything refused."""
+    """Verify the delivery's signature, then parse it. Raises a :class:`TriggerError` for anything refused.
+
+    An unknown source and a known one without a secret get the same answer, which names no source: the
+    caller is not authenticated yet, and the list of what is configured is for the operator's log
+    (``TriggerError.reason``), not for them. ``allow_loopback`` lets callback URLs point at this machine,
+    for the local stack only.
+    """
+    shown = source if len(source) <= 40 else source[:40] + "..."
+    public = (
+        f"no webhook source {shown!r} is enabled here: check the URL's last segment against the sources your "
+        "agents declare, and that the source's secret is configured (the function's log says which is missing)"
+    )
     if not known_source(source, agents):
-        raise UnknownSourceError(f"no webhook source {source!r}; known: {', '.join(_sources(agents))}")
+        raise UnknownSourceError(public, reason=f"no webhook source {shown!r}; known: {', '.join(_sources(agents))}")
     scheme = scheme_of(source)
     secret = secrets.of(scheme)
     if not secret:
         raise UnknownSourceError(
-            f"webhooks from {source} are not enabled: add {_SECRET_NAMES[scheme]} to the stepfold secret"
+            public, reason=f"webhooks from {source} are not enabled: add {_SECRET_NAMES[scheme]} to the stepfold secret"
         )
     lower = {k.lower(): v for k, v in headers.items()}
     match scheme:
@@ -419,10 +488,11 @@ def read_webhook(
             return _github(lower, body)
         case "slack":
             verify_slack(secret, lower.get("x-slack-request-timestamp"), lower.get("x-slack-signature"), body, now=now)
-            return _slack(body, lower.get("content-type", ""))
+            return _slack(body, lower.get("content-type", ""), allow_loopback=allow_loopback)
         case "stepfold":
-            verify_stepfold(secret, lower.get(SIGNATURE_HEADER.lower()), body, now=now)
-            return _stepfold(source, body)
+            header = lower.get(SIGNATURE_HEADER.lower())
+            verify_stepfold(secret, header, body, path=webhook_path(source), method=method, now=now)
+            return _stepfold(source, body, allow_loopback=allow_loopback)
         case _:
             assert_never(scheme)
 
@@ -434,9 +504,9 @@ def _sources(agents: Mapping[str, Agent]) -> list[str]:
 
 def _json_object(raw: bytes | str, what: str) -> Payload:
     try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise BadDeliveryError(f"the {what} is not JSON") from None
+        value = loads_json(raw, what=f"the {what}")
+    except BadInputError as exc:
+        raise BadDeliveryError(str(exc)) from None
     if not isinstance(value, dict):
         raise BadDeliveryError(f"the {what} is JSON but not an object")
     return value
@@ -461,17 +531,17 @@ def _github(headers: Mapping[str, str], body: bytes) -> Delivery:
         payload = _json_object(body, "body")
     action = payload.get("action")
     name = f"{event}.{action}" if isinstance(action, str) and action else event
-    return Delivery("github", name, delivery_id, payload)
+    return Delivery("github", name, delivery_id, payload, dedup=f"sha256:{hashlib.sha256(body).hexdigest()[:40]}")
 
 
-def _slack(body: bytes, content_type: str) -> Delivery | Challenge:
+def _slack(body: bytes, content_type: str, *, allow_loopback: bool) -> Delivery | Challenge:
     if content_type.startswith("application/x-www-form-urlencoded"):
         form: Payload = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         command = str(form.get("command", ""))
         if not command.startswith("/"):  # an interaction (button, modal): no agent subscribes to these yet
             return Delivery("slack", "interaction", hashlib.sha256(body).hexdigest()[:32], form)
         url = form.get("response_url")
-        reply = check_reply_url(str(url), "slack") if url else None
+        reply = check_reply_url(str(url), "slack", allow_loopback=allow_loopback) if url else None
         return Delivery(
             "slack", command, _id(form.get("trigger_id"), "trigger_id"), form, reply, "slack" if reply else None
         )
@@ -483,7 +553,7 @@ def _slack(body: bytes, content_type: str) -> Delivery | Challenge:
     return Delivery("slack", event or str(payload.get("type", "")), _id(payload.get("event_id"), "event_id"), payload)
 
 
-def _stepfold(source: str, body: bytes) -> Delivery:
+def _stepfold(source: str, body: bytes, *, allow_loopback: bool) -> Delivery:
     payload = _json_object(body, "body")
     event = str(payload.get("type") or "").strip()
     if not event:
@@ -492,20 +562,59 @@ def _stepfold(source: str, body: bytes) -> Delivery:
     url = payload.get("callback_url")
     if url is not None and not isinstance(url, str):
         raise BadDeliveryError("callback_url must be a string URL")
-    reply = check_reply_url(url, "stepfold") if url else None
+    reply = check_reply_url(url, "stepfold", allow_loopback=allow_loopback) if url else None
     return Delivery(source, event, delivery_id, payload, reply, "stepfold" if reply else None)
 
 
-def check_reply_url(url: str, fmt: ReplyFormat) -> str:
-    """``url`` if the answer may be sent there: https (http only to this machine); Slack only to Slack."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    local = host in ("localhost", "127.0.0.1", "::1")
+def check_reply_url(url: str, fmt: ReplyFormat, *, allow_loopback: bool = False) -> str:
+    """``url`` if the answer may be sent there: https to a public host; Slack only to Slack.
+
+    The function POSTs the thread's answer to this URL from inside the VPC/Lambda network, so a URL naming
+    this machine (loopback) or the link-local range (169.254.169.254 is the instance metadata service) would
+    let whoever can sign a delivery aim our requests at things only we can reach. Those are refused unless
+    ``allow_loopback`` (the local stack, where the receiver really is on this machine; plain http is then
+    allowed too). Host names that merely resolve to such addresses are not caught here: that needs a check
+    at connection time.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        raise BadDeliveryError("the callback URL is not a valid URL: send an absolute https:// URL") from None
+    if len(url) > _MAX_URL:
+        raise BadDeliveryError(f"the callback URL is over {_MAX_URL} characters")
+    local = is_loopback_or_link_local(host)
+    if local and not allow_loopback:
+        raise BadDeliveryError(
+            "the callback URL points at a loopback or link-local address; send a public https:// URL"
+        )
     if not (parts.scheme == "https" or (parts.scheme == "http" and local)) or not host:
         raise BadDeliveryError("the callback URL must be an absolute https:// URL")
     if fmt == "slack" and not (host == "slack.com" or host.endswith(".slack.com") or local):
         raise BadDeliveryError("a Slack response_url must point at slack.com")
     return url
+
+
+def is_loopback_or_link_local(host: str) -> bool:
+    """Whether ``host`` (a URL's host name) is this machine or link-local, in any spelling a resolver accepts.
+
+    Besides ``localhost`` and the plain forms (``127.0.0.1``, ``::1``, ``169.254.169.254``, ``fe80::1``) this
+    catches the ones ``inet_aton`` and so most HTTP clients accept (``127.1``, ``2130706433``, ``0x7f.1``),
+    IPv4-mapped IPv6 (``::ffff:127.0.0.1``) and the unspecified address (``0.0.0.0`` reaches loopback).
+    """
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(name)
+    except ValueError:
+        try:
+            ip = ipaddress.IPv4Address(socket.inet_aton(name))
+        except (OSError, ValueError):
+            return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback or ip.is_link_local or ip.is_unspecified
 
 
 # --- starting threads ------------------------------------------------------------------------------------------
@@ -547,6 +656,7 @@ def launch_from(
         idempotency_key=key,
         source=source,
         labels=labels,
+        trigger_labels=True,  # only a verified trigger may set trigger/delivery_id/reply_* labels
     )
     return Started(agent, launched.thread.id, launched.created)
 
@@ -570,7 +680,7 @@ def start_webhook(launcher: Launcher, delivery: Delivery) -> list[Started]:
                     launcher,
                     sub.agent,
                     hook.to_input(delivery.payload),
-                    key=f"webhook:{delivery.source}:{delivery.delivery_id}",
+                    key=delivery.key,
                     source=f"{delivery.source}:{delivery.event}"[:100],
                     labels=labels,
                 )
@@ -665,12 +775,23 @@ def answer_webhook(
     *,
     secrets: WebhookSecrets,
     now: int,
+    method: str = "POST",
+    allow_loopback: bool = False,
 ) -> WebhookAnswer:
     """Verify, parse and start: 401/404/400 start nothing; 202 new; 200 a redelivery or Slack's challenge."""
     try:
-        received = read_webhook(source, headers, body, agents=launcher.agents, secrets=secrets, now=now)
+        received = read_webhook(
+            source,
+            headers,
+            body,
+            agents=launcher.agents,
+            secrets=secrets,
+            now=now,
+            method=method,
+            allow_loopback=allow_loopback,
+        )
     except TriggerError as exc:
-        return WebhookAnswer(exc.status, {"error": exc.error, "detail": str(exc)}, reason=str(exc))
+        return WebhookAnswer(exc.status, {"error": exc.error, "detail": str(exc)}, reason=exc.reason)
     if isinstance(received, Challenge):
         return WebhookAnswer(200, {"challenge": received.challenge}, reason="slack url_verification")
     try:

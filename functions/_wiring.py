@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import secrets
 import threading
 from collections.abc import Callable, Mapping
@@ -14,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.agent import Agent, StepContext
 from core.agents import AGENTS
@@ -22,9 +23,9 @@ from core.approvals import Approval, ApprovalStore
 from core.budget import DynamoSpendLedger, SpendLedger
 from core.events import utcnow
 from core.llm import LLM, ProviderConfig, make_llm
-from core.notify import EmailNotifier, MultiNotifier, Notifier, RecordingNotifier, SlackNotifier, WebhookNotifier
+from core.notify import Alert, EmailNotifier, MultiNotifier, Notifier, RecordingNotifier, SlackNotifier, WebhookNotifier
 from core.prompts import PromptLibrary
-from core.replies import HttpReplier, Replier, ReplyResult, send_reply
+from core.replies import HttpReplier, Replier, ReplyPolicy, ReplyResult, send_reply
 from core.store.base import ThreadStore
 
 if TYPE_CHECKING:
@@ -41,13 +42,31 @@ class Settings(BaseModel):
     approval_timeout_seconds: int = Field(default=86_400, ge=1, alias="STEPFOLD_APPROVAL_TIMEOUT_SECONDS")
     public_url: str = Field(default="http://127.0.0.1:8765", alias="STEPFOLD_PUBLIC_URL")
     secrets_arn: str | None = Field(default=None, alias="STEPFOLD_SECRETS_ARN")
+    """One secret that may hold any key (a hand-made stack); template.yaml gives each function only its own
+    secrets instead, through the ``*_SECRET*_ARN`` variables of :data:`SECRET_SOURCES`."""
+    api_keys_secret_arn: str | None = Field(default=None, alias="STEPFOLD_API_KEYS_SECRET_ARN")
+    model_keys_secret_arn: str | None = Field(default=None, alias="STEPFOLD_MODEL_KEYS_SECRET_ARN")
+    link_key_secret_arn: str | None = Field(default=None, alias="STEPFOLD_LINK_KEY_SECRET_ARN")
+    reply_key_secret_arn: str | None = Field(default=None, alias="STEPFOLD_REPLY_KEY_SECRET_ARN")
+    webhook_secrets_arn: str | None = Field(default=None, alias="STEPFOLD_WEBHOOK_SECRETS_ARN")
+    notifier_secrets_arn: str | None = Field(default=None, alias="STEPFOLD_NOTIFIER_SECRETS_ARN")
     offload_bytes: int = Field(default=32_000, ge=1_000, le=350_000, alias="STEPFOLD_OFFLOAD_BYTES")
     openai_base_url: str = Field(default="https://api.openai.com/v1", alias="OPENAI_BASE_URL")
+    anthropic_base_url: str = Field(default="https://api.anthropic.com", alias="ANTHROPIC_BASE_URL")
+    model_timeout_seconds: float = Field(default=60.0, gt=0, le=90, alias="STEPFOLD_MODEL_TIMEOUT_SECONDS")
+    """How long one model request may take (the read timeout); with the step's other work it must fit the step
+    function's Lambda timeout (120 s in template.yaml), hence the cap."""
     default_agent: str = Field(default="calculator", min_length=1, alias="STEPFOLD_DEFAULT_AGENT")
     notify_webhook_url: str | None = Field(default=None, alias="STEPFOLD_NOTIFY_WEBHOOK_URL")
     notify_slack_url: str | None = Field(default=None, alias="STEPFOLD_NOTIFY_SLACK_URL")
     notify_email_from: str | None = Field(default=None, alias="STEPFOLD_NOTIFY_EMAIL_FROM")
     notify_email_to: str | None = Field(default=None, alias="STEPFOLD_NOTIFY_EMAIL_TO")
+    reply_callback_hosts: tuple[str, ...] = Field(default=(), alias="STEPFOLD_REPLY_CALLBACK_HOSTS")
+    """Hosts a triggered thread's answer may be POSTed to (``shop.example.com,*.example.org``); empty: any public
+    https host. Slack replies always go to Slack's own hosts only (:class:`core.replies.ReplyPolicy`)."""
+    reply_allow_loopback: bool = Field(default=False, alias="STEPFOLD_ALLOW_LOOPBACK_CALLBACKS")
+    """Let replies go to this machine (http or https): the local stack and tests only, never in AWS. The same
+    switch lets functions/triggers.py accept such callback URLs when a delivery arrives."""
     prompt_versions: dict[str, int] = Field(default_factory=dict, alias="STEPFOLD_PROMPT_VERSIONS")
     """Prompt version per agent for NEW threads (``deploybot=2,calculator=1``); a thread keeps the version it was
     launched with. Empty: each agent's own. Rollout and rollback are a change of this one parameter."""
@@ -56,6 +75,26 @@ class Settings(BaseModel):
     @classmethod
     def _prompt_versions(cls, value: object) -> object:
         return parse_prompt_versions(value) if isinstance(value, str) else value
+
+    @field_validator("reply_callback_hosts", mode="before")
+    @classmethod
+    def _reply_hosts(cls, value: object) -> object:
+        """A comma-separated list; each entry a host name (``*.`` allowed as its first label), lowercased."""
+        if not isinstance(value, str):
+            return value
+        hosts = tuple(h.strip().lower().rstrip(".") for h in value.split(",") if h.strip())
+        for host in hosts:
+            name = host.removeprefix("*.")
+            if not name or "*" in name or "/" in host or ":" in host or "." not in name:
+                raise ValueError(
+                    f"STEPFOLD_REPLY_CALLBACK_HOSTS entry {host!r} must be a host name like shop.example.com or "
+                    "*.example.com (no scheme, port or path)"
+                )
+        return hosts
+
+    def reply_policy(self) -> ReplyPolicy:
+        """Where this function's replies may go (checked at send time for every reply)."""
+        return ReplyPolicy(callback_hosts=self.reply_callback_hosts, allow_loopback=self.reply_allow_loopback)
 
     @field_validator("notify_webhook_url", "notify_slack_url")
     @classmethod
@@ -79,6 +118,13 @@ class Settings(BaseModel):
     def notify_email_recipients(self) -> list[str]:
         """``STEPFOLD_NOTIFY_EMAIL_TO`` is a comma-separated list."""
         return [a.strip() for a in (self.notify_email_to or "").split(",") if a.strip()]
+
+    def secret_sources(self) -> list[tuple[str, str, tuple[str, ...]]]:
+        """The secrets this function was given: (environment variable, ARN, the keys it may hold), in the order
+        they are read. Least privilege (issue 13): a function's role may read exactly these, so a compromised
+        function holds only its own keys."""
+        arns = self.model_dump(by_alias=True)
+        return [(name, arns[name], keys) for name, keys in SECRET_SOURCES.items() if arns.get(name)]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -126,11 +172,53 @@ def agents_with_prompt_versions(
     return pinned
 
 
+SECRET_SOURCES: dict[str, tuple[str, ...]] = {
+    "STEPFOLD_API_KEYS_SECRET_ARN": ("api_key", "api_keys"),
+    "STEPFOLD_MODEL_KEYS_SECRET_ARN": ("openai_api_key", "anthropic_api_key"),
+    "STEPFOLD_LINK_KEY_SECRET_ARN": ("link_signing_key",),
+    "STEPFOLD_REPLY_KEY_SECRET_ARN": ("reply_signing_key",),
+    "STEPFOLD_WEBHOOK_SECRETS_ARN": ("github_webhook_secret", "slack_signing_secret", "stepfold_webhook_secret"),
+    "STEPFOLD_NOTIFIER_SECRETS_ARN": ("notify_webhook_secret", "notify_slack_url"),
+}
+"""One Secrets Manager secret per group of readers (template.yaml): the environment variable that names it and the
+keys it holds. A key found in another group's secret is ignored with a warning that says where it belongs."""
+
+SCOPES: tuple[str, ...] = ("read", "operate", "approve")
+"""What an API key may do: ``read`` the GET routes, ``operate`` threads (launch, pause, resume, cancel, retry,
+messages, fork), ``approve`` (answer what a thread waits for). Checked per request by functions/api.py."""
+LEGACY_PRINCIPAL = "api-key"
+"""The name of the single ``api_key`` (``STEPFOLD_API_KEY``): one principal with every scope."""
+_PRINCIPAL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
+
+
+class ApiKey(BaseModel):
+    """One named API key: its secret value and what it may do."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str = Field(min_length=16, repr=False)
+    scopes: tuple[str, ...] = Field(min_length=1)
+
+    @field_validator("scopes")
+    @classmethod
+    def _known_scopes(cls, scopes: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(scopes) - set(SCOPES))
+        if unknown:
+            raise ValueError(f"unknown scope(s) {', '.join(unknown)}; a key's scopes are some of {', '.join(SCOPES)}")
+        return tuple(s for s in SCOPES if s in scopes)
+
+
 class Secrets(BaseModel):
-    """Keys: from Secrets Manager in AWS (one JSON secret), from the environment locally. Never logged."""
+    """Keys: from Secrets Manager in AWS (one secret per group of readers), from the environment locally.
+
+    Never logged."""
 
     link_signing_key: str = Field(repr=False)
     api_key: str | None = Field(default=None, repr=False)
+    """The single key of old: the principal ``api-key`` with every scope (``STEPFOLD_API_KEY`` locally)."""
+    api_keys: dict[str, ApiKey] = Field(default_factory=dict, repr=False)
+    """Named keys with scopes: ``{"ops-bot": {"key": "...", "scopes": ["read", "operate"]}}`` (the secret's
+    ``api_keys``, ``STEPFOLD_API_KEYS`` locally, as JSON). The name is what the API records as ``by``."""
     openai_api_key: str | None = Field(default=None, repr=False)
     anthropic_api_key: str | None = Field(default=None, repr=False)
     notify_webhook_secret: str | None = Field(default=None, repr=False)
@@ -138,27 +226,100 @@ class Secrets(BaseModel):
     github_webhook_secret: str | None = Field(default=None, repr=False)
     slack_signing_secret: str | None = Field(default=None, repr=False)
     stepfold_webhook_secret: str | None = Field(default=None, repr=False)
-    """Verifies ``X-Stepfold-Signature`` on inbound webhooks and signs the replies sent to their callback URLs."""
+    """Verifies ``X-Stepfold-Signature`` on inbound webhooks. Never signs anything we send."""
+    reply_signing_key: str | None = Field(default=None, repr=False)
+    """Signs the replies sent to triggers' callback URLs: a key of its own, so nothing we send (a reply's body
+    is the agent's answer) is ever valid as an inbound webhook delivery."""
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _api_keys_json(cls, value: object) -> object:
+        """The secret may hold the object itself or a JSON string of it (``STEPFOLD_API_KEYS`` always is one)."""
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError as exc:
+                raise ValueError(
+                    'api_keys must be a JSON object like {"ops-bot": {"key": "...", "scopes": ["read"]}}'
+                ) from exc
+        if isinstance(value, dict):
+            bad = sorted(str(name) for name in value if not _PRINCIPAL_NAME.fullmatch(str(name)))
+            if bad:
+                raise ValueError(
+                    f"api_keys names {', '.join(map(repr, bad))} are not valid: use 1-64 letters, digits and ._@+- "
+                    "(the name is recorded as who acted)"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_principals(self) -> Secrets:
+        """Two principals with one key could not be told apart, and ``api-key`` is the single key's name."""
+        if self.api_key and LEGACY_PRINCIPAL in self.api_keys:
+            raise ValueError(
+                f"api_keys names {LEGACY_PRINCIPAL!r}, which is the name of the single api_key: rename one of them"
+            )
+        seen: dict[str, str] = {}
+        for name, entry in self.principals().items():
+            if entry.key in seen:
+                raise ValueError(f"api_keys {seen[entry.key]!r} and {name!r} have the same key: give each its own")
+            seen[entry.key] = name
+        return self
+
+    def principals(self) -> dict[str, ApiKey]:
+        """Every API key by the principal's name: the named keys, and the single ``api_key`` as ``api-key``."""
+        found = dict(self.api_keys)
+        if self.api_key:
+            found[LEGACY_PRINCIPAL] = ApiKey.model_construct(key=self.api_key, scopes=SCOPES)
+        return found
 
     @classmethod
     def load(cls, settings: Settings, secretsmanager: Any | None, env: Mapping[str, str] | None = None) -> Secrets:
+        """The environment's keys, then the secrets this function was given (each only for its own keys).
+
+        Called at the first use of :attr:`Runtime.secrets`, so a function reads Secrets Manager only when it needs
+        a key, and only the secrets its environment names.
+        """
         env = os.environ if env is None else env
         values: dict[str, Any] = {
             "link_signing_key": env.get("STEPFOLD_LINK_SIGNING_KEY"),
             "api_key": env.get("STEPFOLD_API_KEY"),
+            "api_keys": env.get("STEPFOLD_API_KEYS"),
             "openai_api_key": env.get("OPENAI_API_KEY"),
             "anthropic_api_key": env.get("ANTHROPIC_API_KEY"),
             "notify_webhook_secret": env.get("STEPFOLD_NOTIFY_WEBHOOK_SECRET"),
             "github_webhook_secret": env.get("STEPFOLD_GITHUB_WEBHOOK_SECRET"),
             "slack_signing_secret": env.get("STEPFOLD_SLACK_SIGNING_SECRET"),
             "stepfold_webhook_secret": env.get("STEPFOLD_WEBHOOK_SECRET"),
+            "reply_signing_key": env.get("STEPFOLD_REPLY_SIGNING_KEY"),
         }
-        if settings.secrets_arn and secretsmanager is not None:
-            stored = json.loads(secretsmanager.get_secret_value(SecretId=settings.secrets_arn)["SecretString"])
-            values.update({k: v for k, v in stored.items() if k in cls.model_fields and v})
+        if secretsmanager is not None:
+            sources = settings.secret_sources()
+            if settings.secrets_arn:
+                sources.insert(0, ("STEPFOLD_SECRETS_ARN", settings.secrets_arn, tuple(cls.model_fields)))
+            for variable, arn, keys in sources:
+                stored = json.loads(secretsmanager.get_secret_value(SecretId=arn)["SecretString"])
+                if not isinstance(stored, dict):
+                    raise ValueError(
+                        f"the secret that {variable} names holds a JSON {type(stored).__name__}; it must hold an "
+                        'object of keys, e.g. {"openai_api_key": "..."}'
+                    )
+                misplaced = sorted(k for k in stored if k in cls.model_fields and k not in keys)
+                if misplaced:
+                    _log.warning(
+                        "the secret that %s names holds %s, which it may not supply (ignored); put each key in "
+                        "the secret of its readers: %s",
+                        variable,
+                        ", ".join(misplaced),
+                        "; ".join(f"{k} in {_source_of(k)}" for k in misplaced),
+                    )
+                values.update({k: v for k, v in stored.items() if k in keys and v})
         if not values["link_signing_key"]:
             values["link_signing_key"] = secrets.token_hex(32)  # local only: links die with the process
         return cls.model_validate({k: v for k, v in values.items() if v})
+
+
+def _source_of(key: str) -> str:
+    return next((variable for variable, keys in SECRET_SOURCES.items() if key in keys), "STEPFOLD_SECRETS_ARN")
 
 
 @dataclass
@@ -192,10 +353,14 @@ class Runtime:
         return self._secrets
 
     def send_reply(self, thread_id: str) -> ReplyResult | None:
-        """A step ended the thread: send its answer where its trigger asked (best effort, never raises)."""
+        """A step ended the thread: send its answer where its trigger asked (best effort, never raises).
+
+        The destination is checked against :meth:`Settings.reply_policy` whichever replier is installed, and
+        a signed reply is signed with ``reply_signing_key``, never an inbound webhook secret.
+        """
         if self.replier is None:
-            self.replier = HttpReplier(lambda: self.secrets.stepfold_webhook_secret)
-        return send_reply(self.threads.load(thread_id), self.replier)
+            self.replier = HttpReplier(lambda: self.secrets.reply_signing_key)
+        return send_reply(self.threads.load(thread_id), self.replier, self.settings.reply_policy())
 
     def model_for(self, agent: Agent) -> str:
         """``STEPFOLD_MODEL`` overrides every agent's own model string."""
@@ -204,6 +369,10 @@ class Runtime:
     def use_provider_config(self, config: ProviderConfig | None) -> None:
         """Swap how models are built (tests, the local stack) and forget the models built so far."""
         self.provider_config = config
+        for llm in self._llms.values():
+            close = getattr(llm, "close", None)
+            if callable(close):
+                close()  # their connection pools: a dropped client leaves its sockets open
         self._llms.clear()
 
     def llm_for(self, agent: Agent) -> LLM:
@@ -215,6 +384,8 @@ class Runtime:
                 config = ProviderConfig(
                     openai_base_url=self.settings.openai_base_url,
                     openai_api_key=keys.openai_api_key,
+                    anthropic_base_url=self.settings.anthropic_base_url,
+                    timeout_s=self.settings.model_timeout_seconds,
                     anthropic_api_key=keys.anthropic_api_key,
                 )
             self._llms[model] = make_llm(model, config)
@@ -288,6 +459,10 @@ class UnsentNotifier(RecordingNotifier):
             extra={"approval_id": approval.approval_id, "thread_id": approval.thread_id},
         )
 
+    def alert(self, alert: Alert) -> None:
+        super().alert(alert)
+        _log.warning("no notification channel is configured: %s", alert.title, extra={"thread_id": alert.thread_id})
+
 
 @dataclass
 class DeferredNotifier:
@@ -298,11 +473,16 @@ class DeferredNotifier:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def notify(self, approval: Approval, url: str) -> None:
+        self._channels().notify(approval, url)
+
+    def alert(self, alert: Alert) -> None:
+        self._channels().alert(alert)
+
+    def _channels(self) -> Notifier:
         with self._lock:
             if self._built is None:
                 self._built = self.build()
-            built = self._built
-        built.notify(approval, url)
+            return self._built
 
 
 def build_notifier(
@@ -348,6 +528,28 @@ def build_notifier(
     return MultiNotifier(channels) if channels else UnsentNotifier()
 
 
+def warn_unpriced_override(model: str | None, agents: Mapping[str, Agent]) -> list[str]:
+    """``STEPFOLD_MODEL`` replaces every agent's model after construction checked their prices: say at cold start
+    which agents' cost limits cannot hold under it. Returns those agents' names."""
+    from core.pricing import price_for  # noqa: PLC0415
+
+    if not model or price_for(model) is not None:
+        return []
+    limited = sorted(
+        name
+        for name, agent in agents.items()
+        if agent.limits.max_cost_usd is not None or agent.limits.max_daily_cost_usd is not None
+    )
+    if limited:
+        _log.warning(
+            "STEPFOLD_MODEL=%s has no price in core/pricing.py: the cost limits of %s cannot hold (every call counts "
+            "as $0)",
+            model,
+            ", ".join(limited),
+        )
+    return limited
+
+
 def build_runtime(settings: Settings | None = None) -> Runtime:
     """Clients for the real AWS (or whatever ``AWS_ENDPOINT_URL`` points boto3 at)."""
     import boto3  # noqa: PLC0415 - keep import time off the module
@@ -372,10 +574,11 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
         clients={"dynamodb": dynamodb, "s3": s3, "stepfunctions": sfn},
         spend=DynamoSpendLedger(settings.table, dynamodb),
         secrets_loader=lambda: Secrets.load(
-            settings, session.client("secretsmanager") if settings.secrets_arn else None
+            settings, session.client("secretsmanager") if settings.secrets_arn or settings.secret_sources() else None
         ),
     )
     rt.notifier = DeferredNotifier(lambda: build_notifier(settings, rt.secrets, ses=lambda: session.client("ses")))
+    warn_unpriced_override(settings.model, rt.agents)
     if os.environ.get("AWS_XRAY_DAEMON_ADDRESS"):  # set by Lambda when the function's tracing is active
         from functions._observe import tracer_or_none  # noqa: PLC0415
 

@@ -10,8 +10,10 @@ model saw at a step (:mod:`functions.timeline`).
 
 from __future__ import annotations
 
+import base64
 import binascii
 import json
+import re
 from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Annotated, Any, Literal, TypeVar
@@ -22,7 +24,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError, Servic
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType, RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from core import control, replay
 from core.agent import Agent, UnknownAgentError
@@ -35,6 +37,7 @@ from core.approvals import (
     InvalidDecisionError,
     LinkExpiredError,
     LinkSignatureError,
+    ThreadEndedError,
     decide,
 )
 from core.events import (
@@ -52,16 +55,18 @@ from core.events import (
     UserInput,
     dump_event,
 )
+from core.parsing import MAX_JSON_DEPTH, BadInputError, check_text, json_depth
 from core.store.base import (
     InvalidCursorError,
     StoreUnavailableError,
     ThreadLister,
     ThreadNotFoundError,
+    UnreadableThreadError,
     VersionConflictError,
 )
 from core.thread import Status, Thread, fold, summary
 from functions._html import page
-from functions._wiring import Runtime, runtime
+from functions._wiring import LEGACY_PRINCIPAL, SCOPES, Runtime, runtime
 from functions.timeline import ModelView, ViewError, model_view, render_context, render_timeline
 
 logger = Logger(service="stepfold")
@@ -71,7 +76,7 @@ MAX_BODY_BYTES = 256 * 1024
 """Larger request bodies are refused (413) before anything parses them."""
 MAX_PAGE_BYTES = 4_000_000
 """An events page also stops here, so the response stays under Lambda's 6 MB."""
-DEFAULT_CALLER = "api-key"
+DEFAULT_CALLER = LEGACY_PRINCIPAL
 RESERVED_LABELS = frozenset({"prompt_version", "idempotency_key"})
 
 ThreadId = Annotated[str, Path(min_length=1, max_length=128, description="The thread's id (th_...).")]
@@ -117,7 +122,14 @@ class ResponseRequest(_Request):
     comment: str = Field(default="", max_length=4000)
     args: dict[str, JSON] | None = Field(default=None, description="The edited arguments (decision 'edit').")
     answer: str | None = Field(default=None, max_length=20_000, description="The answer (decision 'answer').")
-    by: str | None = Field(default=None, min_length=1, max_length=200, description="Defaults to the caller.")
+    note: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        validation_alias=AliasChoices("note", "by"),
+        description="A display note, e.g. who you act for; recorded with the comment, never as the decider. "
+        "The decision is recorded as made by the authenticated caller. ('by' is read as this note.)",
+    )
 
 
 class Launched(BaseModel):
@@ -152,6 +164,9 @@ class ThreadView(BaseModel):
     approval_id: str | None
     answer: str | None
     failure: str | None
+    failure_error: str | None = Field(
+        default=None, description="The execution's error name when a system error ended the thread (retry it)."
+    )
     labels: dict[str, str]
     pending: Pending | None = None
 
@@ -445,6 +460,19 @@ def resume_thread(thread_id: ThreadId) -> ThreadView:
 
 
 @app.post(
+    "/threads/<thread_id>/retry",
+    tags=["control"],
+    summary="Run a thread whose execution failed again, from where it stopped",
+    description="Only a thread that failed on a system error (its `failure` names the error) can be retried; a new "
+    "execution continues it, and an intent without a result is settled by the effect-ledger rules.",
+    responses=_responses(404, 409, 422),
+)
+def retry_thread(thread_id: ThreadId) -> ThreadView:
+    rt = runtime()
+    return ThreadView.of(control.retry(rt.threads, rt.executions, thread_id, by=_caller(), clock=rt.clock))
+
+
+@app.post(
     "/threads/<thread_id>/cancel",
     tags=["control"],
     summary="End a thread for good",
@@ -506,9 +534,10 @@ def respond(thread_id: ThreadId, body: ResponseRequest) -> ThreadView:
     rt = runtime()
     decision = Decision(
         decision=body.decision,
-        by=body.by or _caller(),
+        by=_caller(),  # who the authorizer vouched for; the body cannot name someone else
         channel="api",
         comment=body.comment,
+        note=body.note,
         args=body.args,
         answer=body.answer,
     )
@@ -553,6 +582,10 @@ def compat_respond(
     state = fold(thread)
     waiting = state.open_request.kind if state.open_request and state.status not in ("done", "failed") else None
     by = _caller()
+    if isinstance(body, CompatResponse) and waiting != "question" and state.status == "done":
+        # Continuing a done thread is operating it, whichever route carries the message; the route's own scope
+        # (approve, for answering a person's request) was checked before it ran.
+        _require("operate")
     match body:
         case CompatApproval() if waiting == "approval":
             verdict: Literal["approve", "reject"] = "approve" if body.approved else "reject"
@@ -578,13 +611,67 @@ def openapi_document() -> Response[str]:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    refused = _scope_refusal(principal_of(event), required_scope(event))
+    if refused is not None:
+        logger.info("scope refused", extra={"detail": refused})
+        return _plain_error(403, "forbidden", refused)
     size = _body_bytes(event)
     if size > MAX_BODY_BYTES:
         return _plain_error(413, "too_large", f"the request body is {size} bytes; the limit is {MAX_BODY_BYTES}")
     if _content_type(event).startswith("multipart/"):
         # Powertools would parse it as a file upload and fail with a bare ValueError (a 500) on a missing boundary
         return _plain_error(415, "unsupported_media_type", "send the body as application/json")
+    problem = _unsafe_input(event)
+    if problem is not None:
+        return _plain_error(400, "invalid_body", problem)
     result: dict[str, Any] = app.resolve(event, context)
+    return _with_security_headers(result)
+
+
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff"}
+"""On every response: a JSON error that echoes request text must never be sniffed into HTML by a browser."""
+
+
+def _unsafe_input(event: Mapping[str, Any]) -> str | None:
+    """Why the request cannot go to the resolver (a 400), or None.
+
+    Two shapes of valid-looking input crash further down instead of failing validation: JSON nested deeply
+    enough to exhaust the recursion limit (``json.loads`` or pydantic raise ``RecursionError``: a 500), and a
+    ``\\ud800`` escape, which decodes to a lone surrogate that pydantic accepts as ``str`` and DynamoDB cannot
+    encode (a 500 after the thread was half written). Both are refused here, before anything parses them.
+    Bodies that are not JSON at all are left to the resolver, whose validation says where (422).
+    """
+    body = event.get("body")
+    text = body if isinstance(body, str) else ""
+    if text and event.get("isBase64Encoded"):
+        try:
+            text = base64.b64decode(text).decode("utf-8")
+        except (binascii.Error, ValueError):
+            return None  # the resolver answers 400 invalid_body for it
+    try:
+        if text.strip():
+            if json_depth(text) > MAX_JSON_DEPTH:
+                return f"the request body is nested deeper than {MAX_JSON_DEPTH} levels of arrays/objects; flatten it"
+            try:
+                value = json.loads(text)
+            except ValueError:
+                value = None
+            check_text(value, what="the request body")
+        check_text(event.get("pathParameters") or {}, what="the request path")
+        check_text(event.get("queryStringParameters") or {}, what="the query string")
+    except BadInputError as exc:
+        return str(exc)
+    return None
+
+
+def _with_security_headers(result: dict[str, Any]) -> dict[str, Any]:
+    headers = result.get("headers")
+    if not isinstance(headers, dict):
+        headers = result["headers"] = {}
+    present = {str(name).lower() for name in headers}
+    for name, value in SECURITY_HEADERS.items():
+        if name.lower() not in present:
+            headers[name] = value
     return result
 
 
@@ -616,10 +703,122 @@ class CompatStateError(Exception):
         super().__init__(f"thread {thread.id} {need}; got a {sent!r}")
 
 
+class Principal(BaseModel):
+    """Who is calling and what they may do, as the front door's authorizer vouched for it."""
+
+    name: str
+    scopes: frozenset[str]
+    kind: Literal["key", "token"] = "key"
+
+
+_APPROVE_PATH = re.compile(r"/threads/[^/]+/responses/?$|/thread/[^/]+/response/?$")
+_JWT_NAME_CLAIMS = ("email", "cognito:username", "username", "preferred_username", "client_id", "sub")
+"""The first of these a token carries names its principal (``email`` only when not marked unverified): readable in
+the timeline where the issuer has it, the stable ``sub`` otherwise."""
+
+
+def required_scope(event: Mapping[str, Any]) -> str:
+    """The scope a request needs, by its method and path (issue 13).
+
+    Decided before any route runs, so a route added later is covered by default: every GET reads, answering a
+    person's request (``/threads/{id}/responses`` and the compat ``/thread/{id}/response``) approves, and every
+    other call operates.
+    """
+    http = (event.get("requestContext") or {}).get("http") or {}
+    method = str(http.get("method") or event.get("httpMethod") or "").upper()
+    if method in ("GET", "HEAD", "OPTIONS"):
+        return "read"
+    path = str(event.get("rawPath") or http.get("path") or "")
+    return "approve" if _APPROVE_PATH.search(path) else "operate"
+
+
+def principal_of(event: Mapping[str, Any]) -> Principal:
+    """The caller from the request context API Gateway built.
+
+    ``authorizer.lambda`` is the Lambda authorizer's context (``caller`` and the space-separated ``scopes``; a
+    context without ``scopes`` is the single-key authorizer of old, whose one key could do everything).
+    ``authorizer.jwt`` is the JWT authorizer's (template.yaml ``JwtIssuer``): the name from the token's claims,
+    the scopes from its ``scope``/``scp`` claim. No authorizer at all is a direct invocation (tests, the Lambda
+    console: IAM decides who may invoke), treated as the single key. Any other authorizer grants nothing.
+    """
+    context = event.get("requestContext")
+    authorizer = context.get("authorizer") if isinstance(context, Mapping) else None
+    if authorizer is None:
+        return Principal(name=DEFAULT_CALLER, scopes=frozenset(SCOPES))
+    lam = authorizer.get("lambda") if isinstance(authorizer, Mapping) else None
+    jwt = authorizer.get("jwt") if isinstance(authorizer, Mapping) else None
+    if isinstance(jwt, Mapping):
+        return _token_principal(jwt)
+    if isinstance(lam, Mapping):
+        caller = lam.get("caller")
+        name = str(caller)[:200] if caller else DEFAULT_CALLER
+        scopes = lam.get("scopes")
+        return Principal(name=name, scopes=frozenset(SCOPES) if scopes is None else _scope_names(scopes))
+    return Principal(name="unknown", scopes=frozenset())
+
+
+def _token_principal(jwt: Mapping[str, Any]) -> Principal:
+    claims = jwt.get("claims")
+    claims = claims if isinstance(claims, Mapping) else {}
+    name = next(
+        (
+            str(claims[claim])[:200]
+            for claim in _JWT_NAME_CLAIMS
+            if claims.get(claim) and not (claim == "email" and str(claims.get("email_verified")).lower() == "false")
+        ),
+        "unknown",
+    )
+    found = _scope_names(jwt.get("scopes")) | _scope_names(claims.get("scope")) | _scope_names(claims.get("scp"))
+    return Principal(name=name, scopes=found, kind="token")
+
+
+def _scope_names(value: Any) -> frozenset[str]:
+    """Our scopes among ``value``: a space- or comma-separated string (API Gateway flattens a list claim to
+    ``"[a b]"``) or a list. A resource-server prefix is dropped, as Cognito writes ``stepfold/read``."""
+    if isinstance(value, str):
+        items: list[Any] = value.strip().strip("[]").replace(",", " ").split()
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        return frozenset()
+    names = {re.split(r"[/:]", str(item).strip())[-1] for item in items}
+    return frozenset(names & set(SCOPES))
+
+
+def _scope_refusal(principal: Principal, scope: str) -> str | None:
+    """Why ``principal`` may not do what needs ``scope`` (the 403's detail), or None when it may."""
+    if scope in principal.scopes:
+        return None
+    held = [s for s in SCOPES if s in principal.scopes]
+    may = f"may {_and(held)}" if held else "has no stepfold scope"
+    what = "this key" if principal.kind == "key" else "this token"
+    fix = (
+        "use a key that has it (api_keys in the API keys secret)"
+        if principal.kind == "key"
+        else "ask the token's issuer for it (the scope or scp claim)"
+    )
+    return f"{what} ({principal.name}) {may}, not {scope}: {fix}"
+
+
+def _and(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+class ScopeError(Exception):
+    """The caller lacks a scope a route needs beyond the one its method and path already required."""
+
+    status = 403
+
+
+def _require(scope: str) -> None:
+    refused = _scope_refusal(principal_of(app.current_event.raw_event), scope)
+    if refused is not None:
+        raise ScopeError(refused)
+
+
 def _caller() -> str:
-    """Who is calling: the authorizer's ``caller`` context, else the API key's generic name."""
-    caller = app.current_event.request_context.authorizer.get_lambda.get("caller")
-    return str(caller)[:200] if caller else DEFAULT_CALLER
+    """Who is calling: the principal the authorizer vouched for (recorded as ``by``; a body cannot name another)."""
+    return principal_of(app.current_event.raw_event).name
 
 
 def _decide(rt: Runtime, thread_id: str, approval_id: str | None, decision: Decision) -> Thread:
@@ -718,7 +917,7 @@ def _compat_event(event: Event) -> CompatEvent | None:
 def _plain_error(status: int, error: str, detail: str) -> dict[str, Any]:
     """An error response made before the resolver runs."""
     body = json.dumps({"error": error, "detail": detail})
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", **SECURITY_HEADERS}
     return {"statusCode": status, "headers": headers, "body": body, "isBase64Encoded": False}
 
 
@@ -765,6 +964,8 @@ _CODES: dict[type[Exception], str] = {
     LinkExpiredError: "expired",
     LinkSignatureError: "forbidden",
     InvalidDecisionError: "invalid_decision",
+    ThreadEndedError: "thread_ended",
+    control.ReservedLabelError: "reserved_label",
     ApprovalError: "bad_request",
 }
 
@@ -790,6 +991,11 @@ def _on(*kinds: type[Exception]) -> Callable[[_Handler], _Handler]:
 def _refused(exc: control.ControlError | ApprovalError) -> Response[Any]:
     code = next(_CODES[cls] for cls in type(exc).__mro__ if cls in _CODES)
     return _error(exc.status, code, str(exc))
+
+
+@_on(ScopeError)
+def _forbidden(exc: ScopeError) -> Response[Any]:
+    return _error(403, "forbidden", str(exc))
 
 
 @_on(ThreadNotFoundError)
@@ -831,6 +1037,17 @@ def _unavailable(exc: StoreUnavailableError) -> Response[Any]:
     return _error(503, "unavailable", f"{exc}; retry in a few seconds")
 
 
+@_on(UnreadableThreadError)
+def _unreadable(exc: UnreadableThreadError) -> Response[Any]:
+    logger.exception("a stored thread cannot be read")
+    return _error(
+        500,
+        "thread_unreadable",
+        f"thread {exc.thread_id} cannot be read: its stored event {exc.seq} or that event's payload is missing or "
+        "damaged; it is marked failed, and the logs name the item to restore",
+    )
+
+
 @_on(InvalidCursorError)
 def _bad_cursor(exc: InvalidCursorError) -> Response[Any]:
     return _error(400, "invalid_cursor", str(exc))
@@ -854,7 +1071,9 @@ def _undecodable(exc: Exception) -> Response[Any]:
 
 @_on(ServiceError)
 def _service(exc: ServiceError) -> Response[Any]:
-    return _error(exc.status_code, "bad_request" if exc.status_code < 500 else "internal", exc.msg)
+    if exc.status_code >= 500:  # a 5xx never carries exception text: it is logged, the caller gets the request id
+        return _internal(exc)
+    return _error(exc.status_code, "bad_request", exc.msg)
 
 
 @_on(NotFoundError)

@@ -32,6 +32,7 @@ from core.approvals import (
     InvalidDecisionError,
     LinkExpiredError,
     LinkSignatureError,
+    ThreadEndedError,
     decide,
     verify_link,
     waiting_request,
@@ -39,7 +40,8 @@ from core.approvals import (
 from core.errors import compact_validation_error
 from core.events import HumanRequest
 from core.notify import args_json, redact
-from core.thread import ASK_TOOL, Thread, summary
+from core.parsing import MAX_JSON_DEPTH, BadInputError, check_text, json_depth
+from core.thread import ASK_TOOL, Thread, fold, summary
 from core.tools import Tool
 from functions._html import document
 from functions._html import e as _e
@@ -52,13 +54,31 @@ logger = Logger(service="stepfold")
 app = APIGatewayHttpResolver(debug=False)  # debug mode would echo events (and their signatures)
 
 MAX_FORM_BYTES = 64_000
+MAX_FORM_FIELDS = 20
+"""The page's form has at most six fields; more is not our form (and parse_qs would raise, a 500)."""
 DONE_TITLES = {
     "approve": "Approved — the agent continues",
     "edit": "Approved with your changes — the agent continues",
     "reject": "Rejected — the agent has been told why",
     "answer": "Answer sent — the agent continues",
 }
+PAUSED_TITLES = {
+    "approve": "Approved — recorded; the thread is paused",
+    "edit": "Approved with your changes — recorded; the thread is paused",
+    "reject": "Rejected — recorded; the thread is paused",
+    "answer": "Answer recorded — the thread is paused",
+}
+
+
+class FormTooLargeError(InvalidDecisionError):
+    """The form is bigger than any the page sends (413: the same form, shortened, would work)."""
+
+    status = 413
+
+
 REFUSAL_TITLES: dict[type[ApprovalError], str] = {
+    FormTooLargeError: "The form is too large",
+    ThreadEndedError: "This request can no longer be answered",
     LinkSignatureError: "This link is not valid",
     LinkExpiredError: "This link has expired",
     ApprovalNotFoundError: "There is no such request",
@@ -198,15 +218,25 @@ class _Form:
     def parse(cls, body: str | None, *, is_base64: bool) -> _Form:
         raw = body or ""
         if len(raw) > MAX_FORM_BYTES * 2:
-            raise InvalidDecisionError("the form is too large; shorten the text and send it again")
+            raise FormTooLargeError(
+                f"the form is larger than {MAX_FORM_BYTES} bytes; shorten the text and send it again"
+            )
         if is_base64:
             try:
                 raw = base64.b64decode(raw, validate=True).decode("utf-8")
             except (binascii.Error, UnicodeDecodeError):
                 raise InvalidDecisionError("the form could not be read; send it again from the page") from None
         if len(raw.encode()) > MAX_FORM_BYTES:
-            raise InvalidDecisionError("the form is too large; shorten the text and send it again")
-        parsed = parse_qs(raw, keep_blank_values=True, max_num_fields=20)
+            raise FormTooLargeError(
+                f"the form is larger than {MAX_FORM_BYTES} bytes; shorten the text and send it again"
+            )
+        try:
+            parsed = parse_qs(raw, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+        except ValueError:  # more than MAX_FORM_FIELDS fields
+            raise InvalidDecisionError(
+                f"the form has more than {MAX_FORM_FIELDS} fields, which this page never sends; "
+                "open the link again and send the form from the page"
+            ) from None
         return cls({k: v[0] for k, v in parsed.items()})
 
     def decision(self, approval: Approval) -> Decision:
@@ -239,12 +269,18 @@ class _Form:
             raise InvalidDecisionError(f"check the form: {compact_validation_error(exc)}") from None
 
     def _args(self) -> dict[str, Any]:
+        text = self.get("args")
+        if json_depth(text) > MAX_JSON_DEPTH:  # before json.loads, whose recursion a hostile form could exhaust
+            raise InvalidDecisionError(f"the arguments are nested deeper than {MAX_JSON_DEPTH} levels; flatten them")
         try:
-            value = json.loads(self.get("args"))
+            value = json.loads(text)
+            check_text(value, what="the arguments")
         except json.JSONDecodeError as exc:
             raise InvalidDecisionError(
                 f"the arguments are not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
             ) from None
+        except BadInputError as exc:  # a lone surrogate: DynamoDB could not store it
+            raise InvalidDecisionError(str(exc)) from None
         if not isinstance(value, dict):
             raise InvalidDecisionError('the arguments must be a JSON object, like {"name": "value"}')
         return value
@@ -310,8 +346,18 @@ def render_message(title: str, message: str, note: str) -> str:
 
 
 def render_decided(decision: Decision, thread: Thread, now: datetime, *, resumed: bool) -> str:
-    """After a decision: what was recorded, by whom, and where to follow the thread."""
+    """After a decision: what was recorded, by whom, what the thread does next, and where to follow it.
+
+    A paused thread keeps its decision but does not act on it until it is resumed: saying "the agent
+    continues" there would be false, and someone might resume or re-decide to make it continue.
+    """
     recorded = f"<p>Recorded as decided by {_e(decision.by)} at {_utc(int(now.timestamp()))}, through this link.</p>"
+    if fold(thread).status == "paused":
+        recorded += (
+            "\n<p>The thread is paused, so the agent does not act on this yet: it continues when the thread is "
+            "resumed.</p>"
+        )
+        return _document(PAUSED_TITLES[decision.decision], f"{recorded}\n{_thread_summary(thread)}")
     if not resumed:
         recorded += (
             "\n<p>The agent's run had already ended (it may have timed out), so it did not continue by itself: "

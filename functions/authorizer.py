@@ -1,25 +1,29 @@
-"""The HTTP API's Lambda authorizer (payload format 2.0, simple responses): one API key, two ways to send it.
+"""The HTTP API's Lambda authorizer (payload format 2.0, simple responses): named API keys with scopes.
 
-``Authorization: Bearer <key>`` or ``x-api-key: <key>``, compared in constant time with the ``api_key`` secret
-(Secrets Manager in AWS, ``STEPFOLD_API_KEY`` locally). With no key configured every request is denied: an API
+``Authorization: Bearer <key>`` or ``x-api-key: <key>``, compared in constant time with every configured key: the
+named ``api_keys`` (each with scopes ``read``, ``operate``, ``approve``) and the single ``api_key`` (the principal
+``api-key``, every scope), from the API keys secret in AWS, ``STEPFOLD_API_KEYS`` / ``STEPFOLD_API_KEY`` locally.
+An allowed request carries ``{"caller": <name>, "scopes": "read operate"}`` as its authorizer context; the API checks
+the scope of each route and records the name as who acted. With no key configured every request is denied: an API
 that starts threads and approves deploys is never open by accident. Approval links are not behind this
 authorizer; their signature protects them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from functions._wiring import runtime
+from functions._wiring import LEGACY_PRINCIPAL, ApiKey, runtime
 
 logger = Logger(service="stepfold")
 
-CALLER = "api-key"
-"""The name the API records as ``by`` for requests this key authorized."""
+CALLER = LEGACY_PRINCIPAL
+"""The name the API records as ``by`` for requests the single ``api_key`` authorized."""
 
 _warned_no_key = False
 
@@ -37,27 +41,64 @@ def presented_keys(headers: Mapping[str, str]) -> list[str]:
 
 
 def is_authorized(headers: Mapping[str, str], api_key: str | None) -> bool:
-    """True if a key in ``headers`` equals ``api_key`` (constant-time); always False when no key is configured."""
+    """True if a key in ``headers`` equals ``api_key`` (constant-time); always False when no key is configured.
+
+    Keys are encoded with ``surrogatepass``: a header holding a lone surrogate is simply not the key, where
+    plain ``encode()`` would raise and API Gateway would answer the caller 500 instead of 403.
+    """
     if not api_key:
         return False
     expected = api_key.encode()
     # Every candidate is compared, so the time taken does not say which header matched.
-    matches = [hmac.compare_digest(key.encode(), expected) for key in presented_keys(headers)]
+    matches = [hmac.compare_digest(key.encode("utf-8", "surrogatepass"), expected) for key in presented_keys(headers)]
     return any(matches)
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+
+
+def authenticate(headers: Mapping[str, str], principals: Mapping[str, ApiKey]) -> tuple[str, ApiKey] | None:
+    """The principal whose key ``headers`` carry, or None.
+
+    Every presented key is compared with every configured key, and the comparisons are of SHA-256 digests (all
+    32 bytes), so neither the time taken nor an early exit says which name, or how much of a key, matched. Two
+    headers carrying the keys of two different principals are refused: the request must say who it is.
+    """
+    presented = [_digest(key) for key in presented_keys(headers)]
+    matched: set[str] = set()
+    for name, entry in principals.items():
+        expected = _digest(entry.key)
+        hits = [hmac.compare_digest(digest, expected) for digest in presented]
+        if any(hits):
+            matched.add(name)
+    if len(matched) != 1:
+        return None
+    (name,) = matched
+    return name, principals[name]
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _warned_no_key  # noqa: PLW0603 - warn once per container, not once per request
-    api_key = runtime().secrets.api_key
-    if not api_key and not _warned_no_key:
+    principals = runtime().secrets.principals()
+    if not principals and not _warned_no_key:
         _warned_no_key = True
-        logger.warning("no API key is configured (secret 'api_key' or STEPFOLD_API_KEY): denying every request")
-    allowed = is_authorized(event.get("headers") or {}, api_key)
-    if not allowed:
+        logger.warning(
+            "no API key is configured (api_key or api_keys in the API keys secret, STEPFOLD_API_KEY or "
+            "STEPFOLD_API_KEYS locally): denying every request"
+        )
+    headers = event.get("headers")
+    found = authenticate(headers if isinstance(headers, Mapping) else {}, principals)
+    if found is None:
         logger.info("denied", extra={"route": event.get("routeKey"), "source_ip": _source_ip(event)})
-    return {"isAuthorized": allowed, "context": {"caller": CALLER} if allowed else {}}
+        return {"isAuthorized": False, "context": {}}
+    name, entry = found
+    # Scopes as one space-separated string, as OAuth writes them: a context value of the simplest type.
+    return {"isAuthorized": True, "context": {"caller": name, "scopes": " ".join(entry.scopes)}}
 
 
 def _source_ip(event: Mapping[str, Any]) -> str | None:
-    ip = event.get("requestContext", {}).get("http", {}).get("sourceIp")
+    context = event.get("requestContext")
+    http = context.get("http") if isinstance(context, Mapping) else None
+    ip = http.get("sourceIp") if isinstance(http, Mapping) else None
     return ip if isinstance(ip, str) else None

@@ -11,11 +11,16 @@ Every entry ends in :mod:`core.triggers`' one idempotent launch and returns with
 - SQS: each record's body is one of the two above, or a queued webhook ``{"webhook": SOURCE, "headers": {...},
   "body": "<raw>"}`` (verified against the time SQS received it); failed records are reported with
   ``{"batchItemFailures": [...]}`` so only they are retried.
+
+Callback and ``response_url`` values naming loopback or link-local addresses are refused; the local stack may
+allow them with ``STEPFOLD_ALLOW_LOOPBACK_CALLBACKS=1`` (never set it in AWS). Every HTTP answer is JSON with
+``X-Content-Type-Options: nosniff``, and a 5xx never carries exception text (it is logged instead).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 from typing import Any, Literal
 
@@ -39,22 +44,65 @@ from functions._wiring import Runtime, runtime
 logger = Logger(service="stepfold")
 app = APIGatewayHttpResolver(debug=False)  # debug mode would echo events, signatures included
 
+"""Set to 1 on the local stack only: lets callback/response URLs point at this machine."""
+JSON_HEADERS = {"X-Content-Type-Options": "nosniff"}
+"""Sent with every answer: a browser must not sniff a JSON body that echoes a sender's text into HTML."""
+
 
 @app.post("/webhooks/<source>")
 def webhook(source: str) -> Response[str]:
     rt = runtime()
     request = app.current_event
-    body = request.body or ""
-    raw = base64.b64decode(body) if request.is_base64_encoded else body.encode()
-    answer = answer_webhook(_launcher(rt), source, request.headers, raw, secrets=_secrets(rt), now=_now(rt))
+    raw = _raw_body(request.body or "", base64_encoded=bool(request.is_base64_encoded))
+    if raw is None:
+        return _json(400, {"error": "bad_request", "detail": "the body is marked base64 but is not valid base64"})
+    answer = answer_webhook(
+        _launcher(rt),
+        source,
+        request.headers,
+        raw,
+        secrets=_secrets(rt),
+        now=_now(rt),
+        method=request.http_method,
+        allow_loopback=rt.settings.reply_allow_loopback,
+    )
     _log("webhook", answer.started, source=source, status=answer.status, reason=answer.reason)
-    return Response(answer.status, content_types.APPLICATION_JSON, json.dumps(answer.body))
+    return _json(answer.status, answer.body)
 
 
 @app.not_found
 def not_found(_: Exception) -> Response[str]:
     detail = "deliver webhooks with POST /webhooks/{source}"
-    return Response(404, content_types.APPLICATION_JSON, json.dumps({"error": "not_found", "detail": detail}))
+    return _json(404, {"error": "not_found", "detail": detail})
+
+
+def internal(_: Exception) -> Response[str]:
+    """Anything unexpected: logged with its traceback, answered without it (the caller may be anyone)."""
+    logger.exception("webhook failed")
+    request_id = app.current_event.request_context.request_id
+    detail = f"something failed on our side (request {request_id}); it was logged. Retry the delivery later"
+    return _json(500, {"error": "internal", "detail": detail})
+
+
+app.exception_handler(Exception)(internal)  # registered by call: the decorator is untyped
+
+
+def _json(status: int, body: dict[str, Any]) -> Response[str]:
+    return Response(status, content_types.APPLICATION_JSON, json.dumps(body), headers=dict(JSON_HEADERS))
+
+
+def _raw_body(body: str, *, base64_encoded: bool) -> bytes | None:
+    """The bytes the sender signed, or None for a body flagged base64 that is not.
+
+    ``surrogatepass`` keeps a body API Gateway could only pass as lone surrogates from raising here: its
+    bytes then match no signature, and the sender gets a 401 instead of a 500.
+    """
+    if not base64_encoded:
+        return body.encode("utf-8", "surrogatepass")
+    try:
+        return base64.b64decode(body)
+    except (binascii.Error, ValueError):
+        return None
 
 
 @logger.inject_lambda_context(log_event=False, clear_state=True)
@@ -91,11 +139,20 @@ def on_message(message: dict[str, Any], *, now: int) -> dict[str, Any]:
         started = start_event(launcher, message)
         _log("event", started, event_id=message.get("id"), detail_type=message.get("detail-type"))
     elif "webhook" in message:
-        body = str(message.get("body") or "")
-        raw = base64.b64decode(body) if message.get("isBase64Encoded") else body.encode()
+        raw = _raw_body(str(message.get("body") or ""), base64_encoded=bool(message.get("isBase64Encoded")))
+        if raw is None:
+            raise BadDeliveryError("the queued webhook's body is marked base64 but is not valid base64")
         given = message.get("headers")
         headers = {str(k): str(v) for k, v in given.items()} if isinstance(given, dict) else {}
-        answer = answer_webhook(launcher, str(message["webhook"]), headers, raw, secrets=_secrets(rt), now=now)
+        answer = answer_webhook(
+            launcher,
+            str(message["webhook"]),
+            headers,
+            raw,
+            secrets=_secrets(rt),
+            now=now,
+            allow_loopback=rt.settings.reply_allow_loopback,
+        )
         _log("queued webhook", answer.started, source=message["webhook"], status=answer.status, reason=answer.reason)
         if answer.status >= 400:
             raise _refused(answer)

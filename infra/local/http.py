@@ -26,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from core.parsing import ascii_int
 from infra.local.stack import ACCOUNT, REGION, LambdaContext, LocalStack
 from infra.local.template import Template, TemplateError
 
@@ -39,6 +40,9 @@ TEXT_TYPES = ("application/json", "application/xml", "application/javascript")
 requests without a content type included) arrives base64-encoded with ``isBase64Encoded: true``."""
 
 _NO_AUTH = "NONE"
+_CHUNK_SIZE = re.compile(rb"[0-9a-fA-F]{1,8}")
+_SECURITY_HEADERS = [("x-content-type-options", "nosniff")]
+"""On the door's own JSON answers (404, 401, 413, 500), as on the functions'."""
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
 )
@@ -251,7 +255,7 @@ class Response:
 
 def _json(status: int, error: str, detail: str) -> Response:
     body = json.dumps({"error": error, "detail": detail}).encode()
-    return Response(status, [("content-type", "application/json")], body)
+    return Response(status, [("content-type", "application/json"), *_SECURITY_HEADERS], body)
 
 
 def to_response(result: Any) -> Response:
@@ -363,8 +367,12 @@ class FrontDoor(ThreadingHTTPServer):
             except ValueError as exc:
                 raise IntegrationError(f"{route.function} returned an invalid response: {exc}") from exc
         except IntegrationError as exc:  # API Gateway answers 500 for a failed integration, and so do we
-            logger.error("%s %s: %s", request.method, path, exc, exc_info=exc.__cause__)
-            return _json(500, "internal", str(exc))
+            # The exception goes to the log only: its text can hold paths, SQL, secrets or the caller's own input,
+            # and the door is what `stepfold serve` exposes (API Gateway never echoes it either).
+            request_id = event["requestContext"]["requestId"]
+            logger.error("%s %s (request %s): %s", request.method, path, request_id, exc, exc_info=exc.__cause__)
+            detail = f"{route.function} failed (request {request_id}); the server's log has the error"
+            return _json(500, "internal", detail)
 
 
 class IntegrationError(Exception):
@@ -411,7 +419,10 @@ class _Handler(BaseHTTPRequestHandler):
             chunks: list[bytes] = []
             size = 0
             while True:
-                length = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                size_line = self.rfile.readline().split(b";", 1)[0].strip() or b"0"
+                if not _CHUNK_SIZE.fullmatch(size_line):
+                    raise ValueError("a chunk size is not 1-8 hex digits")
+                length = int(size_line, 16)
                 if length == 0:
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass
@@ -421,10 +432,13 @@ class _Handler(BaseHTTPRequestHandler):
                     return None
                 chunks.append(self.rfile.read(length))
                 self.rfile.readline()
-        length = int(self.headers.get("content-length") or 0)
-        if length > MAX_BODY_BYTES:
+        given = (self.headers.get("content-length") or "0").strip()
+        declared = ascii_int(given, max_digits=19)  # not int(), which also takes '+7', '٣' and '1_0'
+        if declared is None:
+            raise ValueError(f"Content-Length {given[:40]!r} is not a number of bytes")
+        if declared > MAX_BODY_BYTES:
             return None
-        return self.rfile.read(length) if length > 0 else b""
+        return self.rfile.read(declared) if declared > 0 else b""
 
     def _send(self, response: Response) -> None:
         self.send_response(response.status)

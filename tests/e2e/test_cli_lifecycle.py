@@ -74,7 +74,7 @@ def test_a_rejection_with_a_reason_reaches_the_model(served: Served) -> None:
     assert f"{thread_id}  reject recorded" in rejected
     replanned = _ok("events", thread_id, "--follow", url=served.url)
 
-    assert "<- bob via api: reject: deploy to staging first" in replanned
+    assert "<- api-key via api: reject: deploy to staging first" in replanned  # the caller, not the body
     assert "deploy_frontend      tag='v1.4.2' environment='staging'" in replanned  # the model re-planned
     calls = [e for e in _events(served, thread_id) if e["type"] == "tool_call" and not e.get("prefetch")]
     assert [c["args"]["environment"] for c in calls] == ["production", "staging", "production"]

@@ -490,13 +490,13 @@ def test_approve_through_responses_then_a_second_approval_is_409(stack: LocalSta
     first = call("POST", f"/threads/{thread_id}/responses", {"decision": "approve", "by": "alice"})
     assert first.status == 200, first.body
     again = call("POST", f"/threads/{thread_id}/responses", {"decision": "approve", "approval_id": approval_id})
-    assert_error(again, 409, "already_decided", "approved by alice")
+    assert_error(again, 409, "already_decided", "approved by api-key")  # the principal, not the body's "by"
     final = stack.wait(thread_id)
     assert fold(final).answer == "Deployed backend v1.5.0 to production."
     assert_error(call("POST", f"/threads/{thread_id}/responses", {"decision": "approve"}), 409, "wrong_state")
     assert len(deploybot.SERVICE.deployments) == 1
     response = stack.rt.approvals.get(approval_id)
-    assert (response.state, response.decided_by) == ("approved", "alice")
+    assert (response.state, response.decided_by) == ("approved", "api-key")
 
 
 def test_edit_args_are_revalidated_and_the_edited_call_runs(stack: LocalStack) -> None:
@@ -640,3 +640,278 @@ def test_fork_refuses_a_cut_in_the_middle_of_a_step_and_an_unknown_thread(stack:
     assert reply.status == 400, reply.body
     assert call("POST", "/threads/th_nope/fork", {"at": 1}).status == 404
     assert call("POST", f"/threads/{original}/fork", {"at": 0}).status == 422
+
+
+# --- issue 13: malformed requests are 4xx with a clear message, never a 5xx ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 100_000 + "]" * 100_000,
+        '{"agent": "calculator", "input": "x", "labels": ' + "{" * 5_000 + "}" * 5_000 + "}",
+        '{"agent": "calculator", "input": ' + "[" * 65 + "]" * 65 + "}",
+    ],
+)
+def test_deeply_nested_json_is_400_not_a_recursion_error(stack: LocalStack, body: str) -> None:
+    reply = call("POST", "/threads", body)
+    assert_error(reply, 400, "invalid_body", "nested deeper than 64 levels")
+    assert stack.clients["stepfunctions"].list_executions(stateMachineArn=stack.state_machine_arn)["executions"] == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"agent": "calculator", "input": "what is 2+2 \\ud800"}',
+        '{"agent": "calculator", "input": "x", "labels": {"\\udfff": "v"}}',
+        '{"agent": "calculator", "input": "x", "idempotency_key": "k\\udbff"}',
+    ],
+)
+def test_a_lone_surrogate_in_the_body_is_400_at_the_boundary_and_nothing_is_stored(
+    stack: LocalStack, body: str
+) -> None:
+    reply = call("POST", "/threads", body)
+    assert_error(reply, 400, "invalid_body", "unpaired UTF-16 surrogate")
+    assert stack.clients["stepfunctions"].list_executions(stateMachineArn=stack.state_machine_arn)["executions"] == []
+
+
+def test_a_lone_surrogate_in_a_base64_body_or_the_query_string_is_400(stack: LocalStack) -> None:
+    encoded = http_event("POST", "/threads", "")
+    raw = b'{"agent": "calculator", "input": "\\ud800"}'
+    encoded.update(body=base64.b64encode(raw).decode(), isBase64Encoded=True)
+    assert_error(call("POST", "/threads", event=encoded), 400, "invalid_body", "surrogate")
+    listing = http_event("GET", "/threads", query={"agent": "calculator"})
+    listing["queryStringParameters"] = {"agent": "\ud800"}  # what a v2 event holds for an undecodable %ED%A0%80
+    assert_error(call("GET", "/threads", event=listing), 400, "invalid_body", "query string")
+
+
+def test_every_json_answer_carries_nosniff(stack: LocalStack) -> None:
+    thread_id = launch("calculator", "what is 2 + 2?")
+    replies = [
+        call("GET", f"/threads/{thread_id}"),
+        call("GET", "/agents"),
+        call("GET", "/nowhere"),
+        call("POST", "/threads", "{not json"),
+        call("POST", "/threads", "[" * 1000 + "]" * 1000),
+        call("POST", "/threads", "x" * 300_000),
+    ]
+    assert [r.headers.get("x-content-type-options") for r in replies] == ["nosniff"] * len(replies)
+
+
+def test_a_5xx_body_names_the_request_but_never_the_exception(stack: LocalStack) -> None:
+    stack.clients["dynamodb"].delete_table(TableName="stepfold-threads")  # the store fails under the handler
+    reply = call("GET", "/threads/th_gone")
+    assert reply.status >= 500, reply.body
+    text = json.dumps(reply.body)
+    for leaked in ("ResourceNotFound", "Traceback", "botocore", "ClientError", "stepfold-threads", "Exception"):
+        assert leaked not in text, text
+    assert "request" in reply.body["detail"]
+
+
+# --- issue 13: what an API key holder cannot do ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("labels", "refused"),
+    [
+        ({"reply_to": "http://127.0.0.1:9/x", "reply_format": "stepfold"}, "reply_to"),
+        ({"reply_format": "slack", "reply_to": "https://hooks.slack.com/commands/T/1/x"}, "reply_format"),
+        ({"reply_secret": "x"}, "reply_secret"),
+        ({"trigger": "webhook:github"}, "trigger"),
+        ({"delivery_id": "d-1", "team": "ops"}, "delivery_id"),
+        ({"trigger_event": "issues.opened"}, "trigger_event"),
+        ({"forked_from": "th_someone_else"}, "forked_from"),
+    ],
+)
+def test_launch_refuses_labels_only_triggers_or_stepfold_set_with_422(
+    stack: LocalStack, labels: dict[str, str], refused: str
+) -> None:
+    reply = call("POST", "/threads", {"agent": "calculator", "input": "add 1 and 2", "labels": labels})
+    assert_error(reply, 422, "reserved_label", repr(refused), "choose another label name")
+    assert call("GET", "/threads").body["threads"] == []  # nothing was created
+    assert stack.clients["stepfunctions"].list_executions(stateMachineArn=stack.state_machine_arn)["executions"] == []
+    ok = call("POST", "/threads", {"agent": "calculator", "input": "add 1 and 2", "labels": {"team": "ops"}})
+    assert ok.status == 201, ok.body  # ordinary labels still work
+
+
+def test_a_decision_is_recorded_as_the_authenticated_caller_and_the_body_only_adds_a_note(stack: LocalStack) -> None:
+    thread_id = waiting_deploybot(stack)
+    approval_id = call("GET", f"/threads/{thread_id}").body["approval_id"]
+    body = {"decision": "approve", "by": "alice@example.com (CFO)", "comment": "ship it"}
+    assert call("POST", f"/threads/{thread_id}/responses", body, caller="api-key").status == 200
+    final = stack.wait(thread_id)
+    (response,) = [e for e in final.events if isinstance(e, HumanResponse)]
+    assert response.by == "api-key"
+    assert response.comment == "ship it"
+    assert response.note == "alice@example.com (CFO)"
+    assert stack.rt.approvals.get(approval_id).decided_by == "api-key"
+    assert "alice" not in json.dumps(stack.rt.approvals.get(approval_id).model_dump())
+
+
+def test_replies_are_signed_with_their_own_key_and_sent_only_where_the_policy_allows(stack: LocalStack) -> None:
+    import threading  # noqa: PLC0415
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: PLC0415
+
+    from core.notify import verify_webhook  # noqa: PLC0415
+    from functions._wiring import Secrets  # noqa: PLC0415
+
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(
+                ({k.lower(): v for k, v in self.headers.items()}, self.rfile.read(int(self.headers["content-length"])))
+            )
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        rt = stack.rt
+        rt.replier = None  # the runtime builds its real HTTP replier, as a deployed function does
+        rt._secrets = Secrets(
+            link_signing_key="k", stepfold_webhook_secret="inbound-secret", reply_signing_key="reply-key"
+        )
+        url = f"http://127.0.0.1:{server.server_port}/agent-results"
+        labels = {"reply_to": url, "reply_format": "stepfold", "trigger": "webhook:shop"}
+        thread = start_thread("th_reply_policy_1", "calculator", "add 1 and 2", now=rt.now(), **labels)
+        rt.threads.create(thread.extend([Done(seq=1, ts=rt.now(), answer="3")]))
+
+        refused = rt.send_reply("th_reply_policy_1")  # AWS settings: loopback is never a destination
+        assert refused is not None
+        assert not refused.sent
+        assert "loopback" in refused.error
+        assert received == []
+
+        rt.settings = rt.settings.model_copy(update={"reply_allow_loopback": True})  # the local stack's switch
+        sent = rt.send_reply("th_reply_policy_1")
+        assert sent is not None
+        assert sent.sent, sent.error
+        ((headers, content),) = received
+        now = int(time.time())
+        assert verify_webhook("reply-key", headers["x-stepfold-signature"], content, now=now)
+        assert not verify_webhook("inbound-secret", headers["x-stepfold-signature"], content, now=now)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# --- issue 13: named principals and scopes -------------------------------------------------------------------------
+
+
+def as_key(method: str, path: str, body: Any = None, *, caller: str, scopes: str) -> Reply:
+    """Call the API as the Lambda authorizer lets a named key in: ``requestContext.authorizer.lambda``."""
+    event = http_event(method, path, body)
+    event["requestContext"]["authorizer"] = {"lambda": {"caller": caller, "scopes": scopes}}
+    return call(method, path, event=event)
+
+
+def as_token(method: str, path: str, body: Any = None, **claims: str) -> Reply:
+    """Call the API as API Gateway's JWT authorizer lets a token in: ``requestContext.authorizer.jwt``."""
+    event = http_event(method, path, body)
+    base = {"iss": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_abc", "sub": "7f1c-user", "exp": "1"}
+    event["requestContext"]["authorizer"] = {"jwt": {"claims": {**base, **claims}, "scopes": None}}
+    return call(method, path, event=event)
+
+
+def test_a_key_without_the_scope_is_403_naming_what_it_may_and_may_not_do(stack: LocalStack) -> None:
+    thread_id = waiting_deploybot(stack)
+    reader = as_key("POST", "/threads", {"agent": "calculator", "input": "add 1 and 2"}, caller="dash", scopes="read")
+    assert_error(reader, 403, "forbidden", "this key (dash) may read, not operate")
+    approve = {"decision": "approve"}
+    ops = as_key("POST", f"/threads/{thread_id}/responses", approve, caller="ops-bot", scopes="read operate")
+    assert_error(ops, 403, "forbidden", "this key (ops-bot) may read and operate, not approve")
+    blind = as_key("GET", f"/threads/{thread_id}", caller="alice", scopes="approve")
+    assert_error(blind, 403, "forbidden", "this key (alice) may approve, not read")
+    for path in ("pause", "resume", "cancel", "retry", "messages", "fork"):
+        refused = as_key("POST", f"/threads/{thread_id}/{path}", {}, caller="alice", scopes="read approve")
+        assert_error(refused, 403, "forbidden", "not operate")
+    compat = as_key(
+        "POST",
+        f"/thread/{thread_id}/response",
+        {"type": "approval", "approved": True},
+        caller="x",
+        scopes="read operate",
+    )
+    assert_error(compat, 403, "forbidden", "not approve")
+    assert fold(stack.thread(thread_id)).status == "awaiting_human"  # nothing of the above touched it
+
+
+def test_each_scope_lets_its_routes_through_and_by_is_the_keys_name(stack: LocalStack) -> None:
+    launched = as_key(
+        "POST", "/threads", {"agent": "deploybot", "input": "deploy the backend"}, caller="ops-bot", scopes="operate"
+    )
+    assert launched.status == 201, launched.body
+    thread_id = launched.body["thread_id"]
+    assert fold(stack.wait(thread_id)).status == "awaiting_human"
+    assert as_key("GET", f"/threads/{thread_id}", caller="dash", scopes="read").status == 200
+    answer = {"decision": "reject", "comment": "not today", "by": "someone-else"}
+    decided = as_key("POST", f"/threads/{thread_id}/responses", answer, caller="alice", scopes="approve")
+    assert decided.status == 200, decided.body
+    thread = stack.wait(thread_id)
+    (response,) = [e for e in thread.events if isinstance(e, HumanResponse)]
+    assert response.by == "alice"  # the principal, never the body's "by"
+
+
+def test_an_approve_only_key_cannot_continue_a_done_thread_through_the_compat_response_route(stack: LocalStack) -> None:
+    thread_id = launch("calculator", "add 1 and 2")
+    assert fold(stack.wait(thread_id)).status == "done"
+    sent = {"type": "response", "response": "multiply 6 and 7"}
+    refused = as_key("POST", f"/thread/{thread_id}/response", sent, caller="alice", scopes="read approve")
+    assert_error(refused, 403, "forbidden", "this key (alice) may read and approve, not operate")
+    assert len(stack.thread(thread_id).events) == len(stack.wait(thread_id).events)
+    assert as_key("POST", f"/thread/{thread_id}/response", sent, caller="ops", scopes="approve operate").status == 200
+    inputs = [e for e in stack.wait(thread_id).events if isinstance(e, UserInput)]
+    assert inputs[-1].source == "message:ops"
+
+
+def test_a_jwt_principal_is_named_by_its_claims_and_scoped_by_its_scope_claim(stack: LocalStack) -> None:
+    """API Gateway's JWT authorizer (template.yaml JwtIssuer): the name from the claims, scopes from ``scope``
+    (Cognito writes them ``<resource server>/<scope>``) or ``scp`` (flattened to ``"[a b]"`` by API Gateway)."""
+    launched = as_token(
+        "POST",
+        "/threads",
+        {"agent": "deploybot", "input": "deploy the backend"},
+        scope="stepfold/operate stepfold/read",
+    )
+    assert launched.status == 201, launched.body
+    thread_id = launched.body["thread_id"]
+    assert fold(stack.wait(thread_id)).status == "awaiting_human"
+    refused = as_token("POST", f"/threads/{thread_id}/responses", {"decision": "approve"}, scope="stepfold/read")
+    assert_error(refused, 403, "forbidden", "this token (7f1c-user) may read, not approve", "scope or scp claim")
+    unverified = {"email": "mallory@example.com", "email_verified": "false", "username": "mallory"}
+    assert_error(as_token("GET", f"/threads/{thread_id}", **unverified), 403, "forbidden", "(mallory) has no")
+    decided = as_token(
+        "POST",
+        f"/threads/{thread_id}/responses",
+        {"decision": "reject", "by": "bob"},
+        scp="[read approve]",
+        email="alice@example.com",
+        email_verified="true",
+    )
+    assert decided.status == 200, decided.body
+    (response,) = [e for e in stack.wait(thread_id).events if isinstance(e, HumanResponse)]
+    assert response.by == "alice@example.com"
+
+
+def test_pause_resume_cancel_record_the_principal_as_by(stack: LocalStack) -> None:
+    thread_id = waiting_deploybot(stack)
+    assert (
+        as_key("POST", f"/threads/{thread_id}/pause", {"reason": "lunch"}, caller="ops-bot", scopes="operate").status
+        == 200
+    )
+    paused = [e for e in stack.thread(thread_id).events if isinstance(e, Paused)]
+    assert paused[-1].by == "ops-bot"
+    assert as_key("POST", f"/threads/{thread_id}/cancel", {}, caller="ops-bot", scopes="operate").status == 200
+    failed = [e for e in stack.thread(thread_id).events if isinstance(e, Failed)]
+    assert "ops-bot" in failed[-1].reason
+
+
+def test_an_authorizer_context_of_another_kind_grants_nothing(stack: LocalStack) -> None:
+    event = http_event("GET", "/agents")
+    event["requestContext"]["authorizer"] = {"iam": {"userArn": "arn:aws:iam::123456789012:user/x"}}
+    assert_error(call("GET", "/agents", event=event), 403, "forbidden", "has no stepfold scope")

@@ -340,7 +340,7 @@ def test_an_unreadable_form_body_is_refused(deploy: Waiting) -> None:
     event["body"] = "%%% not base64 %%%"
     _refused(call(event), 400, "the form could not be read")
     event["body"] = "A" * 200_000
-    _refused(call(event), 400, "the form is too large")
+    _refused(call(event), 413, "the form is larger than 64000 bytes")
     deploy.assert_unchanged()
 
 
@@ -652,3 +652,53 @@ def test_a_wait_that_already_ended_keeps_the_decision_and_says_so(deploy: Waitin
     assert "had already ended" in page(response)
     assert _response(deploy.stack.thread(deploy.thread.id)).decision == "approve"
     assert deploy.stack.rt.approvals.get(deploy.approval.approval_id).state == "approved"
+
+
+# --- issue 13: ended and paused threads, malformed links and forms -------------------------------------------------
+
+
+def test_a_link_to_a_thread_cancelled_without_closing_its_record_is_refused_and_records_nothing(
+    deploy: Waiting,
+) -> None:
+    # A cancel whose wait lookup missed the record (it was written a moment later) leaves it pending.
+    from core.control import cancel  # noqa: PLC0415
+
+    rt = deploy.stack.rt
+    cancel(rt.threads, None, deploy.thread.id, by="ops", reason="wrong ticket", clock=rt.clock)
+    before = deploy.stack.thread(deploy.thread.id)
+    _refused(deploy.get(), 409, "can no longer be answered", "the thread was cancelled")
+    _refused(deploy.post({"by": "alice", "decision": "approve"}), 409, "can no longer be answered")
+    after = deploy.stack.thread(deploy.thread.id)
+    assert after.version == before.version  # no decision after "failed"
+    assert fold(after).status == "failed"
+    assert rt.approvals.get(deploy.approval.approval_id).state == "cancelled"
+    assert deploybot.SERVICE.deployments == []
+
+
+def test_deciding_on_a_paused_thread_says_it_stays_paused(deploy: Waiting) -> None:
+    from core.control import pause  # noqa: PLC0415
+
+    rt = deploy.stack.rt
+    pause(rt.threads, deploy.thread.id, by="ops", reason="change freeze", clock=rt.clock)
+    response = deploy.post({"by": "alice", "decision": "approve"})
+    assert response["statusCode"] == 200, response["body"]
+    body = html.unescape(page(response))
+    assert "the agent continues" not in body
+    assert "Approved — recorded; the thread is paused" in body
+    assert "it continues when the thread is resumed" in body
+    assert fold(deploy.stack.wait(deploy.thread.id)).status == "paused"
+    assert deploybot.SERVICE.deployments == []
+
+
+@pytest.mark.parametrize("exp", ["%C2%B2", "1" * 5_000, "%D9%A1%D9%A2%D9%A3", "-1", "1e9"])
+def test_a_link_whose_exp_is_not_ascii_digits_or_too_long_is_403_not_500(deploy: Waiting, exp: str) -> None:
+    query = f"exp={exp}&sig={_sig(deploy.query)}"
+    _refused(deploy.get(query=query), 403, "this link's 'exp' is not a time we wrote")
+    _refused(deploy.post({"by": "mallory", "decision": "approve"}, query=query), 403, "not a time we wrote")
+    deploy.assert_unchanged()
+
+
+def test_a_form_with_more_fields_than_the_page_sends_is_400_not_500(deploy: Waiting) -> None:
+    fields = {"by": "alice", "decision": "approve", **{f"f{i}": "x" for i in range(25)}}
+    _refused(deploy.post(fields), 400, "more than 20 fields", "send the form from the page")
+    deploy.assert_unchanged()

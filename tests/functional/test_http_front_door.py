@@ -11,7 +11,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from core.events import HumanResponse, Paused
 from core.thread import fold
+from functions._wiring import ApiKey, Secrets
 from infra.local.http import MAX_BODY_BYTES, FrontDoor, front_door
 from infra.local.stack import LambdaContext, LocalStack
 
@@ -202,7 +204,9 @@ def test_a_function_that_raises_is_a_500_and_the_server_carries_on(stack: LocalS
     failed = http.get("/agents", headers=AUTH)
 
     assert failed.status_code == 500
-    assert failed.json() == {"error": "internal", "detail": "ApiFunction failed: RuntimeError: boom"}
+    assert failed.json()["error"] == "internal"
+    assert "ApiFunction failed (request " in failed.json()["detail"]
+    assert "boom" not in failed.text, "no exception text in a 5xx body"
     _install(stack, "ApiFunction", Probe({"bare": "dict"}))  # no statusCode: API Gateway sends it as JSON
     bare = http.get("/agents", headers=AUTH)
     assert (bare.status_code, bare.json()) == (200, {"bare": "dict"})
@@ -234,3 +238,53 @@ def test_deploybot_lifecycle_over_http_with_links_pointing_at_the_door(
     assert fold(final).status == "done"
     summary = http.get(f"/threads/{thread_id}", headers=AUTH).json()
     assert (summary["status"], summary["answer"]) == ("done", "Deployed backend v1.5.0 to production.")
+
+
+# --- issue 13: named keys with scopes, through the door --------------------------------------------------------------
+
+
+def test_named_keys_reach_the_api_with_their_name_and_scopes_and_the_api_enforces_them(
+    stack: LocalStack, http: httpx.Client
+) -> None:
+    """The door runs the real authorizer and hands its context on as API Gateway does
+    (``requestContext.authorizer.lambda``); the real API refuses what the key's scopes do not cover."""
+    saved = stack.rt._secrets
+    named = {
+        "ops-bot": ApiKey(key="ops-bot-key-0123456789", scopes=("read", "operate")),
+        "alice": ApiKey(key="alice-key-0123456789ab", scopes=("read", "approve")),
+    }
+    stack.rt._secrets = Secrets(link_signing_key="k", api_key=KEY, api_keys=named)
+    try:
+        ops = {"x-api-key": "ops-bot-key-0123456789"}
+        alice = {"authorization": "Bearer alice-key-0123456789ab"}
+        refused = http.post("/threads", json={"agent": "deploybot", "input": "deploy the backend"}, headers=alice)
+        assert refused.status_code == 403, refused.text
+        assert refused.json() == {
+            "error": "forbidden",
+            "detail": "this key (alice) may read and approve, not operate: use a key that has it (api_keys in the "
+            "API keys secret)",
+        }
+        launched = http.post("/threads", json={"agent": "deploybot", "input": "deploy the backend"}, headers=ops)
+        assert launched.status_code == 201, launched.text
+        thread_id = launched.json()["thread_id"]
+        assert fold(stack.wait(thread_id)).status == "awaiting_human"
+        assert (
+            http.post(f"/threads/{thread_id}/responses", json={"decision": "approve"}, headers=ops).status_code == 403
+        )
+        paused = http.post(f"/threads/{thread_id}/pause", json={"reason": "wait"}, headers=ops)
+        assert paused.status_code == 200, paused.text
+        assert [e.by for e in stack.thread(thread_id).events if isinstance(e, Paused)] == ["ops-bot"]
+        decided = http.post(f"/threads/{thread_id}/responses", json={"decision": "reject", "by": "x"}, headers=alice)
+        assert decided.status_code == 200, decided.text
+        decisions = [e.by for e in stack.thread(thread_id).events if isinstance(e, HumanResponse)]
+        assert decisions == ["alice"]
+    finally:
+        stack.rt._secrets = saved
+
+
+def test_the_door_hands_the_authorizers_context_on_as_api_gateway_does(stack: LocalStack, http: httpx.Client) -> None:
+    probe = Probe()
+    _install(stack, "ApiFunction", probe)
+    assert http.get("/agents", headers=AUTH).status_code == 200
+    (event,) = probe.events
+    assert event["requestContext"]["authorizer"] == {"lambda": {"caller": "api-key", "scopes": "read operate approve"}}

@@ -77,3 +77,25 @@ def test_a_tampered_readme_example_is_refused(served: tuple[LocalStack, FrontDoo
     reply = _run(block, door.base_url)
     assert reply.status_code == 401, reply.text
     assert time.monotonic() - before < 30
+
+
+def test_the_readme_github_example_replayed_with_a_new_delivery_id_starts_nothing_new(
+    served: tuple[LocalStack, FrontDoor],
+) -> None:
+    """The example puts a fresh X-GitHub-Delivery in every run; the signed body is what names the thread."""
+    _, door = served
+    first = _run(_curl_blocks()[0], door.base_url)
+    again = _run(_curl_blocks()[0], door.base_url)
+    assert first.status_code in (200, 202), first.text
+    assert again.status_code == 200, again.text
+    assert again.json() == {"thread_id": first.json()["thread_id"], "agent": "triage", "duplicate": True}
+
+
+def test_the_readme_signed_envelope_replayed_to_another_source_is_refused(served: tuple[LocalStack, FrontDoor]) -> None:
+    """Every source outside GitHub and Slack shares the stepfold secret: the signed path keeps them apart."""
+    _, door = served
+    block = _curl_blocks()[1].replace('"$URL/webhooks/shop"', '"$URL/webhooks/stepfold"')
+    assert block != _curl_blocks()[1]
+    reply = _run(block, door.base_url)
+    assert reply.status_code == 401, reply.text
+    assert "signed POST /webhooks/stepfold" in reply.json()["detail"]

@@ -131,7 +131,9 @@ def post(path: str, body: dict[str, Any]) -> Any:
 
 
 def finished_deploybot(stack: LocalStack, text: str = "deploy the latest backend to production") -> Thread:
-    """A deploybot thread that asked to deploy to production, was approved by alice, and finished."""
+    """A deploybot thread that asked to deploy to production, was approved through the API and finished.
+
+    The body names alice, but the record names the authenticated caller; alice is only a note."""
     thread_id = post("/threads", {"agent": "deploybot", "input": text})["thread_id"]
     assert fold(stack.wait(thread_id)).status == "awaiting_human"
     post(f"/threads/{thread_id}/responses", {"decision": "approve", "by": "alice", "comment": "ship it"})
@@ -198,7 +200,7 @@ def test_the_page_of_a_finished_deploybot_thread_shows_every_step_the_approval_a
     assert "Result of <code>deploy_backend</code>" in body
     assert html.escape('"url": "https://example.com"') in body
     assert "<h3>Approval requested</h3>" in body
-    assert "<h3>Approved <code>deploy_backend</code> by alice</h3>" in body
+    assert "<h3>Approved <code>deploy_backend</code> by api-key</h3>" in body  # the caller, never the body
     assert "<span>via api</span>" in body
     assert '<p class="text">ship it</p>' in body
 

@@ -16,11 +16,11 @@ import pytest
 
 from core.agents import orders, standup, triage
 from core.control import thread_id_for
-from core.notify import sign_webhook, verify_webhook
+from core.notify import verify_webhook
 from core.replies import DELIVERY_HEADER, HttpReplier
 from core.store.base import ThreadNotFoundError
 from core.thread import fold
-from core.triggers import sign_github, sign_slack
+from core.triggers import sign_github, sign_slack, sign_stepfold
 from infra.local.stack import LocalStack
 from infra.local.triggers import deliver, event_envelope, fire_schedule, list_schedules, sqs_event
 from tests.functional._http_events import http_event
@@ -96,6 +96,11 @@ def _github(body: bytes, delivery: str, *, secret: str = GITHUB_SECRET, event: s
     }
 
 
+def _sf(body: bytes, *, at: int | None = None, secret: str = STEPFOLD_SECRET, source: str = "shop") -> str:
+    """The X-Stepfold-Signature a sender computes for POST /webhooks/<source>."""
+    return sign_stepfold(secret, int(time.time()) if at is None else at, body, path=f"/webhooks/{source}")
+
+
 def _executions(stack: LocalStack, thread_id: str) -> list[str]:
     sfn = stack.clients["stepfunctions"]
     found = sfn.list_executions(stateMachineArn=stack.state_machine_arn)["executions"]
@@ -141,7 +146,7 @@ def _stale_slack(body: bytes) -> dict[str, str]:
 
 
 def _stale_stepfold(body: bytes) -> dict[str, str]:
-    return {"x-stepfold-signature": sign_webhook(STEPFOLD_SECRET, int(time.time()) - 301, body)}
+    return {"x-stepfold-signature": _sf(body, at=int(time.time()) - 301)}
 
 
 @pytest.mark.parametrize(
@@ -154,7 +159,7 @@ def _stale_stepfold(body: bytes) -> dict[str, str]:
         ("slack", _stale_slack, "from our clock"),
         ("shop", lambda b: {}, "X-Stepfold-Signature header is missing"),
         ("shop", _stale_stepfold, "from our clock"),
-        ("shop", lambda b: {"x-stepfold-signature": sign_webhook("guess", int(time.time()), b)}, "does not match"),
+        ("shop", lambda b: {"x-stepfold-signature": _sf(b, secret="guess")}, "does not match"),
     ],
 )
 def test_unsigned_badly_signed_and_stale_deliveries_are_401_and_start_nothing(
@@ -250,7 +255,7 @@ def test_the_answer_goes_back_to_the_callback_url_signed(stack: LocalStack, repl
     ).encode()
     headers = {
         "content-type": "application/json",
-        "x-stepfold-signature": sign_webhook(STEPFOLD_SECRET, int(time.time()), body),
+        "x-stepfold-signature": _sf(body),
     }
     status, answer = _post(stack, "shop", body, headers)
     assert (status, answer["agent"]) == (202, "orders")
@@ -355,10 +360,129 @@ def test_a_queued_webhook_is_checked_against_when_sqs_received_it(stack: LocalSt
     signed_at = int(time.time()) - 3600  # signed an hour ago, queued right then, processed now
     message = {
         "webhook": "shop",
-        "headers": {"x-stepfold-signature": sign_webhook(STEPFOLD_SECRET, signed_at, body.encode())},
+        "headers": {"x-stepfold-signature": _sf(body.encode(), at=signed_at)},
         "body": body,
     }
     assert deliver(stack, sqs_event([json.dumps(message)], sent_at=signed_at + 2)) == {"batchItemFailures": []}
     assert fold(stack.wait(thread_id_for("orders", "webhook:shop:evt_q"))).status == "done"
     late = sqs_event([json.dumps({**message, "body": body})], sent_at=signed_at + 600)
     assert len(deliver(stack, late)["batchItemFailures"]) == 1
+
+
+# --- issue 13: what a captured delivery or a malformed request can do -------------------------------------------
+
+
+def _raw_post(stack: LocalStack, source: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+    """The handler's whole v2 result (status, headers, body) for a webhook POST through API Gateway's event."""
+    event = http_event("POST", ROUTE, {"source": source}, headers=headers, body=body.decode("utf-8", "surrogatepass"))
+    result: dict[str, Any] = deliver(stack, event)
+    return result
+
+
+def test_a_captured_github_delivery_replayed_with_a_new_delivery_id_starts_nothing(stack: LocalStack) -> None:
+    body = json.dumps(ISSUE).encode()
+    status, first = _post(stack, "github", body, _github(body, "d-original"))
+    assert status == 202
+    thread_id = first["thread_id"]
+    stack.wait(thread_id)
+
+    # X-GitHub-Delivery is not signed: an attacker with a captured request can put anything there.
+    for forged in ("d-replay-1", str(uuid.uuid4()), "x" * 200):
+        status, again = _post(stack, "github", body, _github(body, forged))
+        assert (status, again) == (200, {"thread_id": thread_id, "agent": "triage", "duplicate": True})
+    stack.wait_idle()
+    assert _all_executions(stack) == [f"{thread_id}-1"]
+    assert stack.thread(thread_id).labels["delivery_id"] == "d-original"
+
+
+@pytest.mark.parametrize("timestamp", ["\u00b2", "\u0663\u0663", "9" * 5000])
+def test_a_slack_timestamp_that_is_not_ascii_digits_is_401_not_500(stack: LocalStack, timestamp: str) -> None:
+    body = b'{"type":"event_callback","event_id":"Ev1","event":{"type":"app_mention"}}'
+    headers = {"content-type": "application/json", "x-slack-request-timestamp": timestamp, "x-slack-signature": "v0=0"}
+    status, answer = _post(stack, "slack", body, headers)
+    assert (status, answer["error"]) == (401, "unauthorized")
+    assert "X-Slack-Request-Timestamp must be unix seconds: 1-12 ASCII digits" in answer["detail"]
+
+
+@pytest.mark.parametrize("timestamp", ["\u00b2", "9" * 5000])
+def test_a_stepfold_signature_with_a_non_ascii_or_huge_t_is_401_not_500(stack: LocalStack, timestamp: str) -> None:
+    body = json.dumps({"id": "evt_t", "type": "order.failed", "data": {}}).encode()
+    status, answer = _post(stack, "shop", body, {"x-stepfold-signature": f"t={timestamp},v2=00"})
+    assert (status, answer["error"]) == (401, "unauthorized")
+    assert "unix seconds" in answer["detail"]
+
+
+def test_a_stepfold_delivery_signed_for_one_source_is_refused_on_another(stack: LocalStack) -> None:
+    """Every non-GitHub, non-Slack source shares one secret: the signed path is what tells them apart."""
+    body = json.dumps({"id": "evt_path", "type": "order.failed", "data": {"order_id": "ord_1001"}}).encode()
+    signed_for_billing = {"content-type": "application/json", "x-stepfold-signature": _sf(body, source="billing")}
+    status, answer = _post(stack, "shop", body, signed_for_billing)
+    assert (status, answer["error"]) == (401, "unauthorized")
+    assert "signed POST /webhooks/shop" in answer["detail"]
+    assert _all_executions(stack) == []
+
+
+def test_a_v1_stepfold_signature_is_refused_with_how_to_sign_v2(stack: LocalStack) -> None:
+    from core.notify import sign_webhook  # noqa: PLC0415 - the old scheme, only to show it is refused
+
+    body = json.dumps({"id": "evt_v1", "type": "order.failed", "data": {}}).encode()
+    status, answer = _post(
+        stack, "shop", body, {"x-stepfold-signature": sign_webhook(STEPFOLD_SECRET, int(time.time()), body)}
+    )
+    assert status == 401
+    assert "sign v2" in answer["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (b'{"id":"evt_deep","type":"order.failed","data":' + b"[" * 20_000 + b"]" * 20_000 + b"}", "nested deeper"),
+        (b'{"id":"evt_sur","type":"order.failed","data":{"note":"\\ud800"}}', "unpaired UTF-16 surrogate"),
+    ],
+)
+def test_a_signed_webhook_too_deep_or_with_a_lone_surrogate_is_400_and_starts_nothing(
+    stack: LocalStack, body: bytes, detail: str
+) -> None:
+    status, answer = _post(stack, "shop", body, {"content-type": "application/json", "x-stepfold-signature": _sf(body)})
+    assert (status, answer["error"]) == (400, "bad_request")
+    assert detail in answer["detail"]
+    assert _all_executions(stack) == []
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9000/results", "https://169.254.169.254/latest/meta-data/"])
+def test_a_callback_url_on_loopback_or_link_local_is_refused(stack: LocalStack, url: str) -> None:
+    body = json.dumps({"id": "evt_cb", "type": "order.failed", "data": {}, "callback_url": url}).encode()
+    status, answer = _post(stack, "shop", body, {"content-type": "application/json", "x-stepfold-signature": _sf(body)})
+    assert (status, answer["error"]) == (400, "bad_request")
+    assert "loopback or link-local" in answer["detail"]
+    assert _all_executions(stack) == []
+
+
+def test_the_unknown_source_404_lists_no_configured_source(stack: LocalStack) -> None:
+    status, answer = _post(stack, "gitlab", b"{}", {"content-type": "application/json"})
+    assert status == 404
+    for configured in ("github", "slack", "shop", "stepfold"):
+        assert configured not in answer["detail"].replace("'gitlab'", "")
+
+
+def test_webhook_answers_are_json_with_nosniff(stack: LocalStack) -> None:
+    body = json.dumps(ISSUE).encode()
+    for result in (
+        _raw_post(stack, "github", body, _github(body, "d-nosniff")),
+        _raw_post(stack, "github", body, {}),
+        _raw_post(stack, "gitlab", body, {}),
+        deliver(stack, http_event("GET", ROUTE, {"source": "github"})),
+    ):
+        headers = {k.lower(): v for k, v in result["headers"].items()}
+        assert headers["content-type"] == "application/json"
+        assert headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_body_flagged_base64_that_is_not_base64_is_400(stack: LocalStack) -> None:
+    event = http_event(
+        "POST", ROUTE, {"source": "github"}, headers={"content-type": "application/octet-stream"}, body="x"
+    )
+    event["body"], event["isBase64Encoded"] = "abc", True  # 3 characters: incorrect padding
+    result = deliver(stack, event)
+    assert result["statusCode"] == 400
+    assert "not valid base64" in json.loads(result["body"])["detail"]

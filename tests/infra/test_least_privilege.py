@@ -46,8 +46,21 @@ SERVICES = (
 
 TABLE, INDEX, OBJECTS, SECRET = "ThreadsTable", "ThreadsTable/index/status-updated", "PayloadBucket/*", "Secrets"
 MACHINE, ANY, SES_SENDERS = "AgentLoop", "*", "ses:identity/*"
-MODELS = ("bedrock:*:foundation-model/*", "bedrock:*:inference-profile/*")
-"""Converse is authorised as InvokeModel on the model, and for cross-region inference profiles also on the profile."""
+MODELS = ("BedrockModelIds",)
+"""Converse is authorised as InvokeModel on the model, and for cross-region inference profiles also on the profile:
+both for the ids of the ``BedrockModelIds`` parameter only (``resource_name`` names that statement by it)."""
+SECRET_KEYS: dict[str, frozenset[str]] = {
+    "StepFunction": frozenset({"openai_api_key", "anthropic_api_key", "reply_signing_key"}),
+    "RequestHumanFunction": frozenset({"link_signing_key", "notify_webhook_secret", "notify_slack_url"}),
+    "ApprovalsFunction": frozenset({"link_signing_key"}),
+    "ApiFunction": frozenset(),
+    "AuthorizerFunction": frozenset({"api_key", "api_keys"}),
+    "RecordEndFunction": frozenset({"notify_webhook_secret", "notify_slack_url", "reply_signing_key"}),
+    "TriggersFunction": frozenset({"github_webhook_secret", "slack_signing_secret", "stepfold_webhook_secret"}),
+}
+"""The keys (``functions._wiring.Secrets`` fields) each function's code reads, with the code path in FUNCTIONS. The
+secrets it may read follow: those whose ``SECRET_SOURCES`` keys it needs, by the variable that names them in its
+environment in template.yaml (issue 13: least privilege for secrets)."""
 
 OPERATIONS: dict[str, tuple[str, ...]] = {
     "query": ("dynamodb:Query",),
@@ -160,7 +173,7 @@ def resource_of(operation: str, definition: Def) -> tuple[str, ...]:
     if operation in ("get_object", "put_object"):
         return (OBJECTS,)
     if operation == "get_secret_value":
-        return (SECRET,)
+        return (SECRET,)  # which secrets: per function, see secrets_of
     if operation == "start_execution":
         return (MACHINE,)
     if operation in ("send_task_success", "send_task_failure"):
@@ -231,6 +244,7 @@ CAPABILITIES: dict[str, Capability] = {
         why="appends only events far under the offload threshold (32 kB), so never uploads a payload",
     ),
     "threads.list": Capability((f"{STORE}.list_threads",)),
+    "threads.mark_failed": Capability((f"{STORE}.mark_failed",)),
     "approvals.put_pending": Capability((f"{APPROVALS}.put_pending",)),
     "approvals.get": Capability((f"{APPROVALS}.get",)),
     "approvals.close": Capability((f"{APPROVALS}.close",)),
@@ -342,8 +356,13 @@ FUNCTIONS: dict[str, Uses] = {
             "decide",
         )
     ),
-    # functions/authorizer.py: the api_key from the secret.
+    # functions/authorizer.py: the API keys (api_key, api_keys) from their secret.
     "AuthorizerFunction": Uses(("secrets",)),
+    # functions/record_end.py -> core.control.record_failure: load, append one small failed event (append_one),
+    # or, when the thread's events cannot be read, mark_failed on its header;
+    # the alert through the notifiers (secret for webhook/Slack, SES for email); send_reply loads the thread and
+    # signs with the reply key from the secret.
+    "RecordEndFunction": Uses(("threads.load", "threads.append_small", "threads.mark_failed", "secrets", "email")),
     # functions/triggers.py -> core.triggers.launch_from -> core.control.launch: create (a redelivery loads the
     # existing thread instead), start; webhook signing secrets. Its role also serves the SQS event source mapping
     # (TriggerQueue) and the on-failure destination of async invokes (TriggerDeadLetterQueue).
@@ -361,11 +380,24 @@ FUNCTIONS: dict[str, Uses] = {
 }
 
 
+def secrets_of(function: str) -> set[str]:
+    """The secret resources holding the keys ``function`` reads, by the variables its environment names them with."""
+    from functions._wiring import SECRET_SOURCES  # noqa: PLC0415
+
+    env = template().resources[function]["Properties"].get("Environment", {}).get("Variables", {})
+    needed = {variable for variable, keys in SECRET_SOURCES.items() if set(keys) & SECRET_KEYS[function]}
+    missing = needed - set(env)
+    assert not missing, f"{function} reads keys of {sorted(missing)}, which its environment does not name"
+    return {str(env[variable]["Ref"]) for variable in needed}
+
+
 def expected(function: str) -> set[tuple[str, str]]:
     uses = FUNCTIONS[function]
-    return {grant for name in uses.capabilities for call in capability_calls(name) for grant in call.grants} | set(
-        uses.platform
-    )
+    grants = {grant for name in uses.capabilities for call in capability_calls(name) for grant in call.grants}
+    if ("secretsmanager:GetSecretValue", SECRET) in grants:
+        grants.remove(("secretsmanager:GetSecretValue", SECRET))
+        grants |= {("secretsmanager:GetSecretValue", secret) for secret in secrets_of(function)}
+    return grants | set(uses.platform)
 
 
 # --- the template ------------------------------------------------------------------------------------------------
@@ -384,6 +416,8 @@ def resource_name(value: Any) -> str:
         return str(value["Fn::GetAtt"][0])
     if isinstance(value, dict) and "Ref" in value:
         return str(value["Ref"])
+    if isinstance(value, dict) and "Fn::Split" in value and "BedrockModelIds" in repr(value):
+        return "BedrockModelIds"  # foundation-model/<id> and inference-profile/<id> for each listed id
     if isinstance(value, dict) and isinstance(value.get("Fn::Sub"), str):
         text = re.sub(r"\$\{(\w+)\.Arn\}", r"\1", value["Fn::Sub"])
         for logical_id, resource in template().resources.items():
@@ -406,7 +440,8 @@ def granted(function: str) -> set[tuple[str, str]]:
         for statement in policy["Statement"]:
             assert statement["Effect"] == "Allow", statement
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            resource = statement["Resource"]
+            resources = resource if isinstance(resource, list) else [resource]
             grants |= {(action, resource_name(resource)) for action in actions for resource in resources}
     return grants
 
@@ -416,6 +451,19 @@ def _describe(grants: set[tuple[str, str]]) -> str:
 
 
 # --- the tests ---------------------------------------------------------------------------------------------------
+
+
+def test_every_key_is_read_by_some_function_and_every_function_reads_only_its_keys() -> None:
+    """Issue 13: the table of keys matches the secrets' groups, and a function given no key reads no secret."""
+    from functions._wiring import SECRET_SOURCES, Secrets  # noqa: PLC0415
+
+    grouped = {key for keys in SECRET_SOURCES.values() for key in keys}
+    assert grouped == set(Secrets.model_fields)
+    assert set().union(*SECRET_KEYS.values()) == grouped
+    assert set(SECRET_KEYS) == set(FUNCTIONS)
+    for function, keys in SECRET_KEYS.items():
+        assert ("secrets" in FUNCTIONS[function].capabilities) == bool(keys), function
+
 
 CONDITION_CHECK = ("dynamodb:ConditionCheckItem", TABLE)
 PENDING: dict[str, set[tuple[str, str]]] = {}

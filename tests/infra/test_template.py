@@ -26,13 +26,13 @@ CONTRACT_HANDLERS = {
     "ApprovalsFunction": "functions.approvals.handler",
     "AuthorizerFunction": "functions.authorizer.handler",
     "TriggersFunction": "functions.triggers.handler",
+    "RecordEndFunction": "functions.record_end.handler",
 }
 CONTRACT_ENV = {
     "STEPFOLD_TABLE",
     "STEPFOLD_BUCKET",
     "STEPFOLD_MODEL",
     "STEPFOLD_APPROVAL_TIMEOUT_SECONDS",
-    "STEPFOLD_SECRETS_ARN",
     "STEPFOLD_PROMPT_VERSIONS",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
@@ -154,11 +154,26 @@ def test_policy_actions_exist_and_star_only_where_iam_allows_nothing_else() -> N
                 assert scoped == [], f"{name} {statement.get('Sid')}: Resource '*' for actions that can be scoped"
 
 
-def test_state_machine_invokes_exactly_the_two_functions() -> None:
+def test_state_machine_invokes_exactly_its_three_functions_and_starts_only_itself() -> None:
     machine = _template()["Resources"]["AgentLoop"]["Properties"]
     assert machine["Type"] == "STANDARD"
-    invoked = [policy["LambdaInvokePolicy"]["FunctionName"] for policy in machine["Policies"]]
-    assert invoked == [{"Ref": "StepFunction"}, {"Ref": "RequestHumanFunction"}]
+    invoked = [p["LambdaInvokePolicy"]["FunctionName"] for p in machine["Policies"] if "LambdaInvokePolicy" in p]
+    assert invoked == [{"Ref": "StepFunction"}, {"Ref": "RequestHumanFunction"}, {"Ref": "RecordEndFunction"}]
+    (starts,) = [p["StepFunctionsExecutionPolicy"] for p in machine["Policies"] if "StepFunctionsExecutionPolicy" in p]
+    assert starts["StateMachineName"] == machine["Name"], "ContinueAsNew starts this machine and no other"
+    assert len(machine["Policies"]) == 4
+
+
+def test_every_failed_timed_out_or_aborted_execution_reaches_the_record_end_function() -> None:
+    resources = _template()["Resources"]
+    (rule,) = resources["RecordEndFunction"]["Properties"]["Events"].values()
+    assert rule["Type"] == "EventBridgeRule"
+    pattern = rule["Properties"]["Pattern"]
+    assert pattern["source"] == ["aws.states"]
+    assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
+    assert sorted(pattern["detail"]["status"]) == ["ABORTED", "FAILED", "TIMED_OUT"]
+    name = resources["AgentLoop"]["Properties"]["Name"]["Fn::Sub"]
+    assert pattern["detail"]["stateMachineArn"][0]["Fn::Sub"].endswith(f":stateMachine:{name}")
 
 
 # --- state ----------------------------------------------------------------------------------------
@@ -200,13 +215,77 @@ def test_bucket_blocks_public_access_is_encrypted_and_requires_tls() -> None:
     )
 
 
-def test_secret_generates_the_link_signing_key() -> None:
-    secret = _template()["Resources"]["Secrets"]["Properties"]
-    assert secret["GenerateSecretString"]["GenerateStringKey"] == "link_signing_key"
+def test_the_signing_keys_and_the_api_key_are_generated_each_in_its_own_secret() -> None:
+    resources = _template()["Resources"]
+    generated = {
+        name: res["Properties"]["GenerateSecretString"]["GenerateStringKey"]
+        for name, res in resources.items()
+        if res["Type"] == "AWS::SecretsManager::Secret" and "GenerateSecretString" in res["Properties"]
+    }
+    assert generated == {
+        "LinkKeySecret": "link_signing_key",
+        "ReplyKeySecret": "reply_signing_key",
+        "ApiKeysSecret": "api_key",
+    }
+
+
+def test_every_secret_of_the_code_has_a_secret_resource_and_no_function_reads_one_it_is_not_given() -> None:
+    """Issue 13 (least privilege for secrets): a function's environment names the secrets it may read (by the
+    variables of ``SECRET_SOURCES``), its role may read exactly those, and no secret is shared by every function."""
+    from functions._wiring import SECRET_SOURCES  # noqa: PLC0415
+
+    template = _template()
+    assert not {v for v in template["Globals"]["Function"]["Environment"]["Variables"] if "SECRET" in v}
+    secrets = set(_resources("AWS::SecretsManager::Secret"))
+    for name, function in _resources("AWS::Serverless::Function").items():
+        env = function["Properties"].get("Environment", {}).get("Variables", {})
+        named = {v["Ref"] for k, v in env.items() if k in SECRET_SOURCES}
+        assert not {k for k in env if "SECRET" in k} - set(SECRET_SOURCES), name
+        readable = {
+            resource["Ref"]
+            for statement in _statements(function)
+            if statement["Action"] == "secretsmanager:GetSecretValue"
+            for resource in _as_list(statement["Resource"])
+        }
+        assert named == readable, f"{name}: its environment names {named}, its role may read {readable}"
+        assert readable <= secrets
+    assert len(secrets) == len(SECRET_SOURCES)
+
+
+def test_the_step_may_invoke_only_the_listed_bedrock_models() -> None:
+    """Issue 13: ``bedrock:InvokeModel`` is scoped to the ids of ``BedrockModelIds``, not ``foundation-model/*``."""
+    template = _template()
+    assert template["Parameters"]["BedrockModelIds"]["Type"] == "CommaDelimitedList"
+    (statement,) = [
+        s for s in _statements(template["Resources"]["StepFunction"]) if s["Action"] == "bedrock:InvokeModel"
+    ]
+    text = json.dumps(statement["Resource"])
+    assert "BedrockModelIds" in text
+    assert "foundation-model/*" not in text
+    assert "inference-profile/*" not in text
+
+
+def test_the_slack_url_is_no_plain_parameter() -> None:
+    """Issue 13: a Slack incoming webhook URL is a credential: it lives in NotifierSecrets, not in a parameter or
+    an environment variable anyone with lambda:GetFunctionConfiguration can read."""
+    template = _template()
+    assert "NotifySlackUrl" not in template["Parameters"]
+    for name, function in _resources("AWS::Serverless::Function").items():
+        env = function["Properties"].get("Environment", {}).get("Variables", {})
+        assert "STEPFOLD_NOTIFY_SLACK_URL" not in env, name
 
 
 def test_outputs() -> None:
-    assert set(_template()["Outputs"]) == {"ApiUrl", "StateMachineArn", "TableName", "BucketName", "SecretArn"}
+    assert set(_template()["Outputs"]) == {
+        "ApiUrl",
+        "StateMachineArn",
+        "TableName",
+        "BucketName",
+        "ApiKeysSecretArn",
+        "ModelKeysSecretArn",
+        "WebhookSecretsArn",
+        "NotifierSecretsArn",
+    }
 
 
 # --- the package's dependencies ---------------------------------------------------------------------

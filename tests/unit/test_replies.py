@@ -9,7 +9,16 @@ import pytest
 
 from core.events import Done, Failed
 from core.notify import SIGNATURE_HEADER, verify_webhook
-from core.replies import DELIVERY_HEADER, HttpReplier, RecordingReplier, Reply, ReplyError, reply_for, send_reply
+from core.replies import (
+    DELIVERY_HEADER,
+    HttpReplier,
+    RecordingReplier,
+    Reply,
+    ReplyError,
+    ReplyPolicy,
+    reply_for,
+    send_reply,
+)
 from core.thread import Thread, start_thread
 from tests.unit.conftest import FIXED_NOW
 
@@ -145,7 +154,7 @@ def test_an_unsigned_callback_reply_is_refused_but_slack_needs_no_secret() -> No
     unsigned = HttpReplier(lambda: None, client=httpx.Client(transport=httpx.MockTransport(receive)))
     result = send_reply(_thread(labels=STEPFOLD), unsigned)
     assert result is not None
-    assert "no stepfold_webhook_secret" in result.error
+    assert "no reply_signing_key" in result.error
     assert sent == []
     slack = send_reply(_thread(labels={"reply_to": SLACK, "reply_format": "slack"}), unsigned)
     assert slack is not None
@@ -172,3 +181,80 @@ def test_reply_error_is_the_replier_contract() -> None:
     result = send_reply(_thread(labels=STEPFOLD), Refusing())
     assert result is not None
     assert result.error == "reply to shop.example.com refused"
+
+
+# --- where a reply may go (issue 13: SSRF with our own signature) ------------------------------------------------
+
+
+def _to(url: str, fmt: str = "stepfold") -> Thread:
+    return _thread(labels={**STEPFOLD, "reply_to": url, "reply_format": fmt})
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://127.0.0.1:8080/x", "loopback"),
+        ("https://127.0.0.1/x", "loopback"),
+        ("https://2130706433/x", "loopback"),  # 127.0.0.1 as one number
+        ("https://0x7f.1/x", "loopback"),
+        ("https://127.1/x", "loopback"),
+        ("https://[::1]/x", "loopback"),
+        ("https://[::ffff:127.0.0.1]/x", "loopback"),
+        ("https://169.254.169.254/latest/meta-data", "link-local"),
+        ("https://[fe80::1%25eth0]/x", "link-local"),
+        ("https://10.0.0.5/x", "private"),
+        ("https://192.168.1.1/x", "private"),
+        ("https://0.0.0.0/x", "reserved"),
+        ("https://localhost/x", "local or internal name"),
+        ("https://metadata/x", "local or internal name"),
+        ("https://db.internal/x", "local or internal name"),
+        ("http://shop.example.com/x", "https:// only"),
+        ("https://attacker@shop.example.com/x", "credentials"),
+        ("file:///etc/passwd", "no host"),
+    ],
+)
+def test_a_reply_to_this_machine_or_a_private_network_is_refused_when_it_is_sent(url: str, why: str) -> None:
+    # The label is data at rest (an older thread, a trigger bug, a launch that slipped through): send time decides.
+    replier = RecordingReplier()
+    result = send_reply(_to(url), replier)
+    assert result is not None
+    assert not result.sent
+    assert why in result.error
+    assert replier.sent == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://evil.example.com/collect",
+        "https://hooks.slack.com.evil.example.com/x",
+        "https://notslack.com/x",
+        "https://hooks.slack.com:8443/x",
+    ],
+)
+def test_a_slack_reply_goes_only_to_slacks_own_hosts(url: str) -> None:
+    replier = RecordingReplier()
+    result = send_reply(_to(url, "slack"), replier)
+    assert result is not None
+    assert "Slack's own hosts" in result.error
+    assert replier.sent == []
+    assert send_reply(_to(SLACK, "slack"), replier).sent  # type: ignore[union-attr]
+
+
+def test_callback_hosts_are_limited_to_the_allow_list_when_one_is_set() -> None:
+    policy = ReplyPolicy(callback_hosts=("shop.example.com", "*.example.org"))
+    replier = RecordingReplier()
+    assert send_reply(_to(CALLBACK), replier, policy).sent  # type: ignore[union-attr]
+    assert send_reply(_to("https://hooks.eu.example.org/r"), replier, policy).sent  # type: ignore[union-attr]
+    refused = send_reply(_to("https://other.example.net/r"), replier, policy)
+    assert refused is not None
+    assert "STEPFOLD_REPLY_CALLBACK_HOSTS" in refused.error
+    assert len(replier.sent) == 2
+
+
+def test_loopback_is_allowed_only_through_the_explicit_local_setting() -> None:
+    replier = RecordingReplier()
+    assert not send_reply(_to("http://127.0.0.1:8080/x"), replier).sent  # type: ignore[union-attr]
+    local = ReplyPolicy(allow_loopback=True)
+    assert send_reply(_to("http://127.0.0.1:8080/x"), replier, local).sent  # type: ignore[union-attr]
+    assert not send_reply(_to("https://10.0.0.5/x"), replier, local).sent  # type: ignore[union-attr]  # still private

@@ -126,6 +126,38 @@ def test_a_fixed_policy_ignores_the_args() -> None:
     assert ADD.policy_for(Pair(a=1, b=2)) == "auto"
 
 
+@pytest.mark.parametrize("policy", ["needs-approval", "Auto", "", "approve", "deny "])
+def test_a_policy_word_that_is_not_a_policy_is_refused_when_the_tool_is_built(policy: str) -> None:
+    with pytest.raises(ValueError, match=r"policy .* is not one of auto, deny, needs_approval"):
+        Tool("deploy", "typo'd policy", Pair, _add, policy=policy)  # type: ignore[arg-type]
+
+
+def test_a_policy_that_is_neither_a_word_nor_a_function_is_refused() -> None:
+    with pytest.raises(ValueError, match="policy must be one of auto, deny, needs_approval or a function"):
+        Tool("deploy", "no policy", Pair, _add, policy=None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("answer", ["needs-approval", None, True, "", "AUTO", 0])
+def test_a_policy_function_answering_something_unknown_fails_closed_to_needs_approval(
+    answer: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    tool = Tool("deploy", "buggy policy", Target, lambda args, ctx: "ok", policy=lambda args: answer)  # type: ignore[arg-type,return-value]
+    args = Target(environment="staging")
+
+    with caplog.at_level("WARNING", logger="core.tools"):
+        policy, reason = tool.policy_decision(args)
+
+    assert policy == "needs_approval"
+    assert tool.policy_for(args) == "needs_approval"
+    assert f"returned {answer!r}" in reason
+    assert "fail closed" in reason
+    assert any("fail closed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_policy_function_answering_a_policy_word_has_no_reason_to_record() -> None:
+    assert DEPLOY.policy_decision(Target(environment="prod-db")) == ("deny", "")
+
+
 # --- validate --------------------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 from core.agent import Agent
 from core.agents import AGENTS, TRIGGERS, orders, standup, triage
 from core.events import HumanRequest, UserInput
-from core.notify import sign_webhook, verify_webhook
+from core.notify import sign_webhook
 from core.store.memory import MemoryThreadStore
 from core.thread import fold
 from core.triggers import (
@@ -101,6 +102,10 @@ def _envelope(**fields: Any) -> bytes:
     return json.dumps({"id": "evt_1", "type": "order.failed", "data": {"order_id": "ord_1001"}, **fields}).encode()
 
 
+def _sf(body: bytes, *, at: int = NOW, secret: str = "sf-secret", path: str = "/webhooks/shop") -> str:
+    return sign_stepfold(secret, at, body, path=path)
+
+
 # --- signatures ------------------------------------------------------------------------------------------------
 
 
@@ -165,35 +170,58 @@ def test_a_stale_slack_request_is_refused_even_when_correctly_signed() -> None:
         verify_slack("slack-secret", str(old), sign_slack("slack-secret", old, body), body, now=NOW)
 
 
-def test_stepfold_scheme_is_the_one_the_webhook_notifier_signs_with() -> None:
+def test_stepfold_signature_covers_method_path_timestamp_and_body() -> None:
     body = _envelope()
-    header = sign_webhook("sf-secret", NOW, body)
-    assert sign_stepfold is sign_webhook
-    verify_stepfold("sf-secret", header, body, now=NOW + 299)
-    assert verify_webhook("sf-secret", header, body, now=NOW)  # the notifier's receiver-side check agrees
+    header = _sf(body)
+    assert header.startswith(f"t={NOW},v2=")
+    verify_stepfold("sf-secret", header, body, path="/webhooks/shop", now=NOW + 299)
+    with pytest.raises(SignatureError, match="signed POST /webhooks/billing"):
+        verify_stepfold("sf-secret", header, body, path="/webhooks/billing", now=NOW)  # replayed to another source
+    with pytest.raises(SignatureError, match="does not match"):
+        verify_stepfold("sf-secret", header, body, path="/webhooks/shop", method="PUT", now=NOW)
+    forged_time = header.replace(f"t={NOW}", f"t={NOW + 60}")
+    with pytest.raises(SignatureError, match="does not match"):
+        verify_stepfold("sf-secret", forged_time, body, path="/webhooks/shop", now=NOW)
+
+
+def test_a_v1_signature_over_timestamp_and_body_only_is_refused_saying_how_to_sign() -> None:
+    body = _envelope()
+    with pytest.raises(SignatureError, match=r"v1 \(timestamp and body only\) is not accepted: sign v2"):
+        verify_stepfold("sf-secret", sign_webhook("sf-secret", NOW, body), body, path="/webhooks/shop", now=NOW)
 
 
 @pytest.mark.parametrize(
     ("header", "message"),
     [
         (None, "missing"),
-        ("v1=abc", "not of the form t=<unix seconds>,v1=<hex>"),
+        ("v2=abc", "not of the form t=<unix seconds>,v2=<hex>"),
         (f"t={NOW}", "not of the form"),
-        (f"t={NOW},t={NOW},v1=abc", "not of the form"),
-        ("t=soon,v1=abc", "unix seconds"),
-        (sign_webhook("sf-secret", NOW - 301, b"{}"), "over 300 s"),
-        (sign_webhook("other", NOW, b"{}"), "does not match"),
-        (sign_webhook("sf-secret", NOW, b"{ }"), "does not match"),
+        (f"t={NOW},t={NOW},v2=abc", "not of the form"),
+        ("t=soon,v2=abc", "unix seconds"),
+        ("t=\u00b2,v2=abc", "unix seconds"),  # '²'.isdigit() is True, int('²') raises
+        ("t=\u0663\u0663,v2=abc", "unix seconds"),  # Arabic-Indic digits
+        (f"t={'9' * 5000},v2=abc", "unix seconds"),  # int() of 5,000 digits raises
+        (_sf(b"{}", at=NOW - 301), "over 300 s"),
+        (_sf(b"{}", secret="other"), "does not match"),
+        (_sf(b"{ }"), "does not match"),
     ],
 )
 def test_stepfold_refuses_missing_malformed_stale_and_wrong(header: str | None, message: str) -> None:
-    with pytest.raises(SignatureError, match=message):
-        verify_stepfold("sf-secret", header, b"{}", now=NOW)
+    with pytest.raises(SignatureError, match=message) as refused:
+        verify_stepfold("sf-secret", header, b"{}", path="/webhooks/shop", now=NOW)
+    assert refused.value.status == 401
 
 
-def test_stepfold_accepts_any_of_several_v1_values_while_a_secret_rotates() -> None:
-    old, new = sign_webhook("old", NOW, b"{}"), sign_webhook("sf-secret", NOW, b"{}")
-    verify_stepfold("sf-secret", f"{old},v1={new.rsplit('v1=', 1)[1]}", b"{}", now=NOW)
+def test_stepfold_accepts_any_of_several_v2_values_while_a_secret_rotates() -> None:
+    old, new = _sf(b"{}", secret="old"), _sf(b"{}")
+    verify_stepfold("sf-secret", f"{old},v2={new.rsplit('v2=', 1)[1]}", b"{}", path="/webhooks/shop", now=NOW)
+
+
+@pytest.mark.parametrize("timestamp", ["\u00b2", "\u0663", "1\u00b2", "9" * 5000, "-1", "+1735787045", " "])
+def test_a_slack_timestamp_that_is_not_ascii_unix_seconds_is_a_401_not_a_crash(timestamp: str) -> None:
+    with pytest.raises(SignatureError, match="unix seconds: 1-12 ASCII digits") as refused:
+        verify_slack("slack-secret", timestamp, "v0=abc", b"{}", now=NOW)
+    assert refused.value.status == 401
 
 
 # --- reading deliveries ----------------------------------------------------------------------------------------
@@ -202,7 +230,27 @@ def test_stepfold_accepts_any_of_several_v1_values_while_a_secret_rotates() -> N
 def test_github_issue_webhook_is_read_as_issues_opened_with_its_delivery_id() -> None:
     body = json.dumps(ISSUE).encode()
     delivery = read_webhook("github", _github(body), body, agents=AGENTS, secrets=SECRETS, now=NOW)
-    assert delivery == Delivery("github", "issues.opened", "d-1", ISSUE)
+    assert isinstance(delivery, Delivery)
+    assert (delivery.source, delivery.event, delivery.delivery_id, delivery.payload) == (
+        "github",
+        "issues.opened",
+        "d-1",
+        ISSUE,
+    )
+
+
+def test_a_github_delivery_is_keyed_by_its_signed_body_not_its_unsigned_delivery_id() -> None:
+    body = json.dumps(ISSUE).encode()
+    first = read_webhook("github", _github(body, delivery="d-1"), body, agents=AGENTS, secrets=SECRETS, now=NOW)
+    replay = read_webhook("github", _github(body, delivery="d-2"), body, agents=AGENTS, secrets=SECRETS, now=NOW)
+    other = json.dumps({**ISSUE, "action": "edited"}).encode()
+    edited = read_webhook("github", _github(other, delivery="d-1"), other, agents=AGENTS, secrets=SECRETS, now=NOW)
+    assert isinstance(first, Delivery)
+    assert isinstance(replay, Delivery)
+    assert isinstance(edited, Delivery)
+    assert first.key == replay.key
+    assert first.key.startswith("webhook:github:sha256:")
+    assert edited.key != first.key
 
 
 def test_github_events_without_an_action_and_form_encoded_payloads() -> None:
@@ -221,7 +269,7 @@ def test_the_signature_is_checked_before_the_body_is_parsed() -> None:
     body = b"not json"
     with pytest.raises(SignatureError):
         read_webhook("github", _github(body, secret="wrong"), body, agents=AGENTS, secrets=SECRETS, now=NOW)
-    with pytest.raises(BadDeliveryError, match="not JSON"):
+    with pytest.raises(BadDeliveryError, match="not valid JSON"):
         read_webhook("github", _github(body), body, agents=AGENTS, secrets=SECRETS, now=NOW)
 
 
@@ -234,11 +282,20 @@ def test_a_github_delivery_needs_its_event_and_delivery_id() -> None:
 
 
 def test_unknown_sources_and_sources_without_a_secret_are_not_found() -> None:
-    with pytest.raises(UnknownSourceError, match="no webhook source 'gitlab'; known: github, shop, slack, stepfold"):
+    with pytest.raises(UnknownSourceError, match="no webhook source 'gitlab' is enabled here") as unknown:
         read_webhook("gitlab", {}, b"{}", agents=AGENTS, secrets=SECRETS, now=NOW)
-    with pytest.raises(UnknownSourceError, match="add github_webhook_secret to the stepfold secret") as refused:
+    assert unknown.value.reason == "no webhook source 'gitlab'; known: github, shop, slack, stepfold"  # the log's
+    with pytest.raises(UnknownSourceError, match="no webhook source 'github' is enabled here") as refused:
         read_webhook("github", {}, b"{}", agents=AGENTS, secrets=WebhookSecrets(), now=NOW)
+    assert "add github_webhook_secret to the stepfold secret" in refused.value.reason
     assert refused.value.status == 404
+
+
+def test_the_unknown_source_answer_names_no_configured_source(launcher: Launcher) -> None:
+    got = answer_webhook(launcher, "gitlab", {}, b"{}", secrets=SECRETS, now=NOW)
+    assert got.status == 404
+    assert not {"shop", "slack", "stepfold"} & set(re.findall(r"[a-z]+", got.body["detail"]))
+    assert "known: github, shop, slack, stepfold" in got.reason
 
 
 def test_slack_url_verification_is_a_challenge_once_signed() -> None:
@@ -297,7 +354,7 @@ def test_slack_events_api_callbacks_are_named_by_their_inner_type() -> None:
 
 def test_our_envelope_carries_id_type_and_an_https_callback() -> None:
     body = _envelope(callback_url="https://shop.example.com/agent-results")
-    headers = {"X-Stepfold-Signature": sign_webhook("sf-secret", NOW, body)}
+    headers = {"X-Stepfold-Signature": _sf(body)}
     read = read_webhook("shop", headers, body, agents=AGENTS, secrets=SECRETS, now=NOW)
     assert isinstance(read, Delivery)
     assert (read.source, read.event, read.delivery_id) == ("shop", "order.failed", "evt_1")
@@ -317,7 +374,78 @@ def test_our_envelope_carries_id_type_and_an_https_callback() -> None:
 )
 def test_a_bad_envelope_is_a_bad_request(fields: dict[str, Any], message: str) -> None:
     body = _envelope(**fields)
-    headers = {"X-Stepfold-Signature": sign_webhook("sf-secret", NOW, body)}
+    headers = {"X-Stepfold-Signature": _sf(body)}
+    with pytest.raises(BadDeliveryError, match=message) as refused:
+        read_webhook("shop", headers, body, agents=AGENTS, secrets=SECRETS, now=NOW)
+    assert refused.value.status == 400
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1/hook",
+        "http://localhost:8080/hook",
+        "https://localhost./hook",
+        "https://api.localhost/hook",
+        "https://[::1]/hook",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://[fe80::1]/hook",
+        "https://[::ffff:127.0.0.1]/hook",
+        "https://0.0.0.0/hook",
+        "https://127.1/hook",
+        "https://2130706433/hook",
+        "https://0x7f.1/hook",
+    ],
+)
+def test_a_callback_url_on_loopback_or_link_local_is_refused_in_production(url: str) -> None:
+    body = _envelope(callback_url=url)
+    headers = {"X-Stepfold-Signature": _sf(body)}
+    with pytest.raises(BadDeliveryError, match="loopback or link-local") as refused:
+        read_webhook("shop", headers, body, agents=AGENTS, secrets=SECRETS, now=NOW)
+    assert refused.value.status == 400
+
+
+def test_the_local_stack_may_allow_a_loopback_callback_explicitly() -> None:
+    body = _envelope(callback_url="http://127.0.0.1:9000/results")
+    headers = {"X-Stepfold-Signature": _sf(body)}
+    read = read_webhook("shop", headers, body, agents=AGENTS, secrets=SECRETS, now=NOW, allow_loopback=True)
+    assert isinstance(read, Delivery)
+    assert read.reply_to == "http://127.0.0.1:9000/results"
+
+
+def test_a_slack_response_url_on_loopback_is_refused() -> None:
+    form = {"command": "/standup", "trigger_id": "t-1", "response_url": "http://localhost:3000/commands"}
+    body = urlencode(form).encode()
+    with pytest.raises(BadDeliveryError, match="loopback or link-local"):
+        read_webhook(
+            "slack",
+            _slack(body, content_type="application/x-www-form-urlencoded"),
+            body,
+            agents=AGENTS,
+            secrets=SECRETS,
+            now=NOW,
+        )
+
+
+@pytest.mark.parametrize("url", ["https://[::1/hook", "https://[not-an-ip]/x"])
+def test_a_callback_url_python_cannot_even_split_is_a_bad_request(url: str) -> None:
+    body = _envelope(callback_url=url)
+    with pytest.raises(BadDeliveryError, match="not a valid URL"):
+        read_webhook("shop", {"X-Stepfold-Signature": _sf(body)}, body, agents=AGENTS, secrets=SECRETS, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"[" * 5000 + b"]" * 5000, "nested deeper than 64 levels"),
+        (b'{"id": "evt_1", "type": "order.failed", "data": ' + b"[" * 100 + b"]" * 100 + b"}", "nested deeper"),
+        (b'{"id": "evt_1", "type": "order.failed", "data": "\\ud800"}', "unpaired UTF-16 surrogate"),
+        (b'{"id": "evt_1", "type": "order.failed", "data": {"\\udfff": 1}}', "unpaired UTF-16 surrogate"),
+        (b"\xff\xfe", "not valid UTF-8"),
+    ],
+)
+def test_a_signed_body_too_deep_or_with_a_lone_surrogate_is_a_400(body: bytes, message: str) -> None:
+    headers = {"X-Stepfold-Signature": _sf(body)}
     with pytest.raises(BadDeliveryError, match=message) as refused:
         read_webhook("shop", headers, body, agents=AGENTS, secrets=SECRETS, now=NOW)
     assert refused.value.status == 400
@@ -634,9 +762,7 @@ def test_an_input_launch_refuses_is_the_senders_error(launcher: Launcher) -> Non
     hook = _agent("blank", Webhook("shop", ["order.failed"], lambda _: "   "))
     blank = Launcher(launcher.threads, launcher.executions, {"blank": hook}, launcher.clock)
     body = _envelope(data=empty)
-    got = answer_webhook(
-        blank, "shop", {"X-Stepfold-Signature": sign_webhook("sf-secret", NOW, body)}, body, secrets=SECRETS, now=NOW
-    )
+    got = answer_webhook(blank, "shop", {"X-Stepfold-Signature": _sf(body)}, body, secrets=SECRETS, now=NOW)
     assert (got.status, got.body["error"]) == (400, "refused")
     assert "input is empty" in got.body["detail"]
 
