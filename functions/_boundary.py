@@ -103,11 +103,13 @@ def classify(exc: BaseException) -> type[BoundaryError]:
 H = TypeVar("H", bound=Callable[..., Any])
 
 
-def boundary(log: Callable[..., None]) -> Callable[[H], H]:
+def boundary(logger: Any) -> Callable[[H], H]:
     """Wrap a Task state's handler so only :data:`CONTRACT` names leave it.
 
-    ``log`` (a logger's ``exception`` method) records the original error with its traceback before it is renamed;
-    the renamed error's message is ``OriginalType: message``, which Step Functions shows as the cause.
+    ``logger`` (the handler's Powertools logger) records the original error before it is renamed: a transient one
+    as a one-line warning (Step Functions retries it; a traceback per retry would drown the logs), anything else
+    with its traceback. The renamed error's message is ``OriginalType: message``, which Step Functions shows as
+    the cause.
     """
 
     def wrap(handler: H) -> H:
@@ -119,7 +121,11 @@ def boundary(log: Callable[..., None]) -> Callable[[H], H]:
                 named = classify(exc)
                 if type(exc) is named:
                     raise
-                log("step function task failed", extra={"error": named.__name__, "original": type(exc).__name__})
+                fields = {"error": named.__name__, "original": type(exc).__name__}
+                if named.retryable:
+                    logger.warning(f"retryable: {compact_exception(exc)}", extra=fields)
+                else:
+                    logger.exception("the task failed for good", extra=fields)
                 raise named(compact_exception(exc)) from exc
 
         guarded.__stepfold_boundary__ = True  # type: ignore[attr-defined]

@@ -74,7 +74,7 @@ def _cause(raw: str) -> str:
 
 
 @logger.inject_lambda_context(correlation_id_path="thread_id", clear_state=True)
-@boundary(logger.exception)
+@boundary(logger)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     end = ExecutionEnd.from_event(event)
     logger.append_keys(thread_id=end.thread_id, execution=end.execution)

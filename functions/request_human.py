@@ -28,7 +28,7 @@ class HumanInput(BaseModel):
 
 
 @logger.inject_lambda_context(correlation_id_path="thread_id", clear_state=True)
-@boundary(logger.exception)
+@boundary(logger)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     request = HumanInput.model_validate(event)
     rt = runtime()

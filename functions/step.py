@@ -29,7 +29,7 @@ class StepInput(BaseModel):
 
 
 @logger.inject_lambda_context(correlation_id_path="thread_id", clear_state=True)
-@boundary(logger.exception)
+@boundary(logger)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     count("StepInvocations")  # retries included
     request = StepInput.model_validate(event)

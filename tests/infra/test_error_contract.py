@@ -167,9 +167,16 @@ def test_raw_aws_errors_get_their_kind(exc: BaseException, expected: type[Bounda
 def test_the_boundary_renames_and_keeps_the_original_in_the_message() -> None:
     from core.llm._http import RetryableHTTPError  # noqa: PLC0415
 
-    logged: list[str] = []
+    logged: list[tuple[str, str]] = []
 
-    @boundary(lambda message, **_: logged.append(message))
+    class Log:
+        def warning(self, message: str, **_: Any) -> None:
+            logged.append(("warning", message))
+
+        def exception(self, message: str, **_: Any) -> None:
+            logged.append(("exception", message))
+
+    @boundary(Log())
     def handler(event: Any, context: Any) -> Any:
         raise RetryableHTTPError("openai", "server_error: boom", status=500, retry_after_s=None)
 
@@ -177,9 +184,17 @@ def test_the_boundary_renames_and_keeps_the_original_in_the_message() -> None:
         handler({}, None)
     assert type(caught.value).__name__ == "ModelUnavailable"  # what Lambda reports as errorType
     assert str(caught.value).startswith("RetryableHTTPError: openai: server_error: boom (HTTP 500)")
-    assert logged
+    assert logged == [("warning", "retryable: RetryableHTTPError: openai: server_error: boom (HTTP 500)")]
 
-    @boundary(lambda message, **_: None)
+    @boundary(Log())
+    def broken(event: Any, context: Any) -> Any:
+        raise KeyError("agent")
+
+    with pytest.raises(Unrecoverable, match="KeyError"):
+        broken({}, None)
+    assert logged[-1] == ("exception", "the task failed for good")
+
+    @boundary(Log())
     def already(event: Any, context: Any) -> Any:
         raise NotifyFailed("every channel failed")
 
