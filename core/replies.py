@@ -30,6 +30,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -257,7 +258,11 @@ class HttpReplier:
         attempts: int = 3,
         backoff_seconds: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
+        resolve: Callable[[str, int], list[str]] | None = None,
+        allow_loopback: bool = False,
     ) -> None:
+        self._resolve = resolve or _system_resolve
+        self._allow_loopback = allow_loopback
         self._secret = secret
         self._client = client
         self._clock = clock
@@ -295,6 +300,7 @@ class HttpReplier:
                     f"reply to {reply.host} not sent: it must be signed and there is no reply_signing_key; add "
                     "reply_signing_key to the stepfold secret (STEPFOLD_REPLY_SIGNING_KEY locally)"
                 )
+        self._check_resolved(reply)
         last = ""
         for attempt in range(self._attempts):
             if attempt:
@@ -312,6 +318,36 @@ class HttpReplier:
             if response.status_code not in _RETRY_STATUSES:
                 break
         raise ReplyError(f"reply to {reply.host} not delivered: {last}")
+
+    def _check_resolved(self, reply: Reply) -> None:
+        """Refuse a host NAME that resolves to this machine or a private network (``127.0.0.1.nip.io``, an internal
+        zone): :class:`ReplyPolicy` judged the name, this judges where it points, just before connecting. (A name
+        that changes its answer between this lookup and the connection is not caught; in production,
+        ``STEPFOLD_REPLY_CALLBACK_HOSTS`` is the defence against a hostile DNS server.)"""
+        parts = urlsplit(reply.url)
+        host = (parts.hostname or "").rstrip(".")
+        if _literal_ip(host) is not None:
+            return  # an address, already judged by the policy
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in self._resolve(host, port)]
+        except (OSError, ValueError):
+            raise ReplyError(f"reply to {host} not sent: the name does not resolve") from None
+        for resolved in addresses:
+            mapped = resolved.ipv4_mapped if isinstance(resolved, ipaddress.IPv6Address) else None
+            address = mapped or resolved
+            if address.is_loopback and self._allow_loopback:
+                continue
+            if not address.is_global or address.is_multicast:
+                raise ReplyError(
+                    f"reply to {host} not sent: the name resolves to {address}, a loopback, private, link-local or "
+                    "reserved address; replies go to public hosts only"
+                )
+
+
+def _system_resolve(host: str, port: int) -> list[str]:
+    """The addresses the system resolver gives for ``host`` (what the connection would use)."""
+    return [str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
 
 
 @dataclass

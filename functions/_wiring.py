@@ -359,7 +359,9 @@ class Runtime:
         a signed reply is signed with ``reply_signing_key``, never an inbound webhook secret.
         """
         if self.replier is None:
-            self.replier = HttpReplier(lambda: self.secrets.reply_signing_key)
+            self.replier = HttpReplier(
+                lambda: self.secrets.reply_signing_key, allow_loopback=self.settings.reply_allow_loopback
+            )
         return send_reply(self.threads.load(thread_id), self.replier, self.settings.reply_policy())
 
     def model_for(self, agent: Agent) -> str:

@@ -75,7 +75,9 @@ def replies(stack: LocalStack) -> list[httpx.Request]:
         return httpx.Response(200)
 
     client = httpx.Client(transport=httpx.MockTransport(receive))
-    stack.rt.replier = HttpReplier(lambda: stack.rt.secrets.stepfold_webhook_secret, client=client)
+    stack.rt.replier = HttpReplier(  # the test hosts are in no DNS here: each name resolves to a public address
+        lambda: stack.rt.secrets.stepfold_webhook_secret, client=client, resolve=lambda host, port: ["93.184.216.34"]
+    )
     return caught
 
 

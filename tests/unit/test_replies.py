@@ -88,9 +88,16 @@ def test_no_reply_without_a_reply_to_label_or_before_the_end(labels: dict[str, s
     assert send_reply(_thread(labels=labels, ended=ended), RecordingReplier()) is None
 
 
+def _public(host: str, port: int) -> list[str]:
+    """A resolver that puts every name on a public address (the tests' hosts are not in any real DNS here)."""
+    return ["93.184.216.34"]
+
+
 def _replier(handler: httpx.MockTransport, *, attempts: int = 3) -> HttpReplier:
     client = httpx.Client(transport=handler)
-    return HttpReplier("sf-secret", client=client, clock=lambda: NOW, sleep=lambda _: None, attempts=attempts)
+    return HttpReplier(
+        "sf-secret", client=client, clock=lambda: NOW, sleep=lambda _: None, attempts=attempts, resolve=_public
+    )
 
 
 def test_the_callback_gets_a_signed_json_post_it_can_verify() -> None:
@@ -151,7 +158,7 @@ def test_an_unsigned_callback_reply_is_refused_but_slack_needs_no_secret() -> No
         sent.append(request)
         return httpx.Response(200)
 
-    unsigned = HttpReplier(lambda: None, client=httpx.Client(transport=httpx.MockTransport(receive)))
+    unsigned = HttpReplier(lambda: None, client=httpx.Client(transport=httpx.MockTransport(receive)), resolve=_public)
     result = send_reply(_thread(labels=STEPFOLD), unsigned)
     assert result is not None
     assert "no reply_signing_key" in result.error
@@ -258,3 +265,37 @@ def test_loopback_is_allowed_only_through_the_explicit_local_setting() -> None:
     local = ReplyPolicy(allow_loopback=True)
     assert send_reply(_to("http://127.0.0.1:8080/x"), replier, local).sent  # type: ignore[union-attr]
     assert not send_reply(_to("https://10.0.0.5/x"), replier, local).sent  # type: ignore[union-attr]  # still private
+
+
+@pytest.mark.parametrize(
+    "addresses",
+    [["127.0.0.1"], ["10.1.2.3"], ["169.254.169.254"], ["93.184.216.34", "192.168.0.5"], ["::1"], ["::ffff:127.0.0.1"]],
+)
+def test_a_public_name_that_resolves_to_this_machine_or_a_private_network_is_not_sent_to(addresses: list[str]) -> None:
+    posted: list[httpx.Request] = []
+
+    def receive(request: httpx.Request) -> httpx.Response:
+        posted.append(request)
+        return httpx.Response(200)
+
+    client = httpx.Client(transport=httpx.MockTransport(receive))
+    replier = HttpReplier("sf-secret", client=client, resolve=lambda host, port: addresses)
+    result = send_reply(_thread(labels=STEPFOLD), replier)
+    assert result is not None
+    assert not result.sent
+    assert "resolves to" in (result.error or "")
+    assert "public hosts only" in (result.error or "")
+    assert posted == []
+
+
+def test_a_name_that_does_not_resolve_is_not_sent_to() -> None:
+    def nowhere(host: str, port: int) -> list[str]:
+        raise OSError("Name or service not known")
+
+    replier = HttpReplier(
+        "sf-secret", client=httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(200))), resolve=nowhere
+    )
+    result = send_reply(_thread(labels=STEPFOLD), replier)
+    assert result is not None
+    assert result.error is not None
+    assert "does not resolve" in result.error
