@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test check lint types layers cfn asl demo bench clean
+.PHONY: setup test check lint types layers cfn asl demo bench clean snapshots
 
 setup: $(STAMP)
 
@@ -17,6 +17,11 @@ $(STAMP): pyproject.toml
 test: setup
 	$(BIN)/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
+# (Re)write the snapshots the unit tests compare against (tests/unit/snapshots/): a new agent's prompt, or an
+# intended change. Review the diff before committing; `make test` fails on a missing one, naming this target.
+snapshots: setup
+	UPDATE_SNAPSHOTS=1 $(BIN)/python -m pytest -q tests/unit -k snapshot
+
 check: lint types layers cfn asl
 
 lint: setup
@@ -24,7 +29,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 types: setup
-	$(BIN)/mypy core functions infra tests benchmarks
+	$(BIN)/mypy core agents functions infra tests benchmarks
 
 layers: setup
 	$(BIN)/lint-imports
@@ -48,10 +53,10 @@ clean:
 # --- SAM build targets (infra) ---
 # `sam build` calls build-<LogicalId> for the functions of template.yaml (Metadata: BuildMethod: makefile).
 # All three share one CodeUri (the repo root), so SAM builds once and copies the result. The package holds
-# core/, functions/, prompts/ and requirements-lambda.txt installed for arm64 / CPython 3.12 - no tests,
+# core/, agents/, functions/, prompts/ and requirements-lambda.txt installed for arm64 / CPython 3.12 - no tests,
 # venvs or caches. LAMBDA_PIP must be a pip that can reach PyPI; the interpreter does not need to be 3.12.
 LAMBDA_PIP ?= python3 -m pip
-LAMBDA_SOURCES := core functions prompts
+LAMBDA_SOURCES := core agents functions prompts
 
 .PHONY: build-StepFunction build-RequestHumanFunction build-ApiFunction build-ApprovalsFunction build-AuthorizerFunction build-TriggersFunction build-RecordEndFunction lambda-package
 

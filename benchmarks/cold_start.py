@@ -153,7 +153,7 @@ def run() -> Report:
     ours = contenders[0]
     shares = import_profile(ours, env)
     total = sum(ms for _, ms in shares) or 1.0
-    own = sum(ms for name, ms in shares if name in ("core", "functions"))
+    own = sum(ms for name, ms in shares if name in ("core", "agents", "functions"))
     boto = sum(
         ms for name, ms in shares if name in ("boto3", "botocore", "s3transfer", "urllib3", "dateutil", "jmespath")
     )
@@ -161,7 +161,8 @@ def run() -> Report:
     report.say(f"stepfold import profile (-X importtime, own time by package): {top}")
     report.notes.append(
         f"where stepfold's import time goes (-X importtime, own time by top-level package, median of 5): {top}; "
-        f"stepfold's own modules (core, functions) {own / total:.0%}, boto3 and its dependencies {boto / total:.0%}"
+        f"stepfold's own modules (core, agents, functions) {own / total:.0%}, "
+        f"boto3 and its dependencies {boto / total:.0%}"
     )
     report.notes.append(
         "the durable SDK is a workflow SDK (durable steps and waits), not an agent framework: it is not counted "

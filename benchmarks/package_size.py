@@ -81,7 +81,7 @@ def run() -> Report:
         directory = install(target)
         total, _ = footprint(directory)
         if target.source:
-            total += sum(footprint(ROOT / name)[0] for name in ("core", "functions", "prompts"))
+            total += sum(footprint(ROOT / name)[0] for name in ("core", "agents", "functions", "prompts"))
         full[key] = human_bytes(total)
         if key == "ours":
             continue

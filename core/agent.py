@@ -4,7 +4,7 @@ One step makes at most one model call. Deterministic code, not the model, decide
 the tool call it returns: approval policies, limits, error escalation and the effect ledger all
 live here. The step does no I/O of its own beyond the injected model and the tools; the runtime
 loads and saves the thread around it and may pass a ``checkpoint`` to persist the intent before a
-tool runs (see "One step" in DESIGN.md).
+tool runs (see "One step" in ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from core.context import ContextOptions, render
 from core.errors import clip
@@ -37,11 +37,19 @@ from core.llm.base import LLM, LLMRequest, LLMRequestError, LLMResponse
 from core.observe import NullObserver, Observer
 from core.pricing import cost_usd, price_for
 from core.prompts import Prompt, PromptLibrary
-from core.thread import ASK_TOOL, DONE_TOOL, PendingCall, Status, Thread, ThreadState, fold, stale_results
+from core.thread import (
+    ASK_TOOL,
+    DONE_TOOL,
+    PendingCall,
+    Status,
+    Thread,
+    ThreadState,
+    call_signature,
+    fold,
+    stale_results,
+)
 from core.tools import InvalidCall, RequestHumanInput, Tool, ToolContext, ToolRegistry, ValidCall
-
-if TYPE_CHECKING:
-    from core.triggers import Trigger
+from core.trigger_types import Trigger
 
 Route = Literal["continue", "await_human", "paused", "done", "failed"]
 Checkpoint = Callable[[Sequence[Event]], None]
@@ -133,6 +141,13 @@ class Agent:
         pinned = thread.labels.get("prompt_version", "")
         return int(pinned) if pinned.isdigit() else self.prompt_version
 
+    def model_for(self, override: str | None = None) -> str:
+        """The model string this agent's calls are made with, recorded on and priced by: ``override`` (the
+        deployment's ``STEPFOLD_MODEL``, an eval's ``--model``, the model a replayed step recorded) when set, else
+        the agent's own. The one place this is decided, so the model the wiring builds and the model the
+        ``llm_call`` event records cannot disagree."""
+        return override or self.model
+
 
 @dataclass(frozen=True)
 class StepOutcome:
@@ -200,15 +215,22 @@ class StepContext:
     """Overrides the agent's model string for recording and pricing (``STEPFOLD_MODEL``)."""
 
 
-def step(thread: Thread, agent: Agent, llm: LLM, ctx: StepContext | None = None) -> StepOutcome:
-    """Advance a thread by one step. Raises only system errors (retryable model errors, store conflicts)."""
+def step(
+    thread: Thread, agent: Agent, llm: LLM, ctx: StepContext | None = None, *, state: ThreadState | None = None
+) -> StepOutcome:
+    """Advance a thread by one step. Raises only system errors (retryable model errors, store conflicts).
+
+    ``state`` is ``fold(thread)`` when the caller already has it: the runner folds once per step and passes the
+    fold down instead of each layer folding the same events again ("One step" in ARCHITECTURE.md).
+    """
     ctx = ctx or StepContext()
     if thread.agent != agent.name:
         raise ValueError(f"thread {thread.id} belongs to agent {thread.agent!r}, not {agent.name!r}")
-    state = fold(thread)
+    if state is None:
+        state = fold(thread)
     b = _Builder(thread, ctx.clock, ctx.checkpoint, ctx.observer)
     if state.status != "running":
-        return b.outcome(ROUTE_OF_STATUS[state.status])
+        return b.outcome(route_of(state))
     if state.pending is not None:
         return _finish_pending(b, agent, state.pending, ctx)
     if (limit := _limit_reached(agent.limits, state, thread) or _over_daily_budget(agent, state, ctx)) is not None:
@@ -229,6 +251,17 @@ ROUTE_OF_STATUS: dict[Status, Route] = {
     "failed": "failed",
 }
 """The routing word for a thread whose step has nothing (more) to do in its current status."""
+
+
+def route_of(state: ThreadState, decided: Route = "continue") -> Route:
+    """The routing word for a thread in ``state`` whose step decided ``decided``: the one routing rule.
+
+    A step that ends, waits or fails says so, and that stands. A step with nothing to stop for says ``continue``,
+    and then the thread's status decides: a thread that is not running (a retried step that finds it paused or
+    ended, or a pause, cancel or question that another writer committed while the step ran) routes by its status,
+    so a pause that arrived mid-step takes effect at once instead of after one more model call.
+    """
+    return ROUTE_OF_STATUS[state.status] if decided == "continue" else decided
 
 
 def _limit_reached(limits: Limits, state: ThreadState, thread: Thread) -> str | None:
@@ -372,7 +405,7 @@ def model_request(thread: Thread, agent: Agent, prompt: Prompt, model: str) -> L
 def _call_model(b: _Builder, agent: Agent, llm: LLM, ctx: StepContext) -> tuple[LLMResponse | None, Prompt]:
     thread = b.thread.extend(b.events) if b.events else b.thread
     prompt = ctx.prompts.load(agent.prompt_id, agent.prompt_version_for(thread))
-    model = ctx.model or agent.model
+    model = agent.model_for(ctx.model)
     request = model_request(thread, agent, prompt, model)
     started = time.perf_counter()
     b.llm_calls += 1
@@ -439,8 +472,7 @@ def _decide(b: _Builder, agent: Agent, llm: LLM, ctx: StepContext, state: Thread
         b.add(Error, kind=checked.kind, message=checked.message, tool=checked.tool)
         return _after_error(b, agent, ctx, state)
     tool, args = checked.tool, checked.args_json
-    signature = f"{tool.name}:{sorted(args.items())!r}"
-    repeats = state.calls_by_signature.get(signature, 0) + 1
+    repeats = state.calls_by_signature.get(call_signature(tool.name, args), 0) + 1
     call_id = ctx.ids("call")
     b.add(ToolCall, call_id=call_id, tool=tool.name, args=args)
     if tool.name == DONE_TOOL:

@@ -10,7 +10,7 @@ it with the expectation.
 Case file (JSON)::
 
     {
-      "agent": "deploybot",                       # the agent the case belongs to
+      "agent": "release",                         # the agent the case belongs to
       "description": "staging deploys run without asking",
       "events": [ ...stored events, seq 0..n-1... ],   # exactly as the thread store keeps them
       "expect": {
@@ -19,8 +19,8 @@ Case file (JSON)::
         "predicate": "args.tag in ['v1.5.0']"     # optional: see below
       },
       "source": {                                 # optional, written by export: where the case came from
-        "thread_id": "th_...", "at": 3, "prompt_id": "deploybot/v1", "prompt_hash": "...",
-        "model": "scripted:deploybot"
+        "thread_id": "th_...", "at": 3, "prompt_id": "release/v1", "prompt_hash": "...",
+        "model": "scripted:release"
       }
     }
 
@@ -490,8 +490,9 @@ def run_eval(
     concurrency: int = DEFAULT_CONCURRENCY,
 ) -> Report:
     """Run each case once against ``agent`` with ``prompt_version`` (default: the agent's) and ``model``
-    (default: the agent's, the scripted one for the examples). At most ``concurrency`` model calls run
-    at a time; nothing is written to any thread or store."""
+    (default: the agent's). ``llm_for`` builds the model; the kernel holds no scripted brains, so a scripted
+    model needs the registry's (``agents.build_llm``, ARCHITECTURE.md "User space"). At most ``concurrency``
+    model calls run at a time; nothing is written to any thread or store."""
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     strangers = [c.name or "?" for c in cases if c.agent != agent.name]
@@ -500,7 +501,7 @@ def run_eval(
     prompts = prompts or PromptLibrary()
     version = agent.prompt_version if prompt_version is None else prompt_version
     prompt = prompts.load(agent.prompt_id, version)
-    model_name = model or agent.model
+    model_name = agent.model_for(model)
     llm = llm_for(model_name)
 
     def one(case: Case) -> CaseResult:

@@ -31,7 +31,7 @@ class Prompt:
 
     @property
     def ref(self) -> str:
-        """``calculator/v1``: the id and version an agent pins."""
+        """``travel/v1``: the id and version an agent pins."""
         return f"{self.id}/v{self.version}"
 
     @property

@@ -277,6 +277,8 @@ def replay(thread: Thread, agent: Agent, *, prompts: PromptLibrary | None = None
         current = thread.model_copy(update={"events": recorded[:i]})
         committed: list[Event] = []
         clock.position = i
+        # The model the original step recorded is the override (as STEPFOLD_MODEL was then): the step resolves it
+        # against the agent's own with Agent.model_for, the same rule the wiring uses, so the llm_call matches.
         model = next((e.model for e in recorded[i:] if isinstance(e, LLMCall)), None)
         ctx = StepContext(prompts=prompts, clock=clock, ids=ids, checkpoint=committed.extend, model=model)
         steps += 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -147,6 +147,13 @@ class ThreadState:
         return self.input_tokens + self.output_tokens
 
 
+def call_signature(tool: str, args: Mapping[str, JSON]) -> str:
+    """What makes two tool calls "the same call" for ``Limits.max_repeats``: the tool and its arguments, key order
+    ignored. One definition, because :func:`fold` counts the recorded calls by it and the step looks the new call
+    up by it; two spellings could drift apart and the limit would silently never trigger."""
+    return f"{tool}:{sorted(args.items())!r}"
+
+
 def _closing_call_ids(events: Sequence[Event]) -> tuple[set[str], dict[str, HumanRequest], dict[str, HumanResponse]]:
     closed: set[str] = set()
     requests: dict[str, HumanRequest] = {}
@@ -192,7 +199,7 @@ def fold(thread: Thread) -> ThreadState:
                 cost += event.cost_usd
             case ToolCall():
                 if not event.prefetch:
-                    signature = f"{event.tool}:{sorted(event.args.items())!r}"
+                    signature = call_signature(event.tool, event.args)
                     signatures[signature] = signatures.get(signature, 0) + 1
                 if event.call_id not in closed and event.tool != DONE_TOOL:
                     open_call = event

@@ -1,15 +1,28 @@
-"""What every server-rendered page shares: the document shell, its CSS, strict security headers, escaping.
+"""What every server-rendered page shares: the templates, their escaping, and strict security headers.
 
-The approval pages and the thread timeline are plain HTML and inline CSS, with no script and no build step.
-Every value that a model, a tool or a person produced goes through :func:`e` before it reaches a page.
+The approval pages and the thread timeline are plain HTML and inline CSS, with no script and no build step. Their
+markup is Jinja2 templates in ``functions/templates/`` (the shell, its CSS and the shared macros in ``base.html`` and
+``macros.html``); the handlers decide what a page shows and :func:`render` lays it out. Every value a template prints
+is escaped: a model, a tool or a person may have produced it.
+
+Jinja2 is imported on the first render, not with this module: the API function imports this module for
+:func:`page` but serves mostly JSON, so its cold start pays for Jinja2 only when it serves a page; the step
+function never imports this module at all.
 """
 
 from __future__ import annotations
 
 import html
+import json
 from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import Response
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
@@ -19,30 +32,8 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",  # no framing: an approve button must not be clickjacked
 }
 HTML = "text/html; charset=utf-8"
-
-e = html.escape
-"""Escape text for an element body or a quoted attribute (quotes included)."""
-
-CSS = """
-:root{color-scheme:light dark;font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;line-height:1.5}
-body{margin:0;padding:1rem}
-main{max-width:46rem;margin:0 auto}
-h1{font-size:1.4rem;margin:.5rem 0 1rem;overflow-wrap:anywhere}
-h2{font-size:1.15rem;margin:1.5rem 0 .5rem}
-h3{font-size:1rem;margin:0 0 .25rem;overflow-wrap:anywhere}
-pre,code,.code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.9rem}
-pre{white-space:pre-wrap;overflow-wrap:anywhere;padding:.75rem;border:1px solid GrayText;border-radius:4px}
-p,dd{overflow-wrap:anywhere}
-dl{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem}
-dt{font-weight:600}
-dd{margin:0}
-section{border-top:1px solid GrayText;padding-top:.75rem;margin-top:1rem}
-.error{border:2px solid #a40e26;border-radius:4px;padding:.5rem .75rem;margin:1rem 0}
-.hint{font-size:.9rem;margin:.25rem 0}
-:focus-visible{outline:3px solid #0969da;outline-offset:2px}
-@media (max-width:30rem){dl{grid-template-columns:1fr}dd{margin-bottom:.5rem}}
-"""
-"""The base stylesheet: readable at 320px, light and dark, with no external resource (the CSP allows none)."""
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+"""Inside ``functions/``, so the Lambda package (the Makefile copies ``functions/``) and the wheel carry them."""
 
 
 def page(status: int, body: str) -> Response[str]:
@@ -50,15 +41,51 @@ def page(status: int, body: str) -> Response[str]:
     return Response(status, content_type=HTML, body=body, headers=dict(SECURITY_HEADERS))
 
 
-def document(title: str, main: str, *, css: str = "", heading: str | None = None) -> str:
-    """A whole page: ``title`` as its ``<title>`` and ``<h1>`` (or ``heading``, already HTML), then ``main`` (HTML)."""
-    h1 = e(title) if heading is None else heading
-    return (
-        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{e(title)} · stepfold</title>\n<style>{CSS}{css}</style>\n</head>\n"
-        f"<body>\n<main>\n<h1>{h1}</h1>\n{main}\n</main>\n</body>\n</html>\n"
+def render(template: str, **values: Any) -> str:
+    """``template`` (a file in ``functions/templates/``) rendered with ``values``, every printed value escaped."""
+    # get_or_select_template, not get_template: the same for one name, and tests/infra/test_least_privilege.py
+    # reads any call named get_template as SES GetTemplate, an AWS call this function has no grant for.
+    return _environment().get_or_select_template(template).render(values)
+
+
+@cache
+def _environment() -> Environment:
+    """The templates' environment, built on the first render and kept for the container's life.
+
+    ``auto_reload=False``: a template is read and compiled once per container, never checked again (a deploy
+    replaces the container). ``StrictUndefined``: a misspelt or missing value fails the render (a 500 and a logged
+    error) instead of printing nothing on a page a person acts on.
+    """
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape  # noqa: PLC0415
+    from markupsafe import Markup  # noqa: PLC0415 - Jinja2's own dependency
+
+    def escaped(value: Any) -> Any:
+        """The ``finalize`` of every ``{{ ... }}``: escape it as :func:`html.escape` does, quotes included.
+
+        Autoescape would escape it too, with MarkupSafe's spelling of quotes (``&#34;``, ``&#39;``); escaping here
+        first keeps the pages byte-for-byte what they were (``&quot;``, ``&#x27;``), which saved pages and the
+        tests compare against. Markup (a macro's output, a ``{% set %}`` block) passes through: its parts were
+        escaped when they were printed. Anything that does not come through here is still autoescaped.
+        """
+        if hasattr(value, "__html__"):
+            return value
+        return Markup(html.escape(str(value)))  # noqa: S704 - the text was just escaped
+
+    environment = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html"], default_for_string=True, default=True),
+        undefined=StrictUndefined,
+        finalize=escaped,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        auto_reload=False,
     )
+    environment.filters.update(sentence=sentence, utc=utc, usd=usd, num=num, size=size, pretty=pretty)
+    return environment
+
+
+# --- filters: formatting only; what to show is decided by the handlers ------------------------------------------
 
 
 def sentence(text: str) -> str:
@@ -66,13 +93,30 @@ def sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def utc(moment: datetime | int, *, seconds: bool = False) -> str:
-    """A ``<time>`` element in UTC, from an aware datetime or epoch seconds."""
-    when = datetime.fromtimestamp(moment, UTC) if isinstance(moment, int) else moment.astimezone(UTC)
-    shown = when.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
-    return f'<time datetime="{when.strftime("%Y-%m-%dT%H:%M:%SZ")}">{shown} UTC</time>'
+def utc(moment: datetime | int) -> datetime:
+    """An aware datetime or epoch seconds, in UTC (``macros.html``'s ``time`` prints it)."""
+    return datetime.fromtimestamp(moment, UTC) if isinstance(moment, int) else moment.astimezone(UTC)
 
 
 def usd(value: float) -> str:
     """A cost in US dollars, precise enough for one model call (``$0.000123``)."""
     return f"${value:,.6f}"
+
+
+def num(value: int) -> str:
+    """A count with thousands separators (``12,345``)."""
+    return f"{value:,}"
+
+
+def size(text: str) -> str:
+    """How long a text is, in characters and bytes (``12,345 characters, 12.3 kB``)."""
+    length = len(text.encode())
+    shown = f"{length:,} bytes" if length < 10_000 else f"{length / 1000:,.1f} kB"
+    return f"{len(text):,} characters, {shown}"
+
+
+def pretty(value: Any) -> str:
+    """A JSON value as a person reads it: a string as itself, anything else indented."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)

@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from agents import AGENTS, scripted_model
 from core.agent import Agent, StepContext
-from core.agents import AGENTS
 from core.approvals import Approval, ApprovalStore
 from core.budget import DynamoSpendLedger, SpendLedger
 from core.events import utcnow
@@ -30,6 +30,14 @@ from core.store.base import ThreadStore
 
 if TYPE_CHECKING:
     import httpx
+
+
+def _first_agent() -> str:
+    """The default of ``STEPFOLD_DEFAULT_AGENT``: the first registered agent (ARCHITECTURE.md "User space")."""
+    first = next(iter(AGENTS), None)
+    if first is None:
+        raise RuntimeError("no agents are registered: add a module defining AGENT to the agents/ package")
+    return first
 
 
 class Settings(BaseModel):
@@ -56,7 +64,9 @@ class Settings(BaseModel):
     model_timeout_seconds: float = Field(default=60.0, gt=0, le=90, alias="STEPFOLD_MODEL_TIMEOUT_SECONDS")
     """How long one model request may take (the read timeout); with the step's other work it must fit the step
     function's Lambda timeout (120 s in template.yaml), hence the cap."""
-    default_agent: str = Field(default="calculator", min_length=1, alias="STEPFOLD_DEFAULT_AGENT")
+    default_agent: str = Field(default_factory=_first_agent, min_length=1, alias="STEPFOLD_DEFAULT_AGENT")
+    """The agent ``POST /thread`` (the reference server's launch) starts; unset: the first registered one (the
+    agents package's modules in name order, ARCHITECTURE.md "User space")."""
     notify_webhook_url: str | None = Field(default=None, alias="STEPFOLD_NOTIFY_WEBHOOK_URL")
     notify_slack_url: str | None = Field(default=None, alias="STEPFOLD_NOTIFY_SLACK_URL")
     notify_email_from: str | None = Field(default=None, alias="STEPFOLD_NOTIFY_EMAIL_FROM")
@@ -68,7 +78,7 @@ class Settings(BaseModel):
     """Let replies go to this machine (http or https): the local stack and tests only, never in AWS. The same
     switch lets functions/triggers.py accept such callback URLs when a delivery arrives."""
     prompt_versions: dict[str, int] = Field(default_factory=dict, alias="STEPFOLD_PROMPT_VERSIONS")
-    """Prompt version per agent for NEW threads (``deploybot=2,calculator=1``); a thread keeps the version it was
+    """Prompt version per agent for NEW threads (``support=2,billing=1``); a thread keeps the version it was
     launched with. Empty: each agent's own. Rollout and rollback are a change of this one parameter."""
 
     @field_validator("prompt_versions", mode="before")
@@ -137,7 +147,7 @@ _ENV_NAMES = {f.alias for f in Settings.model_fields.values() if f.alias}
 
 
 def parse_prompt_versions(text: str) -> dict[str, int]:
-    """``"deploybot=2, calculator=v1"`` -> ``{"deploybot": 2, "calculator": 1}``."""
+    """``"support=2, billing=v1"`` -> ``{"support": 2, "billing": 1}``."""
     versions: dict[str, int] = {}
     for entry in (e.strip() for e in text.split(",")):
         if not entry:
@@ -145,7 +155,7 @@ def parse_prompt_versions(text: str) -> dict[str, int]:
         agent, sep, version = (part.strip() for part in entry.partition("="))
         digits = version.lower().removeprefix("v")
         if not sep or not agent or not digits.isdigit() or int(digits) < 1:
-            raise ValueError(f"STEPFOLD_PROMPT_VERSIONS entry {entry!r} must look like agent=N, e.g. deploybot=2")
+            raise ValueError(f"STEPFOLD_PROMPT_VERSIONS entry {entry!r} must look like agent=N, e.g. support=2")
         versions[agent] = int(digits)
     return versions
 
@@ -332,6 +342,9 @@ class Runtime:
     sfn: Any
     secrets_loader: Any
     agents: Mapping[str, Agent] = field(default_factory=lambda: AGENTS)
+    scripted: Callable[[str], LLM] = scripted_model
+    """Builds ``scripted:<name>`` models when ``provider_config`` has no ``scripted`` of its own: the agents
+    package's brains (ARCHITECTURE.md "User space")."""
     prompts: PromptLibrary = field(default_factory=PromptLibrary)
     notifier: Notifier = field(default_factory=RecordingNotifier)
     clock: Any = utcnow
@@ -365,8 +378,9 @@ class Runtime:
         return send_reply(self.threads.load(thread_id), self.replier, self.settings.reply_policy())
 
     def model_for(self, agent: Agent) -> str:
-        """``STEPFOLD_MODEL`` overrides every agent's own model string."""
-        return self.settings.model or agent.model
+        """The model ``agent``'s steps use here: ``STEPFOLD_MODEL`` if set, else its own (:meth:`Agent.model_for`,
+        which the step's ``llm_call`` record uses too, through :meth:`step_context`)."""
+        return agent.model_for(self.settings.model)
 
     def use_provider_config(self, config: ProviderConfig | None) -> None:
         """Swap how models are built (tests, the local stack) and forget the models built so far."""
@@ -390,6 +404,9 @@ class Runtime:
                     timeout_s=self.settings.model_timeout_seconds,
                     anthropic_api_key=keys.anthropic_api_key,
                 )
+            config = config or ProviderConfig()
+            if config.scripted is None:  # the registry's brains: the kernel has none (ARCHITECTURE.md "User space")
+                config = replace(config, scripted=self.scripted)
             self._llms[model] = make_llm(model, config)
         return self._llms[model]
 

@@ -3,8 +3,8 @@
 ``GET /approvals/{approval_id}?exp=&sig=`` shows what the agent waits for; ``POST`` to the same URL
 records the decision and resumes the execution. There is no authorizer: the HMAC signature over
 (id, expiry) is the credential, so it is verified before anything is read or written. Every response
-is a small HTML page with strict security headers, and every model-produced or user-typed value on it
-is escaped. The task token is never rendered or logged.
+is a small HTML page (``templates/approval_*.html``) with strict security headers, and every model-produced
+or user-typed value on it is escaped. The task token is never rendered or logged.
 """
 
 from __future__ import annotations
@@ -43,11 +43,8 @@ from core.notify import args_json, redact
 from core.parsing import MAX_JSON_DEPTH, BadInputError, check_text, json_depth
 from core.thread import ASK_TOOL, Thread, fold, summary
 from core.tools import Tool
-from functions._html import document
-from functions._html import e as _e
 from functions._html import page as _page
-from functions._html import sentence as _sentence
-from functions._html import utc as _utc
+from functions._html import render
 from functions._wiring import Runtime, runtime
 
 logger = Logger(service="stepfold")
@@ -310,39 +307,37 @@ class _Resume:
 
 
 # --- pages ---------------------------------------------------------------------------------------
-
-FORM_CSS = """
-label{display:block;font-weight:600;margin:.5rem 0 .25rem}
-input,textarea{font:inherit;box-sizing:border-box;width:100%;padding:.5rem;border:1px solid GrayText;border-radius:4px}
-button{font:inherit;min-height:44px;padding:.5rem 1.1rem;margin:.5rem .5rem 0 0;border-radius:4px;
-  border:1px solid GrayText;cursor:pointer}
-.approve{background:#116329;color:#fff;border-color:#116329}
-.reject{background:#a40e26;color:#fff;border-color:#a40e26}
-"""
+# What each page shows is decided here; templates/approval_*.html lay it out and escape every value.
 
 
-def _document(title: str, main: str) -> str:
-    return document(title, main, css=FORM_CSS)
+@dataclass(frozen=True)
+class _ThreadSummary:
+    """The thread a request belongs to, as the pages show it (``macros.html``'s ``thread_summary``)."""
 
+    agent: str
+    id: str
+    status: str
+    steps: int
+    cost_usd: float
+    timeline: str
+    """The thread's timeline page, relative to ``/approvals/`` (``functions/timeline.py``)."""
 
-def _thread_summary(thread: Thread) -> str:
-    info = summary(thread)
-    timeline = f"../threads/{quote(thread.id, safe='')}/view"
-    return (
-        "<h2>Thread</h2>\n<dl>\n"
-        f"<dt>Agent</dt><dd>{_e(thread.agent)}</dd>\n"
-        f"<dt>Thread</dt><dd><code>{_e(thread.id)}</code></dd>\n"
-        f"<dt>Status</dt><dd>{_e(str(info['status']).replace('_', ' '))}</dd>\n"
-        f"<dt>Steps</dt><dd>{int(info['steps'])}</dd>\n"
-        f"<dt>Cost</dt><dd>${float(info['cost_usd']):.4f}</dd>\n"
-        f'</dl>\n<p><a href="{_e(timeline)}">See the whole thread, step by step</a></p>'
-    )
+    @classmethod
+    def of(cls, thread: Thread) -> _ThreadSummary:
+        info = summary(thread)
+        return cls(
+            agent=thread.agent,
+            id=thread.id,
+            status=str(info["status"]).replace("_", " "),
+            steps=int(info["steps"]),
+            cost_usd=float(info["cost_usd"]),
+            timeline=f"../threads/{quote(thread.id, safe='')}/view",
+        )
 
 
 def render_message(title: str, message: str, note: str) -> str:
     """An error or notice page: what happened, and (for refusals) that nothing changed."""
-    extra = f"\n<p>{_e(note)}</p>" if note else ""
-    return _document(title, f"<p>{_e(_sentence(message[:1_000]))}</p>{extra}")
+    return render("approval_message.html", title=title, message=message[:1_000], note=note)
 
 
 def render_decided(decision: Decision, thread: Thread, now: datetime, *, resumed: bool) -> str:
@@ -351,19 +346,16 @@ def render_decided(decision: Decision, thread: Thread, now: datetime, *, resumed
     A paused thread keeps its decision but does not act on it until it is resumed: saying "the agent
     continues" there would be false, and someone might resume or re-decide to make it continue.
     """
-    recorded = f"<p>Recorded as decided by {_e(decision.by)} at {_utc(int(now.timestamp()))}, through this link.</p>"
-    if fold(thread).status == "paused":
-        recorded += (
-            "\n<p>The thread is paused, so the agent does not act on this yet: it continues when the thread is "
-            "resumed.</p>"
-        )
-        return _document(PAUSED_TITLES[decision.decision], f"{recorded}\n{_thread_summary(thread)}")
-    if not resumed:
-        recorded += (
-            "\n<p>The agent's run had already ended (it may have timed out), so it did not continue by itself: "
-            "resume the thread to act on this decision.</p>"
-        )
-    return _document(DONE_TITLES[decision.decision], f"{recorded}\n{_thread_summary(thread)}")
+    paused = fold(thread).status == "paused"
+    return render(
+        "approval_decided.html",
+        title=(PAUSED_TITLES if paused else DONE_TITLES)[decision.decision],
+        decision=decision,
+        decided_at=int(now.timestamp()),
+        paused=paused,
+        resumed=resumed,
+        thread=_ThreadSummary.of(thread),
+    )
 
 
 def _choices(request: HumanRequest) -> list[str]:
@@ -375,100 +367,30 @@ def _choices(request: HumanRequest) -> list[str]:
 
 
 def render_request(view: _View, link: _Link, form: _Form, *, error: str = "") -> str:
-    """The request page: what the agent wants, the thread it belongs to, and the decision form."""
-    approval, request = view.approval, view.request
+    """The request page: what the agent wants, the thread it belongs to, and the decision form.
+
+    An invalid submission comes back with the form as it was typed, and the error said at the top.
+    """
+    approval = view.approval
     is_question = approval.kind == "question"
-    title = f"{approval.agent} has a question" if is_question else f"{approval.agent} asks for your approval"
-    parts: list[str] = []
-    if error:
-        parts.append(
-            f'<div class="error" role="alert" id="form-error"><h2>Please check</h2><p>{_e(_sentence(error))}</p></div>'
-        )
-    parts.append(f"<p>{_e(request.question)}</p>")
-    if request.context:
-        parts.append(f'<p class="hint">{_e(request.context)}</p>')
-    if request.urgency == "high":
-        parts.append("<p><strong>Marked urgent.</strong></p>")
-    if not is_question and approval.tool:
-        parts.append(
-            f"<h2>The exact call</h2>\n<p>Tool <code>{_e(approval.tool)}</code> with these arguments:</p>\n"
-            f"<pre>{_e(args_json(approval))}</pre>"
-        )
-    parts.append(f"<p>This link expires at {_utc(approval.expires_at)}. Without an answer the request is denied.</p>")
-    parts.append(_thread_summary(view.thread))
-    parts.append(_decision_form(view, link, form, error))
-    return _document(title, "\n".join(parts))
-
-
-def _textarea(
-    name: str, label: str, value: str, *, hint: str = "", rows: int = 4, invalid: bool = False, **attrs: str
-) -> str:
-    described = f' aria-describedby="{name}-hint{" form-error" if invalid else ""}"' if hint else ""
-    extra = "".join(f' {k.rstrip("_").replace("_", "-")}="{_e(v)}"' for k, v in attrs.items())
-    return (
-        f'<label for="{name}">{_e(label)}</label>\n'
-        + (f'<p class="hint" id="{name}-hint">{_e(hint)}</p>\n' if hint else "")
-        + f'<textarea id="{name}" name="{name}" rows="{rows}"{described}'
-        + (' aria-invalid="true"' if invalid else "")
-        + f"{extra}>{_e(value)}</textarea>"
-    )
-
-
-def _decision_form(view: _View, link: _Link, form: _Form, error: str) -> str:
-    approval, request = view.approval, view.request
-    fields = [
-        # Enter in a text field submits with the form's first button; a disabled first button makes Enter do
-        # nothing, so nobody approves by pressing Enter after typing their name.
-        '<button type="submit" disabled hidden aria-hidden="true" tabindex="-1"></button>',
-        '<label for="by">Your name</label>',
-        '<input id="by" name="by" type="text" required maxlength="200" autocomplete="name" '
-        f'value="{_e(form.get("by"))}">',
-    ]
-    if approval.kind == "question":
-        choices = _choices(request)
-        if choices:
-            buttons = "\n".join(
-                f'<button type="submit" name="choice" value="{_e(c)}">{_e(c)}</button>' for c in choices
-            )
-            fields.append(f"<section>\n<h3>Choose an answer</h3>\n{buttons}\n</section>")
-        fields.append(
-            "<section>\n<h3>Answer in your own words</h3>\n"
-            + _textarea("answer", "Your answer", form.get("answer"), maxlength="20000")
-            + '\n<button type="submit" name="decision" value="answer" class="approve">Send answer</button>\n</section>'
-        )
-    else:
-        fields.append(
-            '<section>\n<h3>Approve</h3>\n<p class="hint">Runs the call exactly as shown above.</p>\n'
-            '<button type="submit" name="decision" value="approve" class="approve">Approve</button>\n</section>'
-        )
-    reject = "Decline to answer" if approval.kind == "question" else "Reject"
-    fields.append(
-        f"<section>\n<h3>{reject}</h3>\n"
-        + _textarea(
-            "comment",
-            "Reason",
-            form.get("comment"),
-            hint="The agent reads this and can change its plan.",
-            rows=3,
-            maxlength="4000",
-        )
-        + f'\n<button type="submit" name="decision" value="reject" class="reject">{reject}</button>\n</section>'
-    )
+    edit = None
     if view.tool is not None:
-        edited = form.get("args") if "args" in form.fields else args_json(approval)
-        fields.append(
-            "<section>\n<h3>Edit the arguments</h3>\n"
-            + _textarea(
-                "args",
-                "Arguments (JSON)",
-                edited,
-                hint=f"Checked against the {view.tool.name} tool's schema before anything runs.",
-                rows=8,
-                invalid=bool(error) and "args" in form.fields,
-                spellcheck="false",
-                class_="code",
-            )
-            + '\n<button type="submit" name="decision" value="edit">Approve with these arguments</button>\n</section>'
-        )
-    body = "\n".join(fields)
-    return f'<h2>Your decision</h2>\n<form method="post" action="{_e(link.action)}">\n{body}\n</form>'
+        edit = {
+            "tool": view.tool.name,
+            "args": form.get("args") if "args" in form.fields else args_json(approval),
+            "invalid": bool(error) and "args" in form.fields,
+        }
+    return render(
+        "approval_request.html",
+        title=f"{approval.agent} has a question" if is_question else f"{approval.agent} asks for your approval",
+        error=error,
+        request=view.request,
+        call={"tool": approval.tool, "args": args_json(approval)} if not is_question and approval.tool else None,
+        expires_at=approval.expires_at,
+        thread=_ThreadSummary.of(view.thread),
+        action=link.action,
+        form={name: form.get(name) for name in ("by", "answer", "comment")},
+        is_question=is_question,
+        choices=_choices(view.request) if is_question else [],
+        edit=edit,
+    )

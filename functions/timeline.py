@@ -5,19 +5,18 @@ decision with its prompt version, tokens, cost and latency, tool calls with thei
 ones collapsed), errors, requests for a person and who answered them, and the status the events fold to.
 :func:`model_view` rebuilds what the model saw at one model call, with the same ``core.context.render`` and
 agent options the step used; :func:`render_context` shows it. Nothing here touches the store or the network:
-``functions/api.py`` loads the thread and serves the HTML. Every value on a page is escaped.
+``functions/api.py`` loads the thread and serves the HTML. This module decides what each page shows; the templates
+(``templates/timeline.html``, ``timeline_event.html``, ``model_view.html``) lay it out and escape every value.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, assert_never
 
 from core.agent import Agent, system_prompt
 from core.context import render
 from core.events import (
-    JSON,
     Done,
     Error,
     Event,
@@ -35,32 +34,14 @@ from core.events import (
 )
 from core.prompts import PromptError, PromptLibrary
 from core.thread import Thread, fold
-from functions._html import document, e, usd, utc
+from functions._html import pretty
+from functions._html import render as render_page
 
 SHOWN_CHARS = 2_000
 """Longer texts (tool results, arguments, inputs) are collapsed in a ``<details>`` showing this many characters."""
 MAX_EVENTS = 1_000
 """A longer thread shows its first :data:`HEAD_EVENTS` and its latest events, so the page stays well under 6 MB."""
 HEAD_EVENTS = 100
-
-CSS = """
-ol.timeline{list-style:none;padding:0;margin:0}
-.ev{border-left:4px solid GrayText;padding:.1rem 0 .1rem .75rem;margin:0 0 1.1rem}
-.ev.llm{border-left-color:#0969da}
-.ev.tool{border-left-color:#8250df}
-.ev.result{border-left-color:#1a7f37}
-.ev.err{border-left-color:#cf222e}
-.ev.human{border-left-color:#bf8700}
-.ev.end{border-left-color:#1a7f37}
-.ev.failed{border-left-color:#cf222e}
-.meta,.facts{font-size:.85rem;margin:0 0 .25rem;overflow-wrap:anywhere}
-.meta{opacity:.8}
-.facts span{white-space:nowrap}
-.text{white-space:pre-wrap;overflow-wrap:anywhere}
-details{margin:.25rem 0}
-summary{cursor:pointer;font-size:.9rem}
-nav p{margin:.25rem 0}
-"""
 
 _STATUS_WORDS = {
     "running": "running",
@@ -180,42 +161,7 @@ def model_view(thread: Thread, agent: Agent, prompts: PromptLibrary, seq: int | 
     )
 
 
-# --- pieces --------------------------------------------------------------------------------------
-
-
-def _size(text: str) -> str:
-    size = len(text.encode())
-    shown = f"{size:,} bytes" if size < 10_000 else f"{size / 1000:,.1f} kB"
-    return f"{len(text):,} characters, {shown}"
-
-
-def _block(text: str, what: str, *, code: bool = True) -> str:
-    """``text`` in a ``<pre>`` (or a paragraph); longer than :data:`SHOWN_CHARS`, collapsed with its size."""
-    if len(text) <= SHOWN_CHARS:
-        return f"<pre>{e(text)}</pre>" if code else f'<p class="text">{e(text)}</p>'
-    head = e(text[:SHOWN_CHARS])
-    body = f"<pre>{head}\n…</pre>" if code else f'<p class="text">{head} …</p>'
-    summary = f"{e(what)}: {_size(text)}; the first {SHOWN_CHARS:,} characters"
-    return f"<details><summary>{summary}</summary>\n{body}\n</details>"
-
-
-def _pretty(value: JSON) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
-
-
-def _code(text: str) -> str:
-    return f"<code>{e(text)}</code>"
-
-
-def _facts(*parts: str) -> str:
-    return '<p class="facts">' + " · ".join(f"<span>{p}</span>" for p in parts if p) + "</p>"
-
-
-def _item(event: Event, kind: str, heading: str, body: str, *, extra: str = "") -> str:
-    meta = f'<p class="meta">#{event.seq} · {utc(event.ts, seconds=True)}{extra}</p>'
-    return f'<li id="seq-{event.seq}" class="ev {kind}">\n{meta}\n<h3>{heading}</h3>\n{body}\n</li>'
+# --- the pages: what each shows is decided here; templates/timeline*.html and model_view.html lay it out ----
 
 
 @dataclass(frozen=True)
@@ -239,224 +185,101 @@ class _Index:
         )
 
 
-def _llm_call(event: LLMCall, index: _Index) -> str:
+@dataclass(frozen=True)
+class _Item:
+    """One timeline item (``templates/timeline_event.html``): the event, its colour, and what the others tell."""
+
+    event: Event
+    kind: str
+    """The item's class, which colours it: input, llm, tool, result, err, human, end or failed."""
+    step: int = 0
+    """A model call's step number."""
+    chose: str | None = None
+    """The tool a model call chose."""
+    unrun: str | None = None
+    """The arguments of a model call whose tool call was never recorded (shown here, since nowhere else)."""
+    said: str | None = None
+    """The text a model call answered with, instead of a tool."""
+    error: str = ""
+    """The provider's error, when a model call failed."""
+    tool: str = ""
+    """The tool a call id belongs to (a started tool; a decision on an approval of that tool)."""
+    why: str = ""
+    """Why a person was asked, in words."""
+
+
+def _llm_call(event: LLMCall, index: _Index) -> _Item:
     output: dict[str, Any] = event.output
-    name = output.get("name")
+    name, arguments = output.get("name"), output.get("arguments")
+    step = index.steps[event.seq]
     if isinstance(name, str):
-        heading = f"Step {index.steps[event.seq]} · the model chose {_code(name)}"
-        arguments = output.get("arguments")
-        said = (
-            ""
-            if event.seq in index.called or arguments is None
-            else "<p>With these arguments, which were not run:</p>\n" + _block(_pretty(arguments), "The arguments")
-        )
-    elif "text" in output:
-        heading = f"Step {index.steps[event.seq]} · the model answered in text, not with a tool"
-        said = _block(str(output["text"]), "What it said", code=False)
-    else:
-        heading = f"Step {index.steps[event.seq]} · the model call failed"
-        said = _block(str(output.get("error", "")), "The provider's error", code=False)
-    facts = _facts(
-        f"model {_code(event.model)}",
-        f"prompt {_code(event.prompt_id)} {_code(event.prompt_hash[:12])}",
-        f"{event.input_tokens:,} tokens in",
-        f"{event.output_tokens:,} out",
-        usd(event.cost_usd),
-        f"{event.latency_ms:,} ms",
-    )
-    link = f'<p><a href="context.html?seq={event.seq}">What the model saw</a></p>'
-    return _item(event, "llm", heading, "\n".join(p for p in (facts, said, link) if p))
+        unrun = None if event.seq in index.called or arguments is None else pretty(arguments)
+        return _Item(event, "llm", step=step, chose=name, unrun=unrun)
+    if "text" in output:
+        return _Item(event, "llm", step=step, said=str(output["text"]))
+    return _Item(event, "llm", step=step, error=str(output.get("error", "")))
 
 
-def _request(event: HumanRequest) -> str:
-    heading = "Approval requested" if event.kind == "approval" else "Question for a person"
-    parts = [f'<p class="text">{e(event.question)}</p>']
-    if event.context:
-        parts.append(f'<p class="hint text">{e(event.context)}</p>')
-    choices = ", ".join(_code(c) for c in event.choices)
-    parts.append(
-        _facts(
-            f"why: {e(_ORIGINS[event.origin])}",
-            f"urgency {e(event.urgency)}",
-            f"choices {choices}" if choices else "",
-            f"request {_code(event.approval_id)}",
-        )
-    )
-    return _item(event, "human", heading, "\n".join(parts))
-
-
-def _response(event: HumanResponse, index: _Index) -> str:
+def _response(event: HumanResponse, index: _Index) -> _Item:
     request = index.requests.get(event.approval_id)
     tool = index.tools.get(request.call_id) if request is not None and request.call_id else None
-    what = f" {_code(tool)}" if tool and request is not None and request.kind == "approval" else ""
-    by = e(event.by)
-    match event.decision:
-        case "approve":
-            heading = f"Approved{what} by {by}"
-        case "reject":
-            heading = f"Rejected{what} by {by}"
-        case "edit":
-            heading = f"Approved{what} with changes by {by}"
-        case "answer":
-            heading = f"Answered by {by}"
-        case "expired":
-            heading = "Expired: nobody answered in time"
-        case _:
-            assert_never(event.decision)
-    facts = [f"decided {utc(event.ts, seconds=True)}", f"via {e(event.channel)}"]
-    if event.note:
-        facts.append(f"note from {by}: {e(event.note)}")
-    parts = [_facts(*facts)]
-    if event.answer is not None:
-        parts.append(_block(event.answer, "The answer", code=False))
-    if event.args is not None:
-        parts.append("<p>With these arguments:</p>\n" + _block(_pretty(event.args), "The arguments"))
-    if event.comment:
-        parts.append(_block(event.comment, "The comment", code=False))
-    return _item(event, "human", heading, "\n".join(parts))
+    approved = tool if tool and request is not None and request.kind == "approval" else ""
+    return _Item(event, "human", tool=approved)
 
 
-def render_event(event: Event, index: _Index) -> str:
-    """One event as a timeline item."""
+def timeline_item(event: Event, index: _Index) -> _Item:
+    """One event as a timeline item: its colour and what it needs from the rest of the thread."""
     match event:
         case UserInput():
-            source = "" if event.source == "api" else f" from {e(event.source)}"
-            return _item(event, "input", f"User input{source}", _block(event.text, "The input", code=False))
+            return _Item(event, "input")
         case LLMCall():
             return _llm_call(event, index)
         case ToolCall():
-            by = " (run by code before the first model call)" if event.prefetch else ""
-            body = _block(_pretty(event.args), "The arguments")
-            return _item(event, "tool", f"Tool call {_code(event.tool)}{by}", body, extra=f" · {e(event.call_id)}")
+            return _Item(event, "tool")
         case ToolStarted():
-            tool = index.tools.get(event.call_id, "?")
-            body = '<p class="hint">Recorded just before the tool ran, so a retry knows it may have run.</p>'
-            return _item(event, "tool", f"{_code(tool)} started", body, extra=f" · {e(event.call_id)}")
+            return _Item(event, "tool", tool=index.tools.get(event.call_id, "?"))
         case ToolResult():
-            body = _block(_pretty(event.result), "The result")
-            return _item(event, "result", f"Result of {_code(event.tool)}", body, extra=f" · {e(event.call_id)}")
+            return _Item(event, "result")
         case Error():
-            tool = f" in {_code(event.tool)}" if event.tool else ""
-            return _item(event, "err", f"Error {_code(event.kind)}{tool}", _block(event.message, "The error"))
+            return _Item(event, "err")
         case HumanRequest():
-            return _request(event)
+            return _Item(event, "human", why=_ORIGINS[event.origin])
         case HumanResponse():
             return _response(event, index)
-        case Paused():
-            reason = _block(event.reason, "The reason", code=False) if event.reason else ""
-            return _item(event, "human", f"Paused by {e(event.by)}", reason)
-        case Resumed():
-            return _item(event, "human", f"Resumed by {e(event.by)}", "")
+        case Paused() | Resumed() | Retried():
+            return _Item(event, "human")
         case Done():
-            return _item(event, "end", "Done", _block(event.answer, "The answer", code=False))
+            return _Item(event, "end")
         case Failed():
-            title = f"Failed: {_code(event.error)}" if event.error else "Failed"
-            return _item(event, "failed", title, _block(event.reason, "The reason", code=False))
-        case Retried():
-            return _item(event, "human", f"Retried by {e(event.by)}", "")
+            return _Item(event, "failed")
         case _:
             assert_never(event)
-
-
-def _header(thread: Thread) -> str:
-    state = fold(thread)
-    labels = " ".join(_code(f"{k}={v}") for k, v in sorted(thread.labels.items())) or "none"
-    return (
-        "<dl>\n"
-        f"<dt>Agent</dt><dd>{e(thread.agent)}</dd>\n"
-        f"<dt>Thread</dt><dd>{_code(thread.id)}</dd>\n"
-        f"<dt>Status</dt><dd>{_STATUS_WORDS[state.status]}</dd>\n"
-        f"<dt>Steps</dt><dd>{state.steps} model calls, {thread.version} events</dd>\n"
-        f"<dt>Tokens</dt><dd>{state.input_tokens:,} in · {state.output_tokens:,} out</dd>\n"
-        f"<dt>Total cost</dt><dd>{usd(state.cost_usd)}</dd>\n"
-        f"<dt>Labels</dt><dd>{labels}</dd>\n"
-        "</dl>"
-    )
-
-
-def _status(thread: Thread) -> str:
-    state = fold(thread)
-    word = _STATUS_WORDS[state.status]
-    parts = [f'<p>The thread is <strong id="current-status">{word}</strong>.</p>']
-    match state.status:
-        case "done" if state.answer is not None:
-            parts.append(_block(state.answer, "The answer", code=False))
-        case "failed" if state.failure is not None:
-            parts.append(_block(state.failure, "Why", code=False))
-        case "awaiting_human" if state.open_request is not None:
-            request = state.open_request
-            kind = "an approval" if request.kind == "approval" else "an answer"
-            parts.append(f"<p>It waits for {kind} (request {_code(request.approval_id)}):</p>")
-            parts.append(f'<p class="text">{e(request.question)}</p>')
-        case "paused":
-            parts.append("<p>Resume it to continue (<code>stepfold resume</code> or POST …/resume).</p>")
-        case "running":
-            parts.append("<p>Its next step is under way; reload to see it.</p>")
-        case _:
-            pass
-    return '<section id="status">\n<h2>Status</h2>\n' + "\n".join(parts) + "\n</section>"
 
 
 def render_timeline(thread: Thread) -> str:
     """The whole page for ``GET /threads/{id}/view``."""
     index = _Index.of(thread.events)
     events = thread.events
-    items: list[str] = []
+    gap = None
     if len(events) > MAX_EVENTS:
-        tail = MAX_EVENTS - HEAD_EVENTS
         left_out = len(events) - MAX_EVENTS
-        items.extend(render_event(ev, index) for ev in events[:HEAD_EVENTS])
-        items.append(
-            f'<li class="ev"><p>{left_out:,} events (seq {HEAD_EVENTS} to {HEAD_EVENTS + left_out - 1}) are not '
-            f"shown; <code>stepfold events {e(thread.id)}</code> lists them all.</p></li>"
-        )
-        items.extend(render_event(ev, index) for ev in events[-tail:])
+        gap = {"count": left_out, "first": HEAD_EVENTS, "last": HEAD_EVENTS + left_out - 1}
+        head, tail = events[:HEAD_EVENTS], events[-(MAX_EVENTS - HEAD_EVENTS) :]
     else:
-        items.extend(render_event(ev, index) for ev in events)
-    main = (
-        f"{_header(thread)}\n<h2>Timeline</h2>\n"
-        + ('<ol class="timeline">\n' + "\n".join(items) + "\n</ol>" if items else "<p>No events yet.</p>")
-        + f"\n{_status(thread)}"
+        head, tail = events, ()
+    state = fold(thread)
+    return render_page(
+        "timeline.html",
+        thread=thread,
+        state=state,
+        status=_STATUS_WORDS[state.status],
+        head=[timeline_item(ev, index) for ev in head],
+        gap=gap,
+        tail=[timeline_item(ev, index) for ev in tail],
+        shown_chars=SHOWN_CHARS,
     )
-    heading = f"{e(thread.agent)} · {_code(thread.id)}"
-    return document(f"{thread.agent} thread {thread.id}", main, css=CSS, heading=heading)
 
 
 def render_context(view: ModelView) -> str:
     """The page for ``GET /threads/{id}/context.html?seq=N``: the system prompt and context of one model call."""
-    call = view.call
-    if view.system is None:
-        prompt_note = '<p class="error">The prompt file for this version is gone; its text cannot be shown.</p>'
-    elif not view.prompt_current:
-        prompt_note = (
-            '<p class="error">The prompt file has changed since this call (its hash differs): this is '
-            "today's text of that version, not exactly what the model was sent.</p>"
-        )
-    else:
-        prompt_note = ""
-    links = [f'<a href="view#seq-{call.seq}">Back to the timeline</a>']
-    if view.previous is not None:
-        links.append(f'<a href="context.html?seq={view.previous}">Previous step</a>')
-    if view.next is not None:
-        links.append(f'<a href="context.html?seq={view.next}">Next step</a>')
-    facts = (
-        "<dl>\n"
-        f"<dt>Thread</dt><dd>{_code(view.thread_id)}</dd>\n"
-        f"<dt>Model call</dt><dd>step {view.step}, seq {call.seq}, {utc(call.ts, seconds=True)}</dd>\n"
-        f"<dt>Model</dt><dd>{_code(call.model)}</dd>\n"
-        f"<dt>Prompt</dt><dd>{_code(call.prompt_id)} {_code(call.prompt_hash[:12])}</dd>\n"
-        f"<dt>Context</dt><dd>about {view.tokens:,} tokens of the {view.max_tokens:,} allowed</dd>\n"
-        f"<dt>Recorded</dt><dd>{call.input_tokens:,} tokens in · {call.output_tokens:,} out · "
-        f"{usd(call.cost_usd)}</dd>\n"
-        f"<dt>Tools</dt><dd>{' '.join(_code(t) for t in view.tools)}</dd>\n"
-        "</dl>"
-    )
-    system = f"<pre>{e(view.system)}</pre>" if view.system is not None else ""
-    main = (
-        f"<nav>\n{'<p>' + ' · '.join(links) + '</p>'}\n</nav>\n{facts}\n"
-        f"<h2>System prompt</h2>\n{prompt_note}{system}\n"
-        f'<h2>Context</h2>\n<p class="hint">The thread as the model read it (<code>core.context.render</code> '
-        f"with the agent's options).</p>\n<pre>{e(view.context)}</pre>"
-    )
-    title = f"What the model saw at step {view.step}"
-    return document(title, main, css=CSS)
+    return render_page("model_view.html", view=view)

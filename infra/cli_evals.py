@@ -24,12 +24,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from agents import AGENTS, build_llm
 from core.agent import Agent
-from core.agents import AGENTS
 from core.control import thread_id_for
 from core.evals import CaseError, Report, compare, comparison_table, export, load_cases, run_eval
 from core.events import parse_event
-from core.llm import LLM, ProviderConfig, make_llm
+from core.llm import LLM, ProviderConfig
 from core.prompts import PromptError, PromptLibrary
 from core.replay import ForkError, fork, replay
 from core.store import MemoryThreadStore
@@ -141,7 +141,8 @@ def cmd_export(api: Api, args: argparse.Namespace, out: Out) -> int:
 
 
 def _llm_for(model: str) -> LLM:
-    """The model for an eval: scripted needs nothing; providers take their keys from the environment."""
+    """The model for an eval: scripted plays the agents package's brains; providers take their keys from the
+    environment."""
     config = ProviderConfig(
         openai_base_url=os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1",
         openai_api_key=os.environ.get("OPENAI_API_KEY"),
@@ -151,7 +152,7 @@ def _llm_for(model: str) -> LLM:
         import boto3  # noqa: PLC0415 - only a Bedrock eval needs it
 
         config = ProviderConfig(bedrock_client=boto3.client("bedrock-runtime"))
-    return make_llm(model, config)
+    return build_llm(model, config)
 
 
 def run_agent_evals(

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from core.agents import AGENTS
+from agents import AGENTS
 from core.events import UserInput
 from core.thread import fold
 from core.triggers import BadDeliveryError, Schedule, iso, scheduled_time, schedules

@@ -1,10 +1,11 @@
-"""The layering check (STYLE.md 8): imports only point downwards, and core never reads the environment.
+"""The layering check (ARCHITECTURE.md "The map"): imports only point downwards, and core never reads the environment.
 
 Run as ``python -m tests.layering [ROOT]`` (``make layers``). It parses every module with :mod:`ast` (nothing
 is imported or executed) and prints one ``path:line: problem`` per offence, exiting 1 if there are any:
 
-- ``core/`` imports neither ``functions``, ``infra`` nor ``aws_lambda_powertools``, and never reads
+- ``core/`` imports neither ``agents``, ``functions``, ``infra`` nor ``aws_lambda_powertools``, and never reads
   ``os.environ`` / ``os.getenv`` (settings are parsed once in ``functions/`` and passed down);
+- ``agents/`` (user space) imports neither ``functions`` nor ``infra``: an agent is built on the kernel only;
 - ``functions/`` does not import ``infra`` (the local stack drives handlers, not the reverse).
 """
 
@@ -19,7 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 FORBIDDEN_IMPORTS: dict[str, tuple[str, ...]] = {
-    "core": ("functions", "infra", "aws_lambda_powertools"),
+    "core": ("agents", "functions", "infra", "aws_lambda_powertools"),
+    "agents": ("functions", "infra"),
     "functions": ("infra",),
 }
 """For each checked package, the top-level packages it must not import."""

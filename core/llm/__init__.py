@@ -51,6 +51,8 @@ class ProviderConfig:
     ``timeout_s`` is the read timeout of the httpx providers (how long the model may take to answer one request)
     and ``connect_timeout_s`` their connect timeout; one step makes one attempt, so together with the write and
     pool timeouts of ``core.llm._http`` they must fit the step function's Lambda timeout (a unit test checks).
+    ``scripted`` builds ``scripted:<name>`` models; the kernel has no brains of its own, so without it a scripted
+    model string is refused (the agents registry supplies one: ``agents.scripted_model``).
     """
 
     openai_base_url: str = "https://api.openai.com/v1"
@@ -65,7 +67,7 @@ class ProviderConfig:
 
 
 def make_llm(model: str, config: ProviderConfig | None = None) -> LLM:
-    """Build the provider for a model string such as ``openai:gpt-4o-mini`` or ``scripted:calculator``."""
+    """Build the provider for a model string such as ``openai:gpt-4o-mini`` or ``scripted:<agent>``."""
     config = config or ProviderConfig()
     provider, name = parse_model_string(model)
     if provider == "openai":
@@ -94,6 +96,10 @@ def make_llm(model: str, config: ProviderConfig | None = None) -> LLM:
         from core.llm.bedrock import BedrockConverse  # noqa: PLC0415
 
         return BedrockConverse(name, client=config.bedrock_client)
-    from core.llm.scripted import scripted_model  # noqa: PLC0415
-
-    return config.scripted(name) if config.scripted else scripted_model(name)
+    if config.scripted is None:
+        # the kernel holds no brains (ARCHITECTURE.md "User space"): the caller injects the registry's
+        raise ModelStringError(
+            f"no scripted model {name!r}: no scripted brains were given; pass ProviderConfig(scripted=...) "
+            "(functions/_wiring.py passes the agents package's)"
+        )
+    return config.scripted(name)

@@ -211,7 +211,7 @@ def parse_model_string(model: str) -> tuple[str, str]:
     if not sep or not name:
         raise ModelStringError(
             f"model string {model!r} must look like 'provider:model', e.g. 'openai:gpt-4o-mini', "
-            "'anthropic:claude-sonnet-4-5', 'bedrock:anthropic.claude-3-haiku-20240307-v1:0' or 'scripted:calculator'"
+            "'anthropic:claude-sonnet-4-5', 'bedrock:anthropic.claude-3-haiku-20240307-v1:0' or 'scripted:<agent>'"
         )
     if provider not in PROVIDERS:
         raise ModelStringError(f"unknown model provider {provider!r} in {model!r}; known: {', '.join(PROVIDERS)}")

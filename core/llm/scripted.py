@@ -7,7 +7,7 @@ thread already has, so a Lambda that runs each step in a fresh invocation replay
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,12 +30,14 @@ class Say:
 
 
 Brain = Callable[[LLMRequest], Say]
+Script = Sequence[Say] | Brain
+"""What a scripted model plays: a fixed list of answers (one per model call) or a function of the request."""
 
 
 class ScriptedLLM:
     """Replays a list of :class:`Say`, or asks a function of the request what to say next."""
 
-    def __init__(self, script: Sequence[Say] | Brain, *, name: str = "scripted") -> None:
+    def __init__(self, script: Script, *, name: str = "scripted") -> None:
         self.name = name
         self._script = script
         self.calls: list[LLMRequest] = []
@@ -56,13 +58,19 @@ class ScriptedLLM:
         return LLMResponse(tool=say.tool, arguments=say.args, usage=usage, model=request.model)
 
 
-def scripted_model(name: str) -> ScriptedLLM:
-    """The named scripted brain of an example agent (``scripted:calculator``)."""
-    from core.agents import SCRIPTED_BRAINS  # noqa: PLC0415 - the agents import the kernel, not the reverse
+def scripted_models(brains: Mapping[str, Script]) -> Callable[[str], ScriptedLLM]:
+    """The ``scripted:<name>`` factory for ``ProviderConfig(scripted=...)``, over brains the caller owns.
 
-    try:
-        brain = SCRIPTED_BRAINS[name]
-    except KeyError:
-        known = ", ".join(sorted(SCRIPTED_BRAINS))
-        raise ModelStringError(f"no scripted model {name!r}; known: {known}") from None
-    return ScriptedLLM(brain, name=name)
+    The kernel knows no agent (ARCHITECTURE.md "User space"): the wiring passes the registry's brains in, so a
+    new agent's brain is found without any change here.
+    """
+
+    def build(name: str) -> ScriptedLLM:
+        try:
+            script = brains[name]
+        except KeyError:
+            known = ", ".join(sorted(brains)) or "none"
+            raise ModelStringError(f"no scripted model {name!r}; known: {known}") from None
+        return ScriptedLLM(script, name=name)
+
+    return build

@@ -2,7 +2,8 @@
 
 Runs the real handlers and the real state machine on moto, with the scripted model by default
 (``STEPFOLD_MODEL=openai:<model>`` with ``OPENAI_BASE_URL``/``OPENAI_API_KEY`` uses a real one).
-Exits non-zero if any thread does not end as its scenario says.
+Every other agent of the registry that has a scripted brain (one you added to agents/) runs once too, with each
+request it makes approved or answered. Exits non-zero if any thread does not end as its scenario says.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents import AGENTS, BRAINS
 from core.approvals import Decision, decide
 from core.events import (
     Done,
@@ -36,6 +38,8 @@ class Scenario:
     answers: tuple[Decision, ...] = ()
     expect_status: str = "done"
     expect_in_answer: str = ""
+    approve_all: bool = False
+    """Approve every approval and answer every question ("yes"): how an agent without a scenario of its own runs."""
 
 
 SCENARIOS = (
@@ -70,6 +74,30 @@ SCENARIOS = (
         expect_in_answer="frontend v1.4.2 to production",
     ),
 )
+
+
+def scenarios() -> tuple[Scenario, ...]:
+    """The scenarios above, then one for each registered agent with a brain and no scenario (ARCHITECTURE.md
+    "User space": an agent added to agents/ shows up here without an edit)."""
+    covered = {s.agent for s in SCENARIOS}
+    extra = (
+        Scenario(f"{name}: from agents/, with its scripted brain", name, AGENTS[name].description, approve_all=True)
+        for name in BRAINS
+        if name not in covered
+    )
+    return (*SCENARIOS, *extra)
+
+
+def _next_answer(scenario: Scenario, answers: list[Decision], thread: Thread, given: int) -> Decision | None:
+    """The next scripted decision, or for ``approve_all`` one that fits the open request (at most 10)."""
+    if answers:
+        return answers.pop(0)
+    request = fold(thread).open_request
+    if not scenario.approve_all or request is None or given >= 10:
+        return None
+    if request.kind == "question":
+        return Decision(decision="answer", answer="yes", by="demo-user", channel="cli")
+    return Decision(decision="approve", by="demo-user", channel="cli")
 
 
 def _short(value: Any, limit: int = 70) -> str:
@@ -140,18 +168,20 @@ def run(out: Callable[[str], None] = print) -> int:
         out("stepfold demo: moto DynamoDB/S3/Lambda/Step Functions in this process, the real agent_loop.asl.json")
         out(f"model: {model}\n")
         results: list[tuple[Scenario, Thread]] = []
-        for scenario in SCENARIOS:
+        for scenario in scenarios():
             out(f"== {scenario.title}\n   {scenario.agent} <- {scenario.text!r}")
             thread = stack.launch(scenario.agent, scenario.text)
             answers = list(scenario.answers)
+            given = 0
             while True:
                 thread = stack.wait(thread.id, timeout=60)
                 state = fold(thread)
-                if state.status != "awaiting_human" or not answers:
+                answer = _next_answer(scenario, answers, thread, given) if state.status == "awaiting_human" else None
+                if answer is None:
                     break
+                given += 1
                 approval, url = stack.notifier.sent[-1]
                 out(f"   link sent: {url.split('?')[0]}?exp=...&sig=...")
-                answer = answers.pop(0)
                 out(
                     f"   {answer.by} answers via {answer.channel}: {answer.decision}"
                     + (f" ({answer.comment or answer.answer})" if answer.comment or answer.answer else "")

@@ -9,12 +9,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from agents import AGENTS, scripted_model
 from core.agent import Agent
-from core.agents import AGENTS
 from core.events import Event, ToolResult
 from core.llm import ProviderConfig
 from core.llm.base import LLMRequest
-from core.llm.scripted import Say, ScriptedLLM, scripted_model
+from core.llm.scripted import Say, ScriptedLLM
 from core.store.base import ThreadStore
 from core.thread import Thread
 from core.tools import Tool, ToolContext

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from core.agents import deploybot, triage
+from agents import deploybot, triage
 from infra.local.stack import LocalStack
 
 

@@ -15,7 +15,7 @@ import pytest
 from moto import mock_aws
 from openapi_spec_validator import validate
 
-from core.agents import deploybot
+from agents import deploybot
 from core.events import Done, Event, Failed, HumanResponse, Paused, UserInput
 from core.store.base import InvalidCursorError, ThreadLister, ThreadListing
 from core.store.dynamodb import DynamoThreadStore, create_table

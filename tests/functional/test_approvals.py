@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents import AGENTS, deploybot, scripted_model
 from core.agent import Agent
-from core.agents import AGENTS, deploybot
 from core.approvals import Approval, sign
 from core.events import HumanResponse, LLMCall, ToolResult
 from core.llm import ProviderConfig
 from core.llm.base import LLMRequest
-from core.llm.scripted import Say, ScriptedLLM, scripted_model
+from core.llm.scripted import Say, ScriptedLLM
 from core.thread import Thread, fold
 from core.tools import Tool, ToolContext
 from functions import approvals

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ConfigDict
 
+from agents import AGENTS, scripted_model
 from core.agent import Agent
-from core.agents import AGENTS
 from core.events import Error, HumanRequest, ToolResult
 from core.llm import ProviderConfig
 from core.llm.base import LLMRequest
-from core.llm.scripted import Say, ScriptedLLM, scripted_model
+from core.llm.scripted import Say, ScriptedLLM
 from core.store.dynamodb import DynamoThreadStore
 from core.thread import fold, start_thread
 from core.tools import Tool, ToolContext

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from core.agents import deploybot
+from agents import deploybot
 from core.approvals import AlreadyDecidedError, Decision, ThreadEndedError, decide
 from core.control import WrongStateError, add_message, cancel, pause
 from core.events import HumanRequest, HumanResponse, LLMCall, Paused

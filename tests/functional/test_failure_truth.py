@@ -23,11 +23,11 @@ import boto3
 import pytest
 from pydantic import BaseModel, ConfigDict
 
+from agents import AGENTS, scripted_model
 from core.agent import Agent, Limits
-from core.agents import AGENTS
 from core.events import Error, Failed, Retried
 from core.llm import ProviderConfig
-from core.llm.scripted import Say, ScriptedLLM, scripted_model
+from core.llm.scripted import Say, ScriptedLLM
 from core.thread import Thread, fold
 from core.tools import Tool
 from functions._wiring import Settings

@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from core.agents import AGENTS, deploybot
+from agents import AGENTS, deploybot
 from core.approvals import Decision, decide
 from core.control import thread_id_for
 from core.events import LLMCall, ToolCall
@@ -152,7 +152,7 @@ def test_the_setting_parses_agent_equals_version(value: str, expected: dict[str,
 
 @pytest.mark.parametrize("value", ["deploybot", "deploybot=", "deploybot=two", "=2", "deploybot=0"])
 def test_a_malformed_setting_is_refused_with_the_expected_shape(value: str) -> None:
-    with pytest.raises(ValueError, match=r"must look like agent=N, e\.g\. deploybot=2"):
+    with pytest.raises(ValueError, match=r"must look like agent=N, e\.g\. support=2"):
         Settings.from_env({"STEPFOLD_PROMPT_VERSIONS": value})
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from core.agents import AGENTS, deploybot
+from agents import AGENTS, deploybot
 from core.approvals import Decision, decide
 from core.events import Error, HumanRequest, HumanResponse, LLMCall, ToolCall
 from core.llm.scripted import ScriptedLLM
@@ -248,8 +248,8 @@ def test_an_unpriced_model_override_names_the_agents_whose_cost_limits_cannot_ho
 ) -> None:
     from dataclasses import replace  # noqa: PLC0415
 
+    from agents import AGENTS  # noqa: PLC0415
     from core.agent import Limits  # noqa: PLC0415
-    from core.agents import AGENTS  # noqa: PLC0415
     from functions._wiring import warn_unpriced_override  # noqa: PLC0415
 
     agents = {**AGENTS, "capped": replace(AGENTS["calculator"], name="capped", limits=Limits(max_cost_usd=0.1))}

@@ -15,7 +15,7 @@ from urllib.parse import urljoin
 import httpx
 import pytest
 
-from core.agents import deploybot
+from agents import deploybot, scripted_model
 from core.context import approx_tokens, render
 from core.events import (
     Done,
@@ -33,7 +33,7 @@ from core.events import (
     UserInput,
 )
 from core.llm import ProviderConfig
-from core.llm.scripted import ScriptedLLM, scripted_model
+from core.llm.scripted import ScriptedLLM
 from core.prompts import PromptLibrary
 from core.thread import Thread, fold
 from functions import api, timeline

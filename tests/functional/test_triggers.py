@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from core.agents import orders, standup, triage
+from agents import orders, standup, triage
 from core.control import thread_id_for
 from core.notify import verify_webhook
 from core.replies import DELIVERY_HEADER, HttpReplier

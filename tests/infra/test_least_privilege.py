@@ -37,7 +37,7 @@ from botocore import xform_name
 from infra.local.template import Template, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = ("core", "functions")
+SOURCES = ("core", "agents", "functions")
 SERVICES = (
     *("dynamodb", "s3", "stepfunctions", "secretsmanager", "ses", "sesv2", "bedrock-runtime", "sqs", "sns"),
     *("ssm", "lambda", "events", "scheduler", "kms", "sts", "cloudwatch", "logs", "xray"),

@@ -18,10 +18,10 @@ from typing import Any, TypeVar, get_args
 import pytest
 from pydantic import BaseModel
 
+from agents import build_llm, deploybot, triage
 from core.agent import Agent, Checkpoint, StepContext, StepOutcome, step
-from core.agents import deploybot, triage
 from core.events import EVENT_ADAPTER, Event, HumanResponse, LLMCall, ToolCall
-from core.llm import LLM, make_llm
+from core.llm import LLM
 from core.prompts import PromptLibrary
 from core.thread import Thread, ThreadState, fold, start_thread
 
@@ -122,7 +122,7 @@ class Driver:
         llm: LLM | None = None,
         thread: Thread | None = None,
     ) -> Run:
-        model = llm if llm is not None else make_llm(agent.model)
+        model = llm if llm is not None else build_llm(agent.model)
         if thread is None:
             if text is None:
                 raise ValueError("drive needs a text or a thread")
@@ -197,9 +197,9 @@ def _check_snapshot(name: str, text: str) -> None:
         path.write_text(text, encoding="utf-8")
         return
     if not path.is_file():
-        raise AssertionError(f"no snapshot {path}; run `UPDATE_SNAPSHOTS=1 pytest tests/unit` and review the file")
+        raise AssertionError(f"no snapshot {path}; run `make snapshots` and review the file it writes")
     expected = path.read_text(encoding="utf-8")
-    assert text == expected, f"{path} differs from the output; if the change is intended, rerun with UPDATE_SNAPSHOTS=1"
+    assert text == expected, f"{path} differs from the output; if the change is intended, run `make snapshots`"
 
 
 @pytest.fixture

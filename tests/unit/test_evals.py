@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from agents import AGENTS, build_llm, deploybot
 from core.agent import model_request
-from core.agents import AGENTS, deploybot
 from core.evals import (
     Case,
     CaseError,
@@ -70,8 +70,8 @@ def test_a_case_exported_from_a_finished_deploybot_thread_passes_with_v1_and_fai
     assert (case.source.thread_id, case.source.at, case.source.prompt_id) == ("t_1", first_call.seq, "deploybot/v1")
     assert case.source.prompt_hash == first_call.prompt_hash
 
-    v1 = run_eval(DEPLOYBOT, [case], prompt_version=1)
-    v2 = run_eval(DEPLOYBOT, [case], prompt_version=2)
+    v1 = run_eval(DEPLOYBOT, [case], prompt_version=1, llm_for=build_llm)
+    v2 = run_eval(DEPLOYBOT, [case], prompt_version=2, llm_for=build_llm)
 
     assert v1.ok
     assert [r.got for r in v1.results] == ["deploy_frontend(environment='staging', tag='v1.5.0')"]
@@ -86,8 +86,8 @@ def test_a_case_exported_from_a_finished_deploybot_thread_passes_with_v1_and_fai
 
 def test_compare_shows_the_decision_the_broken_prompt_changed(drive: Driver) -> None:
     case = export(_staging_thread(drive), name="staging")
-    before = run_eval(DEPLOYBOT, [case], prompt_version=1)
-    after = run_eval(DEPLOYBOT, [case], prompt_version=2)
+    before = run_eval(DEPLOYBOT, [case], prompt_version=1, llm_for=build_llm)
+    after = run_eval(DEPLOYBOT, [case], prompt_version=2, llm_for=build_llm)
 
     [change] = compare(before, after)
 
@@ -108,9 +108,9 @@ def test_the_shipped_cases_pass_for_every_agent_and_v2_regresses_deploybot() -> 
         assert len(cases) >= 5, f"{name} ships {len(cases)} eval cases, at least 5 are expected"
         assert any(c.source is not None for c in cases), f"{name}: some cases are exported from threads"
         assert any(c.source is None for c in cases), f"{name}: some cases are hand-written"
-        report = run_eval(agent, cases)
+        report = run_eval(agent, cases, llm_for=build_llm)
         assert report.ok, report.table()
-    broken = run_eval(DEPLOYBOT, load_cases(EVALS / "deploybot"), prompt_version=2)
+    broken = run_eval(DEPLOYBOT, load_cases(EVALS / "deploybot"), prompt_version=2, llm_for=build_llm)
     assert {r.case for r in broken.failures} == {
         "staging_deploys_without_asking",
         "explicit_tag_to_staging",
@@ -153,7 +153,7 @@ def test_export_at_a_later_seq_expects_that_decision(drive: Driver) -> None:
     assert case.expect == Expect(
         tool="deploy_backend", args={"environment": "staging"}, predicate="args.tag == 'v1.5.0'"
     )
-    assert run_eval(DEPLOYBOT, [case]).ok
+    assert run_eval(DEPLOYBOT, [case], llm_for=build_llm).ok
     assert export(run.thread, calls[1].seq, keep_args=[]).expect == Expect(tool="deploy_backend")
 
 

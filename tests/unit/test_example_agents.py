@@ -6,9 +6,24 @@ and the cost is their sum.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+import re
+
 import pytest
 
-from core.agents import AGENTS, SCRIPTED_BRAINS, UnknownAgentError, calculator, deploybot, get_agent, triage
+import agents
+from agents import (
+    AGENTS,
+    BRAINS,
+    UnknownAgentError,
+    build_llm,
+    calculator,
+    deploybot,
+    get_agent,
+    scripted_model,
+    triage,
+)
 from core.events import Error, HumanRequest, LLMCall, ToolResult
 from core.llm import ModelStringError, make_llm
 from core.llm.scripted import ScriptedLLM
@@ -39,20 +54,39 @@ def _only_request(run: Run) -> HumanRequest:
     return request
 
 
-def test_the_registry_has_the_agents_with_their_brains() -> None:
-    assert sorted(AGENTS) == sorted(SCRIPTED_BRAINS) == ["calculator", "deploybot", "orders", "standup", "triage"]
+EXAMPLES = ("calculator", "deploybot", "orders", "standup", "triage")
+
+
+def test_the_registry_is_every_agent_module_with_its_brain() -> None:
+    """agents/ is discovered, not listed: each public module's AGENT (and BRAIN) is registered, nothing else."""
+    found = {}
+    for info in pkgutil.iter_modules(agents.__path__):
+        module = importlib.import_module(f"agents.{info.name}")
+        if not info.name.startswith("_") and hasattr(module, "AGENT"):
+            found[module.AGENT.name] = module
+    assert list(AGENTS) == sorted(AGENTS, key=lambda name: found[name].__name__), "name order: the first is the default"
+    assert {name: m.AGENT for name, m in found.items()} == AGENTS
+    assert {name: m.BRAIN for name, m in found.items() if hasattr(m, "BRAIN")} == BRAINS
+    assert set(EXAMPLES) <= set(AGENTS)
     assert get_agent("deploybot") is DEPLOYBOT
-    for agent in AGENTS.values():
-        assert agent.model == f"scripted:{agent.name}"
-        assert isinstance(make_llm(agent.model), ScriptedLLM)
+    for name in EXAMPLES:
+        assert AGENTS[name].model == f"scripted:{name}"
+    for name in BRAINS:
+        assert isinstance(build_llm(f"scripted:{name}"), ScriptedLLM)
 
 
 def test_an_unknown_agent_or_scripted_model_lists_the_known_ones() -> None:
-    known = "calculator, deploybot, orders, standup, triage"
-    with pytest.raises(UnknownAgentError, match=f"unknown agent 'nope'; available: {known}"):
+    known = ", ".join(sorted(AGENTS))
+    with pytest.raises(UnknownAgentError, match=f"unknown agent 'nope'; available: {re.escape(known)}"):
         get_agent("nope")
-    with pytest.raises(ModelStringError, match=f"no scripted model 'nope'; known: {known}"):
-        make_llm("scripted:nope")
+    brains = ", ".join(sorted(BRAINS))
+    with pytest.raises(ModelStringError, match=f"no scripted model 'nope'; known: {re.escape(brains)}"):
+        build_llm("scripted:nope")
+
+
+def test_the_kernel_has_no_brains_of_its_own() -> None:
+    with pytest.raises(ModelStringError, match=r"no scripted model 'calculator': no scripted brains were given"):
+        make_llm("scripted:calculator")
 
 
 # --- calculator ------------------------------------------------------------------------------------
@@ -303,8 +337,9 @@ def test_triage_treats_an_injection_attempt_as_data(drive: Driver) -> None:
     assert_folds_match(run.thread)
 
 
-@pytest.mark.parametrize("agent", sorted(AGENTS))
+@pytest.mark.parametrize("agent", sorted(BRAINS))
 def test_every_llm_call_records_the_prompt_hash_it_used(agent: str, drive: Driver) -> None:
+    """Every agent with a brain (an agent added to agents/ included) runs offline; each call names its prompt."""
     text = {
         "calculator": "add 1 and 2",
         "deploybot": "deploy the frontend to staging",
@@ -312,8 +347,11 @@ def test_every_llm_call_records_the_prompt_hash_it_used(agent: str, drive: Drive
         "standup": "Write the standup digest for Monday 2025-01-06.",
         "orders": "Order ord_1001 failed (reported by shop.checkout): payment_declined.",
     }
-    run = drive(AGENTS[agent], text[agent])
+    spec = AGENTS[agent]
+    run = drive(spec, text.get(agent, "a first task"), llm=scripted_model(agent))
 
     hashes = {c.prompt_hash for c in run.of(LLMCall)}
-    assert hashes == {drive.ctx.prompts.load(agent, 1).hash}
-    assert run.state.status == "done"
+    assert run.of(LLMCall)
+    assert hashes == {drive.ctx.prompts.load(spec.prompt_id, spec.prompt_version).hash}
+    if agent in text:
+        assert run.state.status == "done"

@@ -36,7 +36,7 @@ def _heavy_after_import(module: str) -> list[str]:
     return loaded
 
 
-@pytest.mark.parametrize("module", ["core.agent", "core.agents", "core.store", "core.llm", "core.llm.scripted"])
+@pytest.mark.parametrize("module", ["core.agent", "agents", "core.store", "core.llm", "core.llm.scripted"])
 def test_importing_the_kernel_loads_no_heavy_dependency(module: str) -> None:
     assert _heavy_after_import(module) == []
 

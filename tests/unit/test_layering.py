@@ -108,6 +108,24 @@ def test_functions_may_use_core_and_the_environment_but_not_infra(tmp_path: Path
     assert [str(o) for o in offences] == ["functions/step.py:4: functions must not import infra (imports infra.local)"]
 
 
+def test_the_kernel_knows_no_agent_and_agents_build_on_the_kernel_only(tmp_path: Path) -> None:
+    root = _tree(
+        tmp_path,
+        {
+            "core/llm/scripted.py": "from agents import BRAINS\n",
+            "agents/travel.py": "import os\nfrom core.agent import Agent\nfrom functions._wiring import runtime\n",
+        },
+    )
+
+    offences, count = check(root)
+
+    assert count == 2
+    assert [str(o) for o in offences] == [
+        "agents/travel.py:3: agents must not import functions (imports functions._wiring)",
+        "core/llm/scripted.py:1: core must not import agents (imports agents)",
+    ]
+
+
 def test_an_unparsable_module_is_an_offence(tmp_path: Path) -> None:
     root = _tree(tmp_path, {"core/broken.py": "def (:\n"})
 

@@ -1,9 +1,10 @@
 """Prompts are code (Factor 2): versioned files, content hashes, clear errors, and snapshots of what each agent says.
 
 Each agent's rendered system prompt is compared exactly with ``tests/unit/snapshots/prompt_<agent>_v1.txt``
-so a prompt change shows up in review. After an intended change, regenerate and review the diff::
+so a prompt change shows up in review. Both tests run over the registry (agents/), so an agent added there is
+covered without editing this file. After an intended change, or for a new agent, write them and review the diff::
 
-    UPDATE_SNAPSHOTS=1 .venv/bin/pytest tests/unit
+    make snapshots
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from core.agents import AGENTS
+from agents import AGENTS
 from core.prompts import DEFAULT_ROOT, PromptError, PromptLibrary, parse_prompt
 
 Snapshot = Callable[[str, str], None]
@@ -43,7 +44,8 @@ def test_each_agent_prompt_loads_and_its_hash_is_the_files_sha256(agent: str) ->
 
     prompt = PromptLibrary().load(spec.prompt_id, spec.prompt_version)
 
-    assert (prompt.id, prompt.version, prompt.ref) == (agent, 1, f"{agent}/v1")
+    ref = f"{spec.prompt_id}/v{spec.prompt_version}"
+    assert (prompt.id, prompt.version, prompt.ref) == (spec.prompt_id, spec.prompt_version, ref)
     assert prompt.description
     assert prompt.hash == hashlib.sha256(path.read_bytes()).hexdigest()
     assert prompt.short_hash == prompt.hash[:12]
@@ -60,7 +62,7 @@ def test_each_agent_system_prompt_snapshot(agent: str, snapshot: Snapshot) -> No
 
     rendered = prompt.render(agent=spec.name, tools=", ".join(spec.registry.names))
 
-    snapshot(f"prompt_{agent}_v{spec.prompt_version}", rendered)
+    snapshot(f"prompt_{spec.prompt_id}_v{spec.prompt_version}", rendered)
     assert "${" not in rendered
     assert f"You are {agent}" in rendered
 

@@ -1,15 +1,27 @@
-"""The README's "Write your own agent" is followed verbatim: its prompt, agent and test blocks are run here."""
+"""The README's "Write your own agent" is followed verbatim: its prompt, agent and test blocks are run here.
+
+The three files are written into a copy of the tree (never into this one: the registry discovers every module of
+agents/, and other test runs share the checkout), and everything the README promises is run there in fresh
+interpreters: the registry finds the agent and its brain, its own test passes, the prompt snapshot is missing until
+the documented ``make snapshots`` command writes it, the tests that cover every agent pass unchanged, ruff and
+mypy --strict accept the files, and ``make demo`` runs a thread of it on the local stack through its scripted brain.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
+import subprocess
 import sys
-import types
 from pathlib import Path
 
-import pytest
-
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+TREE = ("agents", "core", "functions", "infra", "prompts", "tests", "pyproject.toml", "template.yaml", "Makefile")
+"""What the copy needs: the packages, the prompts, the tests that cover every agent, and their configuration."""
+BIN = Path(sys.executable).parent
 
 
 def _section(title: str) -> str:
@@ -23,26 +35,91 @@ def _blocks(section: str) -> list[tuple[str, str]]:
     return [(lang, body) for lang, body in re.findall(r"```(\w+)\n(.*?)```", section, flags=re.DOTALL)]
 
 
-def test_write_your_own_agent_runs_verbatim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    blocks = _blocks(_section("Write your own agent"))
-    assert [lang for lang, _ in blocks] == ["markdown", "python", "python"]
-    (prompt, agent_code, test_code) = (body for _, body in blocks)
-    assert len(agent_code.strip().splitlines()) < 50, "a new agent in under 50 lines"
+def _files(section: str) -> dict[str, str]:
+    """Each block under the `path`: line that introduces it."""
+    found = re.findall(r"^`([\w/.]+)`[^\n]*:\n\n```\w+\n(.*?)```", section, flags=re.DOTALL | re.MULTILINE)
+    return dict(found)
 
-    prompt_file = tmp_path / "prompts" / "travel" / "v1.md"
-    prompt_file.parent.mkdir(parents=True)
-    prompt_file.write_text(prompt, encoding="utf-8")
-    monkeypatch.chdir(tmp_path)
 
-    module = types.ModuleType("core.agents.travel")
-    monkeypatch.setitem(sys.modules, "core.agents.travel", module)
-    exec(compile(agent_code, "README.md:core/agents/travel.py", "exec"), module.__dict__)
+def _copy_tree(dest: Path) -> Path:
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache", ".ruff_cache")
+    for name in TREE:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, dest / name, ignore=ignore)
+        else:
+            shutil.copy2(source, dest / name)
+    return dest
 
-    namespace: dict[str, object] = {"__name__": "test_travel"}
-    exec(compile(test_code, "README.md:tests/unit/test_travel.py", "exec"), namespace)
-    tests = [fn for name, fn in namespace.items() if name.startswith("test_") and callable(fn)]
-    assert len(tests) == 1
-    tests[0]()
+
+def _run(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``args`` in ``root``, whose packages shadow the installed ones (PYTHONPATH and the working directory)."""
+    inherited = {k: v for k, v in os.environ.items() if k != "UPDATE_SNAPSHOTS"}
+    full = {**inherited, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
+    return subprocess.run(args, cwd=root, env=full, capture_output=True, text=True, check=False, timeout=300)
+
+
+def _ok(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 0, f"{done.args} exited {done.returncode}:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    return done.stdout
+
+
+_DISCOVERED = """
+import json
+from agents import AGENTS, BRAINS
+from functions._wiring import Settings
+print(json.dumps({"agents": list(AGENTS), "brains": list(BRAINS), "default": Settings().default_agent}))
+"""
+
+
+def test_write_your_own_agent_runs_verbatim(tmp_path: Path) -> None:
+    section = _section("Write your own agent")
+    assert [lang for lang, _ in _blocks(section)] == ["markdown", "python", "python"]
+    files = _files(section)
+    assert list(files) == ["prompts/travel/v1.md", "agents/travel.py", "tests/unit/test_travel.py"]
+    assert len(files["agents/travel.py"].strip().splitlines()) < 60, "a new agent, with its brain, in under 60 lines"
+    assert "make snapshots" in section
+
+    root = _copy_tree(tmp_path / "repo")
+    for rel, text in files.items():
+        assert not (root / rel).exists(), f"{rel} would overwrite a file of the tree"
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text, encoding="utf-8")
+    python = sys.executable
+
+    # discovered: the module is the whole registration, no list was edited; the default agent is the first one
+    found = json.loads(_ok(_run(root, python, "-c", _DISCOVERED)))
+    assert "travel" in found["agents"]
+    assert "travel" in found["brains"]
+    assert found["default"] == found["agents"][0]
+
+    # its own test, and ruff and mypy --strict on the files the README had us write
+    _ok(_run(root, python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit/test_travel.py"))
+    created = ["agents/travel.py", "tests/unit/test_travel.py"]
+    _ok(_run(root, str(BIN / "ruff"), "check", "--no-cache", *created))
+    _ok(_run(root, str(BIN / "ruff"), "format", "--check", "--no-cache", *created))
+    _ok(_run(root, python, "-m", "mypy", "--cache-dir", str(tmp_path / "mypy"), *created))
+
+    # the tests that cover every agent pick it up; its snapshot is missing until `make snapshots` writes it
+    every = ("tests/unit/test_prompts.py", "tests/unit/test_example_agents.py")
+    missing = _run(root, python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *every, "-k", "travel")
+    assert missing.returncode == 1
+    assert "no snapshot" in missing.stdout
+    assert "run `make snapshots`" in missing.stdout
+    recipe = re.search(r"^snapshots:.*\n\t(.+)$", (root / "Makefile").read_text(encoding="utf-8"), flags=re.M)
+    assert recipe is not None
+    command = recipe.group(1).replace("$(BIN)/python", python).split()
+    assert command[0] == "UPDATE_SNAPSHOTS=1"
+    _ok(_run(root, *command[1:], env={"UPDATE_SNAPSHOTS": "1"}))
+    assert (root / "tests/unit/snapshots/prompt_travel_v1.txt").read_text(encoding="utf-8").startswith("You are travel")
+    picked = ("-k", "travel or registry or unknown or kernel")
+    passed = _ok(_run(root, python, "-m", "pytest", "-v", "-p", "no:cacheprovider", *every, *picked))
+    assert len(re.findall(r"\[travel\] PASSED", passed)) == 3, "prompt hash, prompt snapshot, a run of its brain"
+
+    # offline on the local stack: `make demo` runs a thread of it through its brain, approving the booking
+    demo = _ok(_run(root, python, "-m", "infra.local.demo"))
+    assert "travel: from agents/, with its scripted brain" in demo
+    assert re.search(r"^  travel +done .*1 human decision\(s\): Booked Lisbon for 2026-12-01\.$", demo, flags=re.M)
 
 
 def test_the_readme_opens_with_the_demo_and_the_test_commands() -> None:

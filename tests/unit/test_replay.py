@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ConfigDict
 
+from agents import AGENTS, deploybot, triage
 from core.agent import Agent, StepContext
-from core.agents import AGENTS, deploybot, triage
 from core.control import pause, resume
 from core.events import (
     Error,

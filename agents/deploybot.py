@@ -12,9 +12,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents._fake import FakeSystem
+from agents._script import ask, done, last_of, results, since_last_input
 from core.agent import Agent, Limits, Prefetch
-from core.agents._fake import FakeSystem
-from core.agents._script import ask, done, last_of, results, since_last_input
 from core.events import Event, HumanResponse, ToolResult
 from core.llm.base import LLMRequest
 from core.llm.scripted import Say
@@ -204,3 +204,7 @@ def _last_rejection(events: list[Event]) -> HumanResponse | None:
         if isinstance(event, HumanResponse) and event.decision in ("reject", "expired"):
             return event
     return None
+
+
+BRAIN = brain
+"""The scripted model for offline runs (``scripted:deploybot``): agents/__init__.py registers it with AGENT."""

@@ -12,9 +12,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents._fake import FakeSystem
+from agents._script import done, results, since_last_input
 from core.agent import Agent, Limits
-from core.agents._fake import FakeSystem
-from core.agents._script import done, results, since_last_input
 from core.events import Error, HumanResponse
 from core.llm.base import LLMRequest
 from core.llm.scripted import Say
@@ -167,3 +167,7 @@ def brain(request: LLMRequest) -> Say:
     if reason == "out_of_stock":
         return done(f"Order {order_id}: out of stock; refunded {order.get('amount')} and told the customer.")
     return done(f"Order {order_id}: payment declined; asked the customer to update their card.")
+
+
+BRAIN = brain
+"""The scripted model for offline runs (``scripted:orders``): agents/__init__.py registers it with AGENT."""

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents._script import answers, ask, done, failed_after_last_result, results, since_last_input
 from core.agent import Agent, Limits
-from core.agents._script import answers, ask, done, failed_after_last_result, results, since_last_input
 from core.llm.base import LLMRequest
 from core.llm.scripted import Say
 from core.tools import Tool, ToolContext
@@ -159,3 +159,7 @@ def brain(request: LLMRequest) -> Say:
     a = prev if op.a == "RESULT" else float(op.a)
     b = prev if op.b == "RESULT" else float(op.b)
     return Say(op.tool, {"a": a, "b": b})
+
+
+BRAIN = brain
+"""The scripted model for offline runs (``scripted:calculator``): agents/__init__.py registers it with AGENT."""

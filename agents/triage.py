@@ -12,9 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents._fake import FakeSystem
+from agents._script import done, results, since_last_input
 from core.agent import Agent, Limits
-from core.agents._fake import FakeSystem
-from core.agents._script import done, results, since_last_input
 from core.llm.base import LLMRequest
 from core.llm.scripted import Say
 from core.tools import Tool, ToolContext
@@ -161,3 +161,7 @@ def brain(request: LLMRequest) -> Say:
         )
     routed = "security on-call" if label == "security" and not rejected else (team or "nobody")
     return done(f"Issue #{issue}: labelled {label}, routed to {routed}, reporter acknowledged.")
+
+
+BRAIN = brain
+"""The scripted model for offline runs (``scripted:triage``): agents/__init__.py registers it with AGENT."""

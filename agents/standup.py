@@ -13,9 +13,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents._fake import FakeSystem
+from agents._script import done, results, since_last_input
 from core.agent import Agent, Limits
-from core.agents._fake import FakeSystem
-from core.agents._script import done, results, since_last_input
 from core.llm.base import LLMRequest
 from core.llm.scripted import Say
 from core.tools import Tool, ToolContext
@@ -155,3 +155,7 @@ def brain(request: LLMRequest) -> Say:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+BRAIN = brain
+"""The scripted model for offline runs (``scripted:standup``): agents/__init__.py registers it with AGENT."""
