@@ -15,7 +15,7 @@ import json
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -119,7 +119,7 @@ class ApprovalStore(Protocol):
 class TaskTokens(Protocol):
     """Step Functions' callback API (an injected ``stepfunctions`` client has this shape)."""
 
-    def send_task_success(self, *, taskToken: str, output: str) -> Any: ...  # noqa: N803 - boto3's names
+    def send_task_success(self, *, taskToken: str, output: str) -> object: ...  # noqa: N803 - boto3's names
 
 
 class MemoryApprovalStore:

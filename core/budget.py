@@ -5,9 +5,13 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from core.store.transient import unavailable_is_retryable
+
+if TYPE_CHECKING:  # the stubs are a dev dependency: the Lambda package does not carry them
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 RETENTION_SECONDS = 90 * 24 * 3600
 
@@ -44,12 +48,12 @@ class MemorySpendLedger:
 class DynamoSpendLedger:
     """``PK=SPEND#<agent>, SK=DAY#<day>`` with an atomic ADD per step; TTL removes old days."""
 
-    def __init__(self, table: str, dynamodb: Any) -> None:
+    def __init__(self, table: str, dynamodb: DynamoDBClient) -> None:
         self.table = table
         self.dynamodb = dynamodb
 
     @staticmethod
-    def _key(agent: str, day: str) -> dict[str, Any]:
+    def _key(agent: str, day: str) -> dict[str, AttributeValueTypeDef]:
         return {"PK": {"S": f"SPEND#{agent}"}, "SK": {"S": f"DAY#{day}"}}
 
     def spent(self, agent: str, day: str) -> float:

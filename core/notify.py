@@ -37,6 +37,8 @@ from core.approvals import Approval
 
 if TYPE_CHECKING:
     import httpx
+    from mypy_boto3_ses import SESClient  # the stubs are a dev dependency: the Lambda package does not carry them
+    from mypy_boto3_ses.type_defs import MessageTypeDef
 
 SIGNATURE_HEADER = "X-Stepfold-Signature"
 SIGNATURE_TOLERANCE_SECONDS = 300
@@ -71,12 +73,6 @@ class Notifier(Protocol):
 
 class NotifyError(Exception):
     """A notification was not delivered. The message is redacted: safe for logs and Step Functions causes."""
-
-
-class SesClient(Protocol):
-    """The one SES call the email channel makes (an injected boto3 ``ses`` client has this shape)."""
-
-    def send_email(self, **kwargs: Any) -> Any: ...
 
 
 @dataclass
@@ -339,7 +335,7 @@ class SlackNotifier:
 # --- email through SES ---------------------------------------------------------------------------
 
 
-def email_message(approval: Approval, url: str) -> dict[str, Any]:
+def email_message(approval: Approval, url: str) -> MessageTypeDef:
     """SES ``Message``: subject, a text body and an HTML body with every model-produced value escaped."""
     e = html.escape
     text_lines = [headline(approval) + ".", ""]
@@ -365,7 +361,7 @@ def email_message(approval: Approval, url: str) -> dict[str, Any]:
     }
 
 
-def alert_email(alert: Alert) -> dict[str, Any]:
+def alert_email(alert: Alert) -> MessageTypeDef:
     """SES ``Message`` for an alert, every value escaped in the HTML body."""
     e = html.escape
     text = f"{alert.title}\n\n{alert.detail}\n\nSee the thread: {alert.url}"
@@ -383,7 +379,7 @@ class EmailNotifier:
 
     name = "email"
 
-    def __init__(self, ses_client: SesClient, sender: str, recipients: Sequence[str]) -> None:
+    def __init__(self, ses_client: SESClient, sender: str, recipients: Sequence[str]) -> None:
         if not recipients:
             raise ValueError("an email notifier needs at least one recipient")
         self._ses = ses_client
@@ -399,7 +395,7 @@ class EmailNotifier:
     def alert(self, alert: Alert) -> None:
         self._send(alert_email(alert), None)
 
-    def _send(self, message: dict[str, Any], token: str | None) -> None:
+    def _send(self, message: MessageTypeDef, token: str | None) -> None:
         try:
             self._ses.send_email(Source=self.sender, Destination={"ToAddresses": self.recipients}, Message=message)
         except Exception as exc:  # noqa: BLE001 - every SES error becomes one redacted NotifyError

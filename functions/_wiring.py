@@ -31,6 +31,11 @@ from core.store.base import ThreadStore
 if TYPE_CHECKING:
     import httpx
 
+    # boto3's client types, from the mypy-boto3-* stubs: a dev dependency, never in the Lambda package
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_ses import SESClient
+    from mypy_boto3_stepfunctions import SFNClient
+
 
 def _first_agent() -> str:
     """The default of ``STEPFOLD_DEFAULT_AGENT``: the first registered agent (ARCHITECTURE.md "User space")."""
@@ -283,7 +288,9 @@ class Secrets(BaseModel):
         return found
 
     @classmethod
-    def load(cls, settings: Settings, secretsmanager: Any | None, env: Mapping[str, str] | None = None) -> Secrets:
+    def load(
+        cls, settings: Settings, secretsmanager: SecretsManagerClient | None, env: Mapping[str, str] | None = None
+    ) -> Secrets:
         """The environment's keys, then the secrets this function was given (each only for its own keys).
 
         Called at the first use of :attr:`Runtime.secrets`, so a function reads Secrets Manager only when it needs
@@ -340,14 +347,15 @@ class Runtime:
     threads: ThreadStore
     approvals: ApprovalStore
     sfn: Any
-    secrets_loader: Any
+    """The Step Functions client (``SFNClient``); Any because tests wrap it in counting and failing fakes."""
+    secrets_loader: Callable[[], Secrets]
     agents: Mapping[str, Agent] = field(default_factory=lambda: AGENTS)
     scripted: Callable[[str], LLM] = scripted_model
     """Builds ``scripted:<name>`` models when ``provider_config`` has no ``scripted`` of its own: the agents
     package's brains (ARCHITECTURE.md "User space")."""
     prompts: PromptLibrary = field(default_factory=PromptLibrary)
     notifier: Notifier = field(default_factory=RecordingNotifier)
-    clock: Any = utcnow
+    clock: Callable[[], datetime] = utcnow
     provider_config: ProviderConfig | None = None
     clients: dict[str, Any] = field(default_factory=dict)
     spend: SpendLedger | None = None
@@ -430,7 +438,7 @@ class Runtime:
 class SfnExecutions:
     """Starts the agent loop; the execution name ``<thread>-<seq>`` makes a repeated start a no-op."""
 
-    sfn: Any
+    sfn: SFNClient
     state_machine_arn: str | None
 
     def start(self, thread_id: str, seq: int) -> None:
@@ -448,9 +456,9 @@ class SfnExecutions:
 class TokenWaits:
     """Ends a human wait without an answer: SendTaskFailure with the token stored in the approval record."""
 
-    sfn: Any
+    sfn: SFNClient
     approvals: ApprovalStore
-    clock: Any
+    clock: Callable[[], datetime]
 
     def cancel_wait(self, approval_id: str, reason: str) -> None:
         from core.approvals import ApprovalNotFoundError  # noqa: PLC0415
@@ -509,7 +517,7 @@ def build_notifier(
     keys: Secrets,
     *,
     http: Callable[[], httpx.Client] | None = None,
-    ses: Callable[[], Any] | None = None,
+    ses: Callable[[], SESClient] | None = None,
 ) -> Notifier:
     """The configured channels (webhook, Slack, email), or an :class:`UnsentNotifier` when there are none."""
     channels: list[Notifier] = []

@@ -14,7 +14,7 @@ import binascii
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlencode
 
 from aws_lambda_powertools import Logger
@@ -46,6 +46,9 @@ from core.tools import Tool
 from functions._html import page as _page
 from functions._html import render
 from functions._wiring import Runtime, runtime
+
+if TYPE_CHECKING:
+    from mypy_boto3_stepfunctions import SFNClient  # a dev dependency: the Lambda package does not carry it
 
 logger = Logger(service="stepfold")
 app = APIGatewayHttpResolver(debug=False)  # debug mode would echo events (and their signatures)
@@ -293,10 +296,10 @@ class _Form:
 class _Resume:
     """SendTaskSuccess for :func:`decide`; if the wait already ended, the decision stays recorded."""
 
-    sfn: Any
+    sfn: SFNClient
     ended: bool = False
 
-    def send_task_success(self, *, taskToken: str, output: str) -> Any:  # noqa: N803 - boto3's names
+    def send_task_success(self, *, taskToken: str, output: str) -> object:  # noqa: N803 - boto3's names
         errors = self.sfn.exceptions
         try:
             return self.sfn.send_task_success(taskToken=taskToken, output=output)

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from core.approvals import Approval, ApprovalNotFoundError, ApprovalState
 from core.store.transient import unavailable_is_retryable
 
+if TYPE_CHECKING:  # the stubs are a dev dependency: the Lambda package does not carry them
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
 RETENTION_SECONDS = 30 * 24 * 3600
 """Decided approvals stay this long after their expiry (audit), then DynamoDB's TTL removes them."""
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def _retryable(method: F) -> F:
+def _retryable(
+    method: Callable[Concatenate[DynamoApprovalStore, P], R],
+) -> Callable[Concatenate[DynamoApprovalStore, P], R]:
     """Throttling, 5xx and network errors become StoreUnavailableError, which Step Functions retries.
 
     A step that records or decides an approval must not fail the execution because DynamoDB was busy for a
@@ -23,30 +30,30 @@ def _retryable(method: F) -> F:
     """
 
     @functools.wraps(method)
-    def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def guarded(self: DynamoApprovalStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
         first = args[0] if args else None
         approval_id = first.approval_id if isinstance(first, Approval) else first
         with unavailable_is_retryable(f"{method.__name__.replace('_', ' ')} approval {approval_id!r}"):
             return method(self, *args, **kwargs)
 
-    return guarded  # type: ignore[return-value]
+    return guarded
 
 
 class DynamoApprovalStore:
     """The :class:`core.approvals.ApprovalStore` on DynamoDB (boto3 client injected)."""
 
-    def __init__(self, table: str, dynamodb: Any) -> None:
+    def __init__(self, table: str, dynamodb: DynamoDBClient) -> None:
         self.table = table
         self.dynamodb = dynamodb
 
     @staticmethod
-    def _key(approval_id: str) -> dict[str, Any]:
+    def _key(approval_id: str) -> dict[str, AttributeValueTypeDef]:
         return {"PK": {"S": f"APPROVAL#{approval_id}"}, "SK": {"S": "META"}}
 
     @_retryable
     def put_pending(self, approval: Approval) -> Approval:
         body = approval.model_dump_json(exclude={"state", "decided_by", "decided_at"})
-        item = {
+        item: dict[str, AttributeValueTypeDef] = {
             **self._key(approval.approval_id),
             "doc": {"S": body},
             "state": {"S": "pending"},

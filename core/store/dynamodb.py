@@ -13,7 +13,8 @@ bytes written per step do not grow with the thread. A warm container keeps the t
 reads only what is newer than its copy.
 
 This module imports neither boto3 nor botocore: the low-level clients are injected, built once per container
-by the caller.
+by the caller. Their types come from the ``mypy-boto3-*`` stubs (a dev dependency), imported for the checker
+only, so the Lambda package and its cold start do not carry them.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from pydantic import ValidationError
 
@@ -48,6 +49,15 @@ from core.store.base import (
 )
 from core.store.transient import transient_aws_error, unavailable_message
 from core.thread import Status, Thread, fold
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import (
+        AttributeValueTypeDef,
+        QueryInputTypeDef,
+        TransactWriteItemTypeDef,
+    )
+    from mypy_boto3_s3 import S3Client
 
 MAX_EVENTS_PER_WRITE = 99
 """TransactWriteItems takes at most 100 items and one of them is the header."""
@@ -71,7 +81,7 @@ _FULL_LOAD_BACKOFF_SECONDS = 0.02
 _THROTTLED_REASONS = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded"})
 """Cancellation reasons that mean "too fast", not "someone else wrote": retried as unavailable, not as a conflict."""
 
-Item = dict[str, Any]
+Item = dict[str, "AttributeValueTypeDef"]
 """A DynamoDB item in the low-level client's typed form (``{"S": ...}``, ``{"N": ...}``, ``{"M": ...}``)."""
 
 
@@ -121,7 +131,7 @@ def status_index_schema() -> dict[str, Any]:
 
 
 def create_table(
-    dynamodb: Any, table: str, *, ttl_attribute: str | None = "expires_at", status_index: bool = True
+    dynamodb: DynamoDBClient, table: str, *, ttl_attribute: str | None = "expires_at", status_index: bool = True
 ) -> None:
     """Create the threads table (on-demand) and wait until it is active; for tests and the local stack."""
     schema = table_key_schema()
@@ -145,11 +155,11 @@ def _sk(seq: int) -> str:
     return f"{_EV}{seq:0{_SEQ_DIGITS}d}"
 
 
-def _s(value: str) -> dict[str, str]:
+def _s(value: str) -> AttributeValueTypeDef:
     return {"S": value}
 
 
-def _n(value: int) -> dict[str, str]:
+def _n(value: int) -> AttributeValueTypeDef:
     return {"N": str(value)}
 
 
@@ -176,15 +186,18 @@ class _Encoded:
     offload: tuple[str, bytes] | None
 
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def _retryable(method: F) -> F:
+def _retryable(
+    method: Callable[Concatenate[DynamoThreadStore, P], R],
+) -> Callable[Concatenate[DynamoThreadStore, P], R]:
     """Transient DynamoDB/S3 errors (:func:`~core.store.transient.transient_aws_error`) become
     :class:`StoreUnavailableError`, which Step Functions retries; the message names the method, thread and code."""
 
     @functools.wraps(method)
-    def guarded(self: DynamoThreadStore, *args: Any, **kwargs: Any) -> Any:
+    def guarded(self: DynamoThreadStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return method(self, *args, **kwargs)
         except StoreError:
@@ -196,10 +209,10 @@ def _retryable(method: F) -> F:
             what = f"{method.__name__.replace('_', ' ')} {_subject(args)}in the thread store"
             raise StoreUnavailableError(unavailable_message(what, exc, code)) from exc
 
-    return guarded  # type: ignore[return-value]
+    return guarded
 
 
-def _subject(args: tuple[Any, ...]) -> str:
+def _subject(args: tuple[object, ...]) -> str:
     """``thread 't-1' `` for a store method's first argument (a thread id or a thread), else nothing."""
     first = args[0] if args else None
     thread_id = first.id if isinstance(first, Thread) else first
@@ -212,8 +225,8 @@ class DynamoThreadStore:
     def __init__(
         self,
         table: str,
-        dynamodb: Any,
-        s3: Any,
+        dynamodb: DynamoDBClient,
+        s3: S3Client,
         bucket: str,
         *,
         offload_bytes: int = 32_000,
@@ -257,9 +270,12 @@ class DynamoThreadStore:
         }
         if self._ttl_days is not None:
             header["expires_at"] = _n(self._expires_at(now))
-        writes: list[Item] = [
+        puts: list[TransactWriteItemTypeDef] = [
+            {"Put": {"TableName": self._table, "Item": enc.item}} for enc in encoded
+        ]
+        writes: list[TransactWriteItemTypeDef] = [
             {"Put": {"TableName": self._table, "Item": header, "ConditionExpression": "attribute_not_exists(PK)"}},
-            *({"Put": {"TableName": self._table, "Item": enc.item}} for enc in encoded),
+            *puts,
         ]
         try:
             self._db.transact_write_items(TransactItems=writes)
@@ -312,7 +328,11 @@ class DynamoThreadStore:
             names["#x"] = "expires_at"
             values[":exp"] = _n(self._expires_at(now))
             update += ", #x = :exp"
-        writes: list[Item] = [
+        puts: list[TransactWriteItemTypeDef] = [
+            {"Put": {"TableName": self._table, "Item": enc.item, "ConditionExpression": "attribute_not_exists(SK)"}}
+            for enc in encoded
+        ]
+        writes: list[TransactWriteItemTypeDef] = [
             {
                 "Update": {
                     "TableName": self._table,
@@ -324,10 +344,7 @@ class DynamoThreadStore:
                     "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 }
             },
-            *(
-                {"Put": {"TableName": self._table, "Item": enc.item, "ConditionExpression": "attribute_not_exists(SK)"}}
-                for enc in encoded
-            ),
+            *puts,
         ]
         try:
             self._db.transact_write_items(TransactItems=writes)
@@ -422,18 +439,20 @@ class DynamoThreadStore:
         self, status: str, agent: str | None, limit: int, start: Item | None
     ) -> tuple[list[Item], Item | None]:
         """Up to ``limit`` headers of one status after ``start``, and the key to continue from (None: no more)."""
-        request: dict[str, Any] = {
+        names = {"#s": "status"}
+        values: Item = {":s": _s(status)}
+        request: QueryInputTypeDef = {
             "TableName": self._table,
             "IndexName": STATUS_INDEX,
             "KeyConditionExpression": "#s = :s",
-            "ExpressionAttributeNames": {"#s": "status"},
-            "ExpressionAttributeValues": {":s": _s(status)},
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
             "ScanIndexForward": False,
         }
         if agent is not None:
             request["FilterExpression"] = "#a = :a"
-            request["ExpressionAttributeNames"]["#a"] = "agent"
-            request["ExpressionAttributeValues"][":a"] = _s(agent)
+            names["#a"] = "agent"
+            values[":a"] = _s(agent)
         items: list[Item] = []
         for _ in range(_LIST_QUERIES):
             # Never ask for more than the page still needs, so LastEvaluatedKey is exactly where this page stops.
@@ -456,10 +475,7 @@ class DynamoThreadStore:
         and the header: the bytes read depend on what changed, not on the thread's length. ``None`` when the
         two do not line up (a write landed between the reads, or the table was edited): load it all instead.
         """
-        items = self._query(
-            KeyConditionExpression="PK = :pk AND SK >= :from",
-            ExpressionAttributeValues={":pk": _s(_pk(cached.id)), ":from": _s(_sk(cached.version))},
-        )
+        items = self._query("PK = :pk AND SK >= :from", {":pk": _s(_pk(cached.id)), ":from": _s(_sk(cached.version))})
         header_item, event_items = _split(items)
         if header_item is None:
             self._cache.pop(cached.id, None)
@@ -488,9 +504,7 @@ class DynamoThreadStore:
         for attempt in range(_FULL_LOAD_ATTEMPTS):
             if attempt:
                 time.sleep(_FULL_LOAD_BACKOFF_SECONDS * 2 ** (attempt - 1))
-            items = self._query(
-                KeyConditionExpression="PK = :pk", ExpressionAttributeValues={":pk": _s(_pk(thread_id))}
-            )
+            items = self._query("PK = :pk", {":pk": _s(_pk(thread_id))})
             header_item, event_items = _split(items)
             if header_item is None:
                 raise ThreadNotFoundError(thread_id)
@@ -512,10 +526,15 @@ class DynamoThreadStore:
             f"reads it whole; if it persists, the item was deleted: inspect PK={_pk(thread_id)} and restore it"
         )
 
-    def _query(self, **kwargs: Any) -> list[Item]:
+    def _query(self, key_condition: str, values: Item) -> list[Item]:
         """All items of a strongly consistent Query, following ``LastEvaluatedKey`` (1 MB per page)."""
         items: list[Item] = []
-        request: dict[str, Any] = {"TableName": self._table, "ConsistentRead": True, **kwargs}
+        request: QueryInputTypeDef = {
+            "TableName": self._table,
+            "ConsistentRead": True,
+            "KeyConditionExpression": key_condition,
+            "ExpressionAttributeValues": values,
+        }
         while True:
             page = self._db.query(**request)
             items.extend(page.get("Items", []))
@@ -526,6 +545,7 @@ class DynamoThreadStore:
 
     def _decode(self, thread_id: str, item: Item) -> Event:
         seq = _seq_of(item)
+        raw: str | bytes
         try:
             if "s3" in item:
                 raw = self._download(thread_id, seq, item["s3"]["S"], int(item["size"]["N"]))

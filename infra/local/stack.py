@@ -9,6 +9,7 @@ function name, to the handler the template names, with real Lambda event and con
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib
 import json
@@ -18,7 +19,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,13 @@ REGION = "us-east-1"
 FAST = {"RetryIntervalSeconds": 1, "RetryMaxAttempts": 3}
 """Substitutions that keep retries short locally; the ASL file is the same one that is deployed."""
 
+_TEST_RUNNER_ENV = "PYTEST_"
+"""Variables the test runner sets while the stack runs (the current test's name): :meth:`LocalStack.reset` leaves
+them alone."""
+_READ_AT_COLD_START = frozenset(f.alias for f in Settings.model_fields.values() if f.alias)
+"""The variables :func:`build_runtime` reads (with boto3's ``AWS_*``); the keys are read at their first use."""
+_TABLE = "stepfold-threads"
+_BUCKET = "stepfold-payloads"
 _WRITES = ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem")
 _FAKE_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -94,6 +102,10 @@ class LocalStack:
         self.invocations: list[Invocation] = []
         self.function_arns: dict[str, str] = {}
         self.state_machine_arn = ""
+        self._main_state_machine_arn = ""
+        self._built: Runtime | None = None
+        self._built_fields: dict[str, Any] = {}
+        self._built_env: dict[str, str] = {}
         self._handler_paths: dict[str, str] = {}
         self._handlers: dict[str, Callable[[Any, Any], Any]] = {}
         self._mock: Any = None
@@ -143,13 +155,117 @@ class LocalStack:
         for name in ("dynamodb", "s3", "lambda", "stepfunctions", "iam", "secretsmanager"):
             self.clients[name] = boto3.client(name, region_name=REGION)
         settings = self._create_resources()
-        self.runtime = build_runtime(settings)
-        self.runtime.notifier = self.notifier
-        self.runtime.replier = self.replier  # answers to triggers are recorded, never sent off this machine
-        events = self.runtime.clients["dynamodb"].meta.events
+        self._main_state_machine_arn = self.state_machine_arn
+        self._adopt(build_runtime(settings))
+        self._built = self.rt
+        self._built_fields = {f.name: getattr(self.rt, f.name) for f in fields(self.rt)}
+        self._built_env = dict(os.environ)
+
+    def _adopt(self, runtime: Runtime) -> None:
+        """Make ``runtime`` the one every handler uses, with the stack's recorders and write counter on it."""
+        self.runtime = runtime
+        runtime.notifier = self.notifier
+        runtime.replier = self.replier  # answers to triggers are recorded, never sent off this machine
+        events = runtime.clients["dynamodb"].meta.events
         for operation in _WRITES:
             events.register(f"before-send.dynamodb.{operation}", self._count_write)
-        install_runtime(self.runtime)
+        install_runtime(runtime)
+
+    # --- one running stack, many users (the functional tests share one per session) ------------------------------
+
+    def configure(self, env: Mapping[str, str]) -> Runtime:
+        """Redeploy the functions with ``env`` on top of their environment: the next invoke is a cold start that
+        reads it (settings, keys, prompt versions), as a fresh stack started with ``env=`` would. Undone by
+        :meth:`reset`."""
+        changed = {key for key, value in env.items() if os.environ.get(key) != value}
+        self._set_env(env, only_missing=False)
+        if changed & _READ_AT_COLD_START or any(key.startswith("AWS_") for key in changed):
+            self._adopt(build_runtime(Settings.from_env()))
+        else:  # only what is read at first use (keys, log and metric switches): a new container reads them anew
+            self.rt._secrets = None
+            self.rt.use_provider_config(self.rt.provider_config)
+        return self.rt
+
+    def use_state_machine(self, name: str, **substitutions: Any) -> str:
+        """Create the real ASL under ``name`` with these substitutions and run every thread launched from now on in
+        it (the functions are redeployed with its ARN and approval timeout), as a stack started with
+        ``substitutions=`` would. Undone by :meth:`reset`. Returns its ARN."""
+        arn = self.add_state_machine(name, **substitutions)
+        values = self.template.substitutions(
+            self.template.state_machine(), self.function_arns, {**self.substitution_overrides, **substitutions}
+        )
+        self.state_machine_arn = arn
+        self.configure(
+            {
+                "STEPFOLD_STATE_MACHINE_ARN": arn,
+                "STEPFOLD_APPROVAL_TIMEOUT_SECONDS": str(values.get("ApprovalTimeoutSeconds", 86_400)),
+            }
+        )
+        return arn
+
+    def reset(self) -> None:
+        """The running stack as it was just after :meth:`start`, for its next user: the table and bucket empty, no
+        execution (a parked one is stopped first) and no state machine but its own, the environment and runtime
+        it started with (the same object, every field as built: no model built yet, keys read again), new
+        recorders (notifier, replier, invocations, write counts) and no listeners. Handlers stay imported (a warm
+        container). Call it only when no execution is mid-step (see :meth:`busy_executions`)."""
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends  # noqa: PLC0415
+
+        sfn = self.clients["stepfunctions"]
+        backend = stepfunctions_parser_backends[ACCOUNT][REGION]
+        machines: list[Any] = list(backend.state_machines)  # the parser backend's: its executions run
+        for machine in machines:
+            for execution in machine.executions:
+                if execution.exec_status == "RUNNING":
+                    sfn.stop_execution(executionArn=execution.exec_arn)
+            if machine.arn != self._main_state_machine_arn:
+                sfn.delete_state_machine(stateMachineArn=machine.arn)
+            else:
+                machine.executions.clear()  # Step Functions has no API that forgets an execution
+        self.state_machine_arn = self._main_state_machine_arn
+        ddb = self.clients["dynamodb"]
+        with contextlib.suppress(ddb.exceptions.ResourceNotFoundException):  # a user may have deleted it
+            ddb.delete_table(TableName=_TABLE)
+        self._create_table()
+        s3 = self.clients["s3"]
+        try:
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=_BUCKET):
+                keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+                if keys:
+                    s3.delete_objects(Bucket=_BUCKET, Delete={"Objects": keys})
+        except s3.exceptions.NoSuchBucket:
+            s3.create_bucket(Bucket=_BUCKET)
+        for key in set(os.environ) - set(self._built_env):
+            if not key.startswith(_TEST_RUNNER_ENV):
+                del os.environ[key]
+        os.environ.update({k: v for k, v in self._built_env.items() if not k.startswith(_TEST_RUNNER_ENV)})
+        if self.runtime is not None:
+            self.runtime.use_provider_config(None)  # closes the models a user built
+        built = self._built
+        assert built is not None, "the stack is not started"
+        for name, value in self._built_fields.items():
+            setattr(built, name, copy.copy(value) if isinstance(value, dict | list) else value)
+        cache = getattr(built.threads, "_cache", None)
+        if cache is not None:
+            cache.clear()
+        self.notifier = RecordingNotifier()
+        self.replier = RecordingReplier()
+        built.notifier, built.replier = self.notifier, self.replier
+        self.runtime = built
+        install_runtime(built)
+        with self._lock:
+            self.invocations = []
+            self.bytes_written = self.write_requests = 0
+        self.listeners = []
+
+    def busy_executions(self) -> list[str]:
+        """Executions, of any state machine, that are mid-step (running and not parked on a human)."""
+        sfn = self.clients["stepfunctions"]
+        busy = []
+        for machine in sfn.list_state_machines()["stateMachines"]:
+            running = sfn.list_executions(stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING")
+            busy += [e["executionArn"] for e in running["executions"] if not self._waiting_for_human(e["executionArn"])]
+        return busy
 
     def stop(self) -> None:
         from moto.awslambda_simple.models import LambdaSimpleBackend  # noqa: PLC0415
@@ -180,14 +296,10 @@ class LocalStack:
 
     def _create_resources(self) -> Settings:
         t = self.template
-        ddb, s3, lam, _sfn, iam = (self.clients[n] for n in ("dynamodb", "s3", "lambda", "stepfunctions", "iam"))
-        table_name = "stepfold-threads"
-        ddb.create_table(TableName=table_name, **t.table_properties())
-        if t.ttl_attribute():
-            ddb.update_time_to_live(
-                TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": t.ttl_attribute()}
-            )
-        bucket = "stepfold-payloads"
+        s3, lam, iam = (self.clients[n] for n in ("s3", "lambda", "iam"))
+        table_name = _TABLE
+        self._create_table()
+        bucket = _BUCKET
         s3.create_bucket(Bucket=bucket)
         role = iam.create_role(
             RoleName="stepfold-local", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []})
@@ -220,6 +332,14 @@ class LocalStack:
         self._set_env({k: str(v) for k, v in env.items()}, only_missing=False)
         # STEPFOLD_MODEL from the caller's shell wins over the template's empty default
         return Settings.from_env()
+
+    def _create_table(self) -> None:
+        t, ddb = self.template, self.clients["dynamodb"]
+        ddb.create_table(TableName=_TABLE, **t.table_properties())
+        if t.ttl_attribute():
+            ddb.update_time_to_live(
+                TableName=_TABLE, TimeToLiveSpecification={"Enabled": True, "AttributeName": t.ttl_attribute()}
+            )
 
     def add_state_machine(self, name: str, **substitutions: Any) -> str:
         """Create the template's state machine (the real ASL) under ``name``, with these substitutions on top of the
@@ -445,7 +565,7 @@ class LocalStack:
         """(number of items, bytes) in the threads table: what the demo reports."""
         ddb = self.clients["dynamodb"]
         count = size = 0
-        for page in ddb.get_paginator("scan").paginate(TableName="stepfold-threads"):
+        for page in ddb.get_paginator("scan").paginate(TableName=_TABLE):
             count += page["Count"]
             size += sum(len(json.dumps(item)) for item in page["Items"])
         return count, size

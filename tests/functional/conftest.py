@@ -1,13 +1,189 @@
-"""Functional tier: the real handlers, the real ASL, moto in-process (see infra/local/stack.py)."""
+"""Functional tier: the real handlers, the real ASL, moto in-process (see infra/local/stack.py).
+
+One local stack serves the whole session (building one costs about a second; there are hundreds of tests). Each
+user leases it (:meth:`Shared.lease`): the lease resets the stack to how it was just after it started (empty table
+and bucket, no executions, the runtime as built, new recorders) and applies the user's environment as a cold start.
+The ``stack`` fixture is one lease per test; a module that shares threads or a server between its tests holds one
+lease for the module. Tests that bring their own ``mock_aws()`` ask for ``no_local_stack``: moto's mocks nest and
+share one set of backends, so the shared stack is stopped first (and started again by the next lease).
+
+Whatever a test leaves behind that would reach the next one fails that test, after being cleaned up
+(:func:`_no_leaks`): a changed environment, an execution still mid-step, a botocore hook left on the stack's
+clients, a patched Lambda adapter, a listener, another runtime installed.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import os
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from agents import deploybot, triage
+from functions import _wiring
 from infra.local.stack import LocalStack
+
+QUIET = {"POWERTOOLS_LOG_LEVEL": "WARNING"}
+SETTLE_S = 30.0
+"""How long a test's executions may take to finish their step after the test returned before it is a leak."""
+
+
+class Shared:
+    """The session's one local stack, started on first use and stopped for tests that bring their own moto."""
+
+    def __init__(self) -> None:
+        self.stack: LocalStack | None = None
+        self.leased = False
+        self.transitions = 0
+        self.env = dict(os.environ)
+        """The environment just after the last start or stop (each sets or restores the stack's variables)."""
+
+    def running(self) -> LocalStack:
+        if self.stack is None:
+            self.stack = LocalStack(env=QUIET)
+            self.stack.start()
+            self._transition()
+        return self.stack
+
+    def suspend(self) -> None:
+        assert not self.leased, "a module holds the shared stack; a test with its own mock_aws() cannot run inside it"
+        if self.stack is not None:
+            self.stack.stop()
+            self.stack = None
+            self._transition()
+
+    def _transition(self) -> None:
+        self.transitions += 1
+        self.env = dict(os.environ)
+
+    @contextlib.contextmanager
+    def lease(self, env: Mapping[str, str] = QUIET) -> Iterator[LocalStack]:
+        """The stack as a fresh ``LocalStack(env=env)`` would be, for one user (a module's fixture or a test)."""
+        assert not self.leased, "the shared stack is leased twice at once"
+        stack = self.running()
+        stack.reset()
+        if any(os.environ.get(key) != value for key, value in env.items()):
+            stack.configure(env)
+        self.leased = True
+        before = _Seen.take(stack)
+        try:
+            yield stack
+        finally:
+            self.leased = False
+            before.env = dict(os.environ)  # the lease gives back the environment it found, whatever the user set
+            problems = _leaks(stack, before)
+            stack.reset()
+            if problems:
+                pytest.fail("the stack's user left behind: " + "; ".join(problems))
+
+
+SHARED = Shared()
+
+
+@dataclass
+class _Seen:
+    """What a user of the stack must give back as it found it."""
+
+    env: dict[str, str]
+    hooks: dict[int, list[tuple[str, Any]]]
+    runtime: Any
+
+    @classmethod
+    def take(cls, stack: LocalStack | None) -> _Seen:
+        hooks = {id(client): _hooks(client) for client in _clients(stack).values()}
+        return cls(dict(os.environ), hooks, _wiring._RUNTIME)
+
+
+def _clients(stack: LocalStack | None) -> dict[str, Any]:
+    """The stack's botocore clients and its runtime's (a test that redeploys gets a runtime with new clients)."""
+    if stack is None or stack.runtime is None:
+        return {}
+    return {
+        **{f"stack.{k}": v for k, v in stack.clients.items()},
+        **{f"runtime.{k}": v for k, v in stack.rt.clients.items()},
+    }
+
+
+def _hooks(client: Any) -> list[tuple[str, Any]]:
+    """Every (event name, handler) registered on a botocore client's emitter."""
+    emitter = getattr(client.meta.events, "_emitter", client.meta.events)
+    found: list[tuple[str, Any]] = []
+    pending: list[tuple[str, dict[str, Any]]] = [("", emitter._handlers._root)]
+    while pending:
+        name, node = pending.pop()
+        if node["values"] is not None:
+            found += [(name, handler) for part in node["values"] for handler in part]
+        for chunk, child in node["children"].items():
+            pending.append((f"{name}.{chunk}" if name else chunk, child))
+    return found
+
+
+def _leaks(stack: LocalStack | None, before: _Seen) -> list[str]:
+    """What the test left that would reach the next one; each is undone as it is found."""
+    from moto.awslambda_simple.models import LambdaSimpleBackend  # noqa: PLC0415
+
+    problems = []
+    changed = sorted(
+        k for k in {*os.environ, *before.env} if os.environ.get(k) != before.env.get(k) and not k.startswith("PYTEST_")
+    )
+    if changed:
+        problems.append(f"environment variables changed: {', '.join(changed)}")
+        for key in changed:
+            if key in before.env:
+                os.environ[key] = before.env[key]
+            else:
+                del os.environ[key]
+    if stack is None:
+        return problems
+    deadline = time.monotonic() + SETTLE_S
+    while (busy := stack.busy_executions()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if busy:
+        problems.append(f"executions still mid-step {SETTLE_S:.0f}s after the test: {', '.join(busy)}")
+    for name, client in _clients(stack).items():
+        if id(client) not in before.hooks:
+            continue
+        extra = [hook for hook in _hooks(client) if hook not in before.hooks[id(client)]]
+        for event, handler in extra:
+            client.meta.events.unregister(event, handler)
+        if extra:
+            problems.append(f"botocore hooks left on {name}: {', '.join(event for event, _ in extra)}")
+    if "_invoke" in vars(stack):  # put back as the bound method counts as given back
+        if vars(stack)["_invoke"] != LocalStack._invoke.__get__(stack):
+            problems.append("stack._invoke still patched")
+        del stack._invoke
+    if getattr(LambdaSimpleBackend.invoke, "__qualname__", "").split(".")[0] != "LocalStack":
+        problems.append("moto's Lambda invoke is not the stack's adapter")
+    if stack.listeners:
+        stack.listeners = []
+        problems.append("listeners left on the stack")
+    if _wiring._RUNTIME is not stack.runtime:
+        _wiring.install_runtime(stack.runtime)
+        problems.append("another runtime left installed")
+    return problems
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks() -> Iterator[None]:
+    """Fails a test that leaves something behind for the next one (and cleans it up first)."""
+    stack, transitions = SHARED.stack, SHARED.transitions
+    before = _Seen.take(stack)
+    yield
+    if SHARED.transitions != transitions:  # started or stopped for this test: what it left is checked from there
+        stack, before.env = None, SHARED.env
+    problems = _leaks(stack, before)
+    if problems:
+        pytest.fail("left behind: " + "; ".join(problems))
+
+
+def pytest_sessionfinish() -> None:
+    if SHARED.stack is not None:
+        SHARED.stack.stop()
+        SHARED.stack = None
 
 
 @pytest.fixture(autouse=True)
@@ -19,7 +195,33 @@ def _fresh_fakes() -> Iterator[None]:
     triage.TRACKER.reset()
 
 
+@pytest.fixture(scope="package", autouse=True)
+def _the_stack_ends_with_this_tier() -> Iterator[None]:
+    """Stop the shared stack when the functional tests are done: its moto mock patches botocore for the whole
+    process, and the tiers that run after this one (infra, unit) must reach their own fakes, not moto."""
+    yield
+    SHARED.suspend()
+
+
+@pytest.fixture(scope="session")
+def shared() -> Shared:
+    """The session's one local stack: ``with shared.lease(env) as stack`` in a fixture that needs other settings."""
+    return SHARED
+
+
 @pytest.fixture
 def stack() -> Iterator[LocalStack]:
-    with LocalStack(env={"POWERTOOLS_LOG_LEVEL": "WARNING"}) as running:
+    with SHARED.lease() as running:
         yield running
+
+
+@pytest.fixture
+def no_local_stack() -> None:
+    """For a test that starts its own ``mock_aws()``: the shared stack is not running meanwhile."""
+    SHARED.suspend()
+
+
+@pytest.fixture(scope="module")
+def no_local_stack_in_module() -> None:
+    """For a module whose fixtures start their own ``mock_aws()`` (``pytestmark``): no shared stack meanwhile."""
+    SHARED.suspend()

@@ -283,6 +283,7 @@ def _stores() -> Iterator[tuple[str, Callable[[Callable[[], datetime]], ThreadLi
     yield "dynamodb", dynamo
 
 
+@pytest.mark.usefixtures("no_local_stack")  # its own mock_aws()
 @pytest.mark.parametrize(("kind", "make"), list(_stores()), ids=["memory", "dynamodb"])
 def test_listing_contract_pages_through_every_status_in_time_order(
     kind: str, make: Callable[[Callable[[], datetime]], ThreadLister]

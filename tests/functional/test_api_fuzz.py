@@ -38,8 +38,9 @@ from schemathesis.specs.openapi.checks import (
 
 from functions import api
 from infra.local.http import FrontDoor, front_door
-from infra.local.stack import LambdaContext, LocalStack
+from infra.local.stack import LambdaContext
 from tests.functional._http import http_event
+from tests.functional.conftest import Shared
 
 KEY = "fuzz-test-key"
 AUTH = {"authorization": f"Bearer {KEY}"}
@@ -76,9 +77,9 @@ schema = schemathesis.openapi.from_dict(json.loads(SERVED["body"]), config=CONFI
 
 
 @pytest.fixture(scope="module")
-def door() -> Iterator[FrontDoor]:
+def door(shared: Shared) -> Iterator[FrontDoor]:
     env = {"POWERTOOLS_LOG_LEVEL": "CRITICAL", "POWERTOOLS_METRICS_DISABLED": "true", "STEPFOLD_API_KEY": KEY}
-    with LocalStack(env=env) as stack, front_door(stack) as server:
+    with shared.lease(env) as stack, front_door(stack) as server:
         yield server
 
 

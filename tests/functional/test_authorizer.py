@@ -17,6 +17,7 @@ from functions._wiring import Secrets, Settings
 from functions.authorizer import is_authorized, presented_keys
 from infra.local.stack import LambdaContext, LocalStack
 from tests.functional._http import http_event
+from tests.functional.conftest import Shared
 
 KEY = "sk-test-0123456789abcdef"
 
@@ -43,16 +44,16 @@ def authorize(headers: dict[str, str]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def keyed_stack() -> Iterator[LocalStack]:
-    with LocalStack(env={"POWERTOOLS_LOG_LEVEL": "INFO", "STEPFOLD_API_KEY": KEY}) as running:
+def keyed_stack(shared: Shared) -> Iterator[LocalStack]:
+    with shared.lease({"POWERTOOLS_LOG_LEVEL": "INFO", "STEPFOLD_API_KEY": KEY}) as running:
         yield running
 
 
 @pytest.fixture
-def keyless_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
-    monkeypatch.delenv("STEPFOLD_API_KEY", raising=False)
+def keyless_stack(shared: Shared, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
     monkeypatch.setattr(authorizer, "_warned_no_key", False)
-    with LocalStack(env={"POWERTOOLS_LOG_LEVEL": "INFO"}) as running:
+    with shared.lease({"POWERTOOLS_LOG_LEVEL": "INFO"}) as running:
+        monkeypatch.delenv("STEPFOLD_API_KEY", raising=False)  # read at the first use of the keys, after this
         yield running
 
 
@@ -179,10 +180,9 @@ NAMED = json.dumps(
 
 
 @pytest.fixture
-def named_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
-    monkeypatch.delenv("STEPFOLD_API_KEY", raising=False)
+def named_stack(shared: Shared) -> Iterator[LocalStack]:
     env = {"POWERTOOLS_LOG_LEVEL": "INFO", "STEPFOLD_API_KEY": KEY, "STEPFOLD_API_KEYS": NAMED}
-    with LocalStack(env=env) as running:
+    with shared.lease(env) as running:
         yield running
 
 

@@ -25,6 +25,8 @@ from core.store.approvals_dynamodb import DynamoApprovalStore
 from core.store.dynamodb import CorruptEventError, DynamoThreadStore, create_table
 from core.thread import start_thread
 
+pytestmark = pytest.mark.usefixtures("no_local_stack_in_module")  # each brings its own mock_aws()
+
 TABLE = "stepfold-threads"
 BUCKET = "stepfold-payloads"
 TS = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)

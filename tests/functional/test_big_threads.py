@@ -46,6 +46,8 @@ from core.store.dynamodb import DynamoThreadStore, create_table
 from core.thread import Thread, fold, start_thread
 from core.tools import Tool, ToolContext
 
+pytestmark = pytest.mark.usefixtures("no_local_stack_in_module")  # each brings its own mock_aws()
+
 TABLE = "big-threads"
 BUCKET = "big-payloads"
 THREAD = "th_big"

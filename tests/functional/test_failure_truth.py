@@ -32,6 +32,7 @@ from core.thread import Thread, fold
 from core.tools import Tool
 from functions._wiring import Settings
 from infra.local.stack import LocalStack
+from tests.functional.conftest import Shared
 from tests.provider_server import (
     Answer,
     ProviderServer,
@@ -61,8 +62,8 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world() -> Iterator[World]:
-    with ProviderServer(lifetime_s=900) as server, LocalStack(env=ENV) as stack:
+def world(shared: Shared) -> Iterator[World]:
+    with ProviderServer(lifetime_s=900) as server, shared.lease(ENV) as stack:
         yield World(stack, server)
 
 

@@ -28,6 +28,7 @@ from core.store.base import ThreadStore
 from core.thread import Thread, fold
 from core.tools import Tool, ToolContext
 from infra.local.stack import LocalStack
+from tests.functional.conftest import Shared
 
 RESULTS: list[tuple[str, str, str]] = []
 
@@ -167,16 +168,23 @@ def _inject_aws_faults(dynamodb: Any, s3: Any, fault: Fault) -> None:
         return None
 
     for client, event, hook in (
-        (dynamodb, "before-call.dynamodb.TransactWriteItems", throttle),
-        (s3, "before-call.s3.PutObject", slow_down),
+        (dynamodb, _THROTTLED, throttle),
+        (s3, _SLOWED, slow_down),
     ):
-        client.meta.events.unregister(event, unique_id=f"fault:{event}")  # the previous test's fault
         client.meta.events.register(event, hook, unique_id=f"fault:{event}")
 
 
+_THROTTLED, _SLOWED = "before-call.dynamodb.TransactWriteItems", "before-call.s3.PutObject"
+
+
+def _remove_aws_faults(dynamodb: Any, s3: Any) -> None:
+    for client, event in ((dynamodb, _THROTTLED), (s3, _SLOWED)):
+        client.meta.events.unregister(event, unique_id=f"fault:{event}")
+
+
 @pytest.fixture(scope="module")
-def shared_stack() -> Iterator[LocalStack]:
-    with LocalStack(env={"POWERTOOLS_LOG_LEVEL": "ERROR"}) as running:
+def shared_stack(shared: Shared) -> Iterator[LocalStack]:
+    with shared.lease({"POWERTOOLS_LOG_LEVEL": "ERROR"}) as running:
         yield running
 
 
@@ -244,17 +252,20 @@ def test_fault_matrix(shared_stack: LocalStack, point: str, idempotent: bool) ->
         assert stack.execution_status(stack.execution_arn(final.id)) in ("SUCCEEDED", "RUNNING")
         RESULTS.append((point, "idempotent" if idempotent else "non-idempotent", outcome))
     finally:
+        _remove_aws_faults(rt.clients["dynamodb"], rt.clients["s3"])
         rt.threads, rt.agents = original_threads, original_agents
         rt.use_provider_config(original_config)
 
 
-def test_print_fault_table(capsys: pytest.CaptureFixture[str]) -> None:
-    """Runs last in this module: prints the matrix that the runs above filled in."""
+def test_print_fault_table(capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest) -> None:
+    """Prints the matrix that the runs of test_fault_matrix before it filled in: all of them in file order."""
+    items = request.session.items
+    ran = sum(1 for item in items[: items.index(request.node)] if item.name.startswith("test_fault_matrix["))
     if not RESULTS:
         pytest.skip("run together with test_fault_matrix")
+    assert len(RESULTS) == ran, "every cell that ran recorded its outcome once"
     width = max(len(p) for p, _, _ in RESULTS)
     lines = [f"{'fault point':<{width}}  {'tool':<14}  outcome", "-" * (width + 50)]
     lines += [f"{p:<{width}}  {k:<14}  {o}" for p, k, o in RESULTS]
     with capsys.disabled():
         print("\n" + "\n".join(lines))
-    assert len(RESULTS) == 2 * len(POINTS)

@@ -16,14 +16,15 @@ from core.thread import fold
 from functions._wiring import ApiKey, Secrets
 from infra.local.http import MAX_BODY_BYTES, FrontDoor, front_door
 from infra.local.stack import LambdaContext, LocalStack
+from tests.functional.conftest import Shared
 
 KEY = "front-door-test-key"
 
 
 @pytest.fixture(scope="module")
-def running() -> Iterator[tuple[LocalStack, FrontDoor]]:
+def running(shared: Shared) -> Iterator[tuple[LocalStack, FrontDoor]]:
     with (
-        LocalStack(env={"POWERTOOLS_LOG_LEVEL": "WARNING", "STEPFOLD_API_KEY": KEY}) as stack,
+        shared.lease({"POWERTOOLS_LOG_LEVEL": "WARNING", "STEPFOLD_API_KEY": KEY}) as stack,
         front_door(stack) as server,
     ):
         yield stack, server

@@ -37,6 +37,7 @@ from functions import api, approvals, authorizer, triggers
 from infra.local.http import FrontDoor, front_door
 from infra.local.stack import LambdaContext, LocalStack
 from tests.functional._http_events import DOMAIN, http_event
+from tests.functional.conftest import Shared
 
 KEY = "fuzz-input-key"
 SECRETS = {
@@ -108,9 +109,9 @@ BODY = st.one_of(
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
+def stack(shared: Shared) -> Iterator[LocalStack]:
     env = {"POWERTOOLS_LOG_LEVEL": "CRITICAL", "POWERTOOLS_METRICS_DISABLED": "true", **SECRETS}
-    with LocalStack(env=env) as running:
+    with shared.lease(env) as running:
         yield running
 
 

@@ -24,6 +24,7 @@ from functions import api
 from functions._wiring import Settings, agents_with_prompt_versions, parse_prompt_versions
 from infra.local.stack import LambdaContext, LocalStack
 from tests.functional._http import http_event
+from tests.functional.conftest import Shared
 
 PRODUCTION = "deploy the latest backend to production"
 STAGING = "deploy the frontend to staging"
@@ -101,9 +102,9 @@ def test_new_threads_take_the_deployed_prompt_version_and_old_threads_keep_their
     ]
 
 
-def test_the_prompt_versions_are_read_at_cold_start() -> None:
+def test_the_prompt_versions_are_read_at_cold_start(shared: Shared) -> None:
     env = {"POWERTOOLS_LOG_LEVEL": "WARNING", "STEPFOLD_PROMPT_VERSIONS": "deploybot=v2"}
-    with LocalStack(env=env) as stack:
+    with shared.lease(env) as stack:
         assert stack.rt.settings.prompt_versions == {"deploybot": 2}
         assert {name: a.prompt_version for name, a in stack.rt.agents.items()}["deploybot"] == 2
         thread = stack.wait(stack.launch("deploybot", STAGING).id)

@@ -16,6 +16,7 @@ import pytest
 from core.thread import fold
 from infra.local.http import FrontDoor, front_door
 from infra.local.stack import LocalStack
+from tests.functional.conftest import Shared
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SECRETS = {"STEPFOLD_GITHUB_WEBHOOK_SECRET": "readme-github-secret", "STEPFOLD_WEBHOOK_SECRET": "readme-shop-secret"}
@@ -33,8 +34,8 @@ def _curl_blocks() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def served() -> Iterator[tuple[LocalStack, FrontDoor]]:
-    with LocalStack(env={"POWERTOOLS_LOG_LEVEL": "WARNING", **SECRETS}) as stack, front_door(stack) as door:
+def served(shared: Shared) -> Iterator[tuple[LocalStack, FrontDoor]]:
+    with shared.lease({"POWERTOOLS_LOG_LEVEL": "WARNING", **SECRETS}) as stack, front_door(stack) as door:
         yield stack, door
 
 

@@ -18,6 +18,7 @@ from functions import step as step_function
 from functions._boundary import ConcurrentWrite, Unrecoverable
 from infra.local.stack import LambdaContext, LocalStack
 from tests.functional._agents import CountingAgentKit
+from tests.functional.conftest import Shared
 
 QUIET = {"POWERTOOLS_LOG_LEVEL": "WARNING"}
 
@@ -98,8 +99,9 @@ def test_rejection_is_fed_back_to_the_model_which_replans(stack: LocalStack) -> 
     assert "deploy to staging first" in seen[0].context
 
 
-def test_expired_approval_denies_by_default() -> None:
-    with LocalStack(substitutions={"ApprovalTimeoutSeconds": 1}, env=QUIET) as stack:
+def test_expired_approval_denies_by_default(shared: Shared) -> None:
+    with shared.lease(QUIET) as stack:
+        stack.use_state_machine("approvals-expire-in-1s", ApprovalTimeoutSeconds=1)
         thread = stack.launch("deploybot", "deploy the latest backend to production")
         stack.wait(thread.id)
         final = stack.wait(thread.id, until=("done", "failed"), timeout=30)
@@ -112,9 +114,10 @@ def test_expired_approval_denies_by_default() -> None:
         assert stack.rt.approvals.get(approval.approval_id).state == "expired"
 
 
-def test_iteration_guard_continues_the_thread_in_a_new_execution() -> None:
+def test_iteration_guard_continues_the_thread_in_a_new_execution(shared: Shared) -> None:
     """Before the history limit the Guard hands the thread to a new execution (<thread>-<seq>) and succeeds."""
-    with LocalStack(substitutions={"MaxIterations": 2}, env=QUIET) as stack:
+    with shared.lease(QUIET) as stack:
+        stack.use_state_machine("two-iterations-per-execution", MaxIterations=2)
         thread = stack.launch("calculator", "multiply 3 and 4, then divide the result by 2 and then add 12")
         final = stack.wait(thread.id, until=("done",), timeout=60)
         stack.wait_idle()

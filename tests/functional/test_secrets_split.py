@@ -20,6 +20,8 @@ from moto import mock_aws
 from functions._wiring import SECRET_SOURCES, Secrets, Settings
 from infra.local.template import load_template
 
+pytestmark = pytest.mark.usefixtures("no_local_stack_in_module")  # each brings its own mock_aws()
+
 ROOT = Path(__file__).resolve().parents[2]
 VALUES = {
     "ApiKeysSecret": {"api_key": "legacy-key-0123456789", "api_keys": {"ops": {"key": "o" * 20, "scopes": ["read"]}}},

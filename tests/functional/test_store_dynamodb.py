@@ -35,6 +35,8 @@ from core.store.dynamodb import CorruptEventError, DynamoThreadStore, create_tab
 from core.thread import Thread, fold, start_thread
 from infra.local.stack import _DYNAMO_GATE, _serialize_dynamodb
 
+pytestmark = pytest.mark.usefixtures("no_local_stack_in_module")  # each brings its own mock_aws()
+
 TABLE = "stepfold-threads"
 BUCKET = "stepfold-payloads"
 TS = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -14,6 +14,8 @@ from core.store.dynamodb import DynamoThreadStore, create_table
 from core.thread import Thread, fold
 from tests.unit.test_properties import threads
 
+pytestmark = pytest.mark.usefixtures("no_local_stack_in_module")  # each brings its own mock_aws()
+
 
 @pytest.fixture(scope="module")
 def clients() -> Iterator[tuple[Any, Any]]:

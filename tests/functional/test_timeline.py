@@ -42,6 +42,7 @@ from infra.cli import Api, ApiError
 from infra.local.http import FrontDoor, front_door
 from infra.local.stack import LambdaContext, LocalStack
 from tests.functional._http import http_event
+from tests.functional.conftest import Shared
 
 KEY = "timeline-test-key"
 XSS = "<script>alert(1)</script>"
@@ -64,9 +65,9 @@ PAGE_TAGS = {
 
 
 @pytest.fixture(scope="module")
-def running() -> Iterator[tuple[LocalStack, FrontDoor]]:
+def running(shared: Shared) -> Iterator[tuple[LocalStack, FrontDoor]]:
     with (
-        LocalStack(env={"POWERTOOLS_LOG_LEVEL": "WARNING", "STEPFOLD_API_KEY": KEY}) as stack,
+        shared.lease({"POWERTOOLS_LOG_LEVEL": "WARNING", "STEPFOLD_API_KEY": KEY}) as stack,
         front_door(stack) as door,
     ):
         yield stack, door

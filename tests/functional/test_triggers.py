@@ -24,6 +24,7 @@ from core.triggers import sign_github, sign_slack, sign_stepfold
 from infra.local.stack import LocalStack
 from infra.local.triggers import deliver, event_envelope, fire_schedule, list_schedules, sqs_event
 from tests.functional._http_events import http_event
+from tests.functional.conftest import Shared
 
 GITHUB_SECRET = "gh-functional-secret"
 SLACK_SECRET = "slack-functional-secret"
@@ -53,7 +54,7 @@ def _fresh_trigger_fakes() -> Iterator[None]:
 
 
 @pytest.fixture
-def stack() -> Iterator[LocalStack]:
+def stack(shared: Shared) -> Iterator[LocalStack]:
     """The local stack with the webhook secrets in the environment, as STEPFOLD_* variables set them locally."""
     env = {
         "POWERTOOLS_LOG_LEVEL": "WARNING",
@@ -61,7 +62,7 @@ def stack() -> Iterator[LocalStack]:
         "STEPFOLD_SLACK_SIGNING_SECRET": SLACK_SECRET,
         "STEPFOLD_WEBHOOK_SECRET": STEPFOLD_SECRET,
     }
-    with LocalStack(env=env) as running:
+    with shared.lease(env) as running:
         yield running
 
 
