@@ -36,7 +36,6 @@ from core.events import Event, dump_event, parse_event, utcnow
 from core.store.base import (
     STATUSES,
     InvalidCursorError,
-    StoreError,
     StoreUnavailableError,
     ThreadExistsError,
     ThreadListing,
@@ -47,7 +46,7 @@ from core.store.base import (
     decode_cursor,
     encode_cursor,
 )
-from core.store.transient import transient_aws_error, unavailable_message
+from core.store.transient import unavailable_is_retryable
 from core.thread import Status, Thread, fold
 
 if TYPE_CHECKING:
@@ -198,16 +197,8 @@ def _retryable(
 
     @functools.wraps(method)
     def guarded(self: DynamoThreadStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        try:
+        with unavailable_is_retryable(f"{method.__name__.replace('_', ' ')} {_subject(args)}in the thread store"):
             return method(self, *args, **kwargs)
-        except StoreError:
-            raise
-        except Exception as exc:
-            code = transient_aws_error(exc)
-            if code is None:
-                raise
-            what = f"{method.__name__.replace('_', ' ')} {_subject(args)}in the thread store"
-            raise StoreUnavailableError(unavailable_message(what, exc, code)) from exc
 
     return guarded
 
