@@ -206,3 +206,16 @@ def _check_snapshot(name: str, text: str) -> None:
 def snapshot() -> Callable[[str, str], None]:
     """``snapshot(name, text)``: compare ``text`` with ``tests/unit/snapshots/<name>.txt`` exactly."""
     return _check_snapshot
+
+
+@pytest.fixture
+def offline_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and a region, with the instance-metadata lookup off, so a real boto3 client can be built
+    (and its config read) on a machine with no AWS account and no network."""
+    for name, value in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(name, value)

@@ -422,14 +422,8 @@ def test_a_guardrail_without_a_tool_call_is_still_a_guardrail() -> None:
     assert (response.tool, response.problem) == (None, "guardrail")
 
 
-def test_the_client_built_without_injection_has_bounded_timeouts_and_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "x",
-        "AWS_SECRET_ACCESS_KEY": "x",
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }.items():
-        monkeypatch.setenv(name, value)
+@pytest.mark.usefixtures("offline_aws_credentials")
+def test_the_client_built_without_injection_has_bounded_timeouts_and_retries() -> None:
 
     config = BedrockConverse(MODEL_ID).client.meta.config
 

@@ -68,14 +68,8 @@ def test_an_http_provider_call_fits_in_the_step_lambda(model: str, cls: type[Any
     )
 
 
-def test_a_bedrock_call_with_its_retries_fits_in_the_step_lambda(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "x",
-        "AWS_SECRET_ACCESS_KEY": "x",
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }.items():
-        monkeypatch.setenv(name, value)
+@pytest.mark.usefixtures("offline_aws_credentials")
+def test_a_bedrock_call_with_its_retries_fits_in_the_step_lambda() -> None:
     llm = make_llm("bedrock:us.anthropic.claude-sonnet-4-20250514-v1:0", ProviderConfig())
     assert isinstance(llm, BedrockConverse)
     config = llm.client.meta.config  # the client the provider really built
