@@ -294,6 +294,12 @@ def _check(decision: Decision, approval: Approval, request: HumanRequest, agent:
 
 def waiting_request(approval: Approval, thread: Thread) -> HumanRequest:
     """The thread's open request that ``approval`` answers; raises if it was answered or its call changed."""
+    answered = next(
+        (e for e in reversed(thread.events) if isinstance(e, HumanResponse) and e.approval_id == approval.approval_id),
+        None,
+    )
+    if answered is not None:  # answered first, whatever happened to the thread since (it may have run to its end)
+        raise AlreadyDecidedError(f"this request was already {DECIDED[answered.decision]} by {answered.by}")
     state = fold(thread)
     if state.status in ENDED:
         ended = "was cancelled" if (state.failure or "").startswith("cancelled") else f"is {state.status}"

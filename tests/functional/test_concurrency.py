@@ -7,8 +7,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from agents import deploybot
-from core.approvals import AlreadyDecidedError, Decision, ThreadEndedError, decide
+from core.approvals import AlreadyDecidedError, Decision, ThreadEndedError, decide, waiting_request
 from core.control import WrongStateError, add_message, cancel, pause
 from core.events import HumanRequest, HumanResponse, LLMCall, Paused
 from core.store.base import VersionConflictError
@@ -75,6 +77,19 @@ def test_two_approvers_at_once_exactly_one_wins(stack: LocalStack) -> None:
     assert len(responses) == 1
     assert list(deploybot.SERVICE.runs.values()) == [1]
     assert stack.rt.approvals.get(approval_id).decided_by == responses[0].by
+
+
+def test_the_slower_of_two_approvers_hears_who_won_even_after_the_thread_ended(stack: LocalStack) -> None:
+    """The race window made deterministic: the loser read the record while it was still pending, and by the
+    time it folds the thread the winner's answer has resumed the loop and the thread is done."""
+    waiting = _waiting_deploy(stack)
+    approval_id = fold(waiting).open_request.approval_id  # type: ignore[union-attr]
+    stale = stack.rt.approvals.get(approval_id)
+    _decide(stack, approval_id, "alice")()
+    final = stack.wait(waiting.id)
+    assert fold(final).status == "done"
+    with pytest.raises(AlreadyDecidedError, match="already approved by alice"):
+        waiting_request(stale, stack.rt.threads.load(waiting.id))
 
 
 def test_a_double_clicked_approval_is_applied_once(stack: LocalStack) -> None:
