@@ -1,7 +1,7 @@
 """User space: the agents this stack runs, found in this package (ARCHITECTURE.md "User space").
 
 Adding an agent is adding a module here: every module whose name does not start with ``_`` is imported once, in
-name order, and one that defines ``AGENT`` (a :class:`core.agent.Agent`) is registered under ``AGENT.name``; its
+name order, and one that defines ``AGENT`` (a :class:`core.kernel.agent.Agent`) is registered under ``AGENT.name``; its
 ``BRAIN``, if it defines one, is the scripted model ``scripted:<name>`` that runs it offline (tests, ``make demo``,
 ``stepfold serve``). Nothing else names an agent: the wiring, the CLI, the evals and the tests read these mappings.
 Modules starting with ``_`` are helpers (``_fake``, ``_script``) and are never registered.
@@ -13,10 +13,10 @@ import importlib
 import pkgutil
 from dataclasses import replace
 
-from core.agent import Agent, UnknownAgentError
-from core.llm import LLM, ProviderConfig, make_llm
-from core.llm.scripted import Script, scripted_models
-from core.triggers import Trigger
+from core.adapters.llm import LLM, ProviderConfig, make_llm
+from core.adapters.llm.scripted import Script, scripted_models
+from core.kernel.agent import Agent, UnknownAgentError
+from core.services.triggers import Trigger
 
 
 def _discover() -> tuple[dict[str, Agent], dict[str, Script]]:
@@ -36,7 +36,7 @@ def _discover() -> tuple[dict[str, Agent], dict[str, Script]]:
         if agent is None:
             continue
         if not isinstance(agent, Agent):
-            raise TypeError(f"{module.__name__}.AGENT is a {type(agent).__name__}, not a core.agent.Agent")
+            raise TypeError(f"{module.__name__}.AGENT is a {type(agent).__name__}, not a core.kernel.agent.Agent")
         if agent.name in found:
             raise ValueError(f"agent {agent.name!r} is declared by both {owner[agent.name]} and {module.__name__}")
         found[agent.name] = agent
@@ -51,15 +51,18 @@ AGENTS, BRAINS = _discover()
 """Every agent by name, and the scripted brain of those that have one."""
 
 TRIGGERS: dict[str, tuple[Trigger, ...]] = {a.name: a.triggers for a in AGENTS.values() if a.triggers}
-"""Each agent's webhooks, schedules and event rules (Factor 11); core.triggers reads them from the agents."""
+"""Each agent's webhooks, schedules and event rules (Factor 11); core.services.triggers reads them from the agents."""
 
 scripted_model = scripted_models(BRAINS)
-"""``scripted_model("travel")``: a fresh :class:`core.llm.scripted.ScriptedLLM` playing that agent's brain; the
+"""``scripted_model("travel")``: a fresh :class:`core.adapters.llm.scripted.ScriptedLLM` playing that agent's brain; the
 wiring passes it as ``ProviderConfig(scripted=...)``. An unknown name is a ModelStringError listing the known ones."""
 
 
 def build_llm(model: str, config: ProviderConfig | None = None) -> LLM:
-    """:func:`core.llm.make_llm` with this registry's brains for ``scripted:<name>`` (tests, evals, the CLI)."""
+    """:func:`core.adapters.llm.make_llm` with this registry's brains for ``scripted:<name>``.
+
+    For tests, evals and the CLI.
+    """
     config = config or ProviderConfig()
     return make_llm(model, config if config.scripted else replace(config, scripted=scripted_model))
 

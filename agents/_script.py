@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeVar
 
-from core.events import Error, Event, HumanResponse, ToolCall, ToolResult, UserInput
-from core.llm.scripted import Say
+from core.adapters.llm.scripted import Say
+from core.kernel.events import Error, Event, HumanResponse, ToolCall, ToolResult, UserInput
 
 T = TypeVar("T")
 

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents._script import answers, ask, done, failed_after_last_result, results, since_last_input
-from core.agent import Agent, Limits
-from core.llm.base import LLMRequest
-from core.llm.scripted import Say
-from core.tools import Tool, ToolContext
+from core.adapters.llm.scripted import Say
+from core.kernel.agent import Agent, Limits
+from core.kernel.model import LLMRequest
+from core.kernel.tools import Tool, ToolContext
 
 
 class Operands(BaseModel):

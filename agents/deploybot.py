@@ -14,11 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agents._fake import FakeSystem
 from agents._script import ask, done, last_of, results, since_last_input
-from core.agent import Agent, Limits, Prefetch
-from core.events import Event, HumanResponse, ToolResult
-from core.llm.base import LLMRequest
-from core.llm.scripted import Say
-from core.tools import Policy, Tool, ToolContext
+from core.adapters.llm.scripted import Say
+from core.kernel.agent import Agent, Limits, Prefetch
+from core.kernel.events import Event, HumanResponse, ToolResult
+from core.kernel.model import LLMRequest
+from core.kernel.tools import Policy, Tool, ToolContext
 
 Environment = Literal["staging", "production"]
 

@@ -14,12 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agents._fake import FakeSystem
 from agents._script import done, results, since_last_input
-from core.agent import Agent, Limits
-from core.events import Error, HumanResponse
-from core.llm.base import LLMRequest
-from core.llm.scripted import Say
-from core.tools import Tool, ToolContext
-from core.triggers import EventRule, Webhook
+from core.adapters.llm.scripted import Say
+from core.kernel.agent import Agent, Limits
+from core.kernel.events import Error, HumanResponse
+from core.kernel.model import LLMRequest
+from core.kernel.tools import Tool, ToolContext
+from core.services.triggers import EventRule, Webhook
 
 ORDER_ID = r"ord_[A-Za-z0-9]{1,32}"
 

@@ -15,11 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agents._fake import FakeSystem
 from agents._script import done, results, since_last_input
-from core.agent import Agent, Limits
-from core.llm.base import LLMRequest
-from core.llm.scripted import Say
-from core.tools import Tool, ToolContext
-from core.triggers import Schedule, Webhook
+from core.adapters.llm.scripted import Say
+from core.kernel.agent import Agent, Limits
+from core.kernel.model import LLMRequest
+from core.kernel.tools import Tool, ToolContext
+from core.services.triggers import Schedule, Webhook
 
 CHANNEL = "#standup"
 

@@ -21,11 +21,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from core.agent import Agent, Limits, StepContext
-from core.events import ToolResult
-from core.llm.base import LLMRequest
-from core.llm.scripted import Say, ScriptedLLM
-from core.tools import Tool, ToolContext
+from core.adapters.llm.scripted import Say, ScriptedLLM
+from core.kernel.agent import Agent, Limits, StepContext
+from core.kernel.events import ToolResult
+from core.kernel.model import LLMRequest
+from core.kernel.tools import Tool, ToolContext
 
 ROOT = Path(__file__).resolve().parents[1]
 

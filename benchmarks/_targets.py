@@ -92,13 +92,13 @@ class Target:
 _OURS_IMPORTS = """
 import functions.step
 import boto3
-import core.store.dynamodb, core.store.approvals_dynamodb
+import core.adapters.store.dynamodb, core.adapters.store.approvals_dynamodb
 """
 _OURS_SMOKE = """
 from benchmarks._common import BENCH_AGENT, BENCH_TASK, T0, bench_context, bench_llm
-from core.runner import advance
-from core.store.memory import MemoryThreadStore
-from core.thread import start_thread
+from core.kernel.runner import advance
+from core.adapters.store.memory import MemoryThreadStore
+from core.kernel.thread import start_thread
 store = MemoryThreadStore()
 thread = store.create(start_thread("t", "bench", BENCH_TASK, now=T0))
 llm = bench_llm()

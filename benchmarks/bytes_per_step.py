@@ -4,14 +4,14 @@ Both run on the same moto, in this process, and every byte is counted through bo
 of every write request (TransactWriteItems, PutItem, UpdateItem, BatchWriteItem, S3 PutObject) and of every read
 response (Query, GetItem, BatchGetItem, S3 GetObject).
 
-- stepfold: ``core.runner.advance`` (what the step Lambda runs) on ``DynamoThreadStore``, warm container.
+- stepfold: ``core.kernel.runner.advance`` (what the step Lambda runs) on ``DynamoThreadStore``, warm container.
 - LangGraph: the equivalent tool-calling graph (``benchmarks/_langgraph.py``) on
   ``langgraph-checkpoint-amazon-dynamodb``, one ``invoke`` per step.
 
 At 10, 100, 500 and 2,000 events (stepfold's count; the LangGraph thread holds the same conversation, two
 messages a step) the thread is seeded, then ``MEASURED`` real steps are metered and averaged. moto deep-copies a
 table for every item of a transaction, so writing 2,000 events one step at a time gets slow: stepfold's threads
-are seeded through the store's documented layout (module docstring of ``core/store/dynamodb.py``) with events
+are seeded through the store's documented layout (module docstring of ``core/adapters/store/dynamodb.py``) with events
 made by the real kernel on the memory store, LangGraph's through ``update_state`` (its public API). Totals for
 the whole thread come from a real run to ``REAL_EVENTS`` events for both, and are extrapolated to 2,000 events
 from the measured per-step bytes (marked est.).
@@ -48,10 +48,10 @@ from benchmarks._common import (
     print_report,
     verdict,
 )
-from core.events import dump_event
-from core.runner import advance
-from core.store.memory import MemoryThreadStore
-from core.thread import Thread, fold, start_thread
+from core.adapters.store.memory import MemoryThreadStore
+from core.kernel.events import dump_event
+from core.kernel.runner import advance
+from core.kernel.thread import Thread, fold, start_thread
 
 LENGTHS = (10, 100, 500, 2000)
 MEASURED = 3
@@ -144,7 +144,7 @@ def measure_ours() -> Contender:
     import boto3
     from moto import mock_aws
 
-    from core.store.dynamodb import DynamoThreadStore, create_table
+    from core.adapters.store.dynamodb import DynamoThreadStore, create_table
 
     per_length: dict[int, PerStep] = {}
     with mock_aws():

@@ -144,7 +144,8 @@ def run() -> Report:
         **{k: ("ok" if c not in failed else f"failed: {failed[c]}") for k, c in by_key.items()},
     )
     report.notes.append(
-        "imports timed: stepfold `import functions.step, boto3, core.store.dynamodb, core.store.approvals_dynamodb`; "
+        "imports timed: stepfold `import functions.step, boto3, core.adapters.store.dynamodb, "
+        "core.adapters.store.approvals_dynamodb`; "
         "LangGraph: langgraph.graph, langgraph.prebuilt, langchain_core messages/tools and the DynamoDB saver; "
         "Pydantic AI: Agent + FunctionModel; OpenAI Agents: Agent/Runner/function_tool + the Model interface; "
         "Strands: Agent, tool, Model; durable SDK: durable_execution, DurableContext, durable_step. No provider SDK "

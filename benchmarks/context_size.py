@@ -1,6 +1,6 @@
 """5. Context size: stepfold's rendered context vs the same thread as OpenAI chat-messages JSON.
 
-The threads are made by the real kernel (memory store, scripted model) and rendered by ``core.context.render``
+The threads are made by the real kernel (memory store, scripted model) and rendered by ``core.kernel.context.render``
 with the agent's options (pruning on: resolved errors and the failed calls behind them left out, tool results
 cut at 2,000 characters). The baseline is what a framework sends to an OpenAI-compatible API for the same
 conversation: ``messages`` with the user turn, one assistant message with ``tool_calls`` per call and one ``tool``
@@ -42,15 +42,15 @@ from benchmarks._common import (
     print_report,
     verdict,
 )
-from core.agent import Agent
-from core.context import ContextOptions, approx_tokens, render
-from core.events import Error, LLMCall, ToolCall, ToolResult, UserInput
-from core.llm.base import LLMRequest
-from core.llm.scripted import Say, ScriptedLLM
-from core.runner import advance
-from core.store.memory import MemoryThreadStore
-from core.thread import Thread, start_thread
-from core.tools import Tool, ToolContext
+from core.adapters.llm.scripted import Say, ScriptedLLM
+from core.adapters.store.memory import MemoryThreadStore
+from core.kernel.agent import Agent
+from core.kernel.context import ContextOptions, approx_tokens, render
+from core.kernel.events import Error, LLMCall, ToolCall, ToolResult, UserInput
+from core.kernel.model import LLMRequest
+from core.kernel.runner import advance
+from core.kernel.thread import Thread, start_thread
+from core.kernel.tools import Tool, ToolContext
 
 TARGET_SAVING = 0.30
 LITELLM = "litellm==1.110.2"

@@ -1,6 +1,6 @@
 """4. Step overhead: one step without the model call, on threads of 10, 100 and 1,000 events.
 
-A step is ``core.runner.advance`` (load, fold, render, one scripted model call, validate, commit the intent,
+A step is ``core.kernel.runner.advance`` (load, fold, render, one scripted model call, validate, commit the intent,
 run the tool, commit the result). The scripted model answers at once; its own time is measured through a
 wrapper and subtracted, so what is left is stepfold's overhead. The store's ``load`` and ``append`` are timed
 through a wrapper too, and ``render`` is timed on its own on the same thread, to show where the time goes.
@@ -39,13 +39,13 @@ from benchmarks._common import (
     verdict,
 )
 from benchmarks.bytes_per_step import _kernel_thread, _seed_dynamodb, steps_for
-from core.context import render
-from core.events import Event
-from core.llm.base import LLM, LLMRequest, LLMResponse
-from core.runner import advance
-from core.store.base import ThreadStore
-from core.store.memory import MemoryThreadStore
-from core.thread import Thread
+from core.adapters.store.memory import MemoryThreadStore
+from core.kernel.context import render
+from core.kernel.events import Event
+from core.kernel.model import LLM, LLMRequest, LLMResponse
+from core.kernel.runner import advance
+from core.kernel.store import ThreadStore
+from core.kernel.thread import Thread
 
 LENGTHS = (10, 100, 1000)
 REPS = 200
@@ -149,7 +149,7 @@ def moto_store(threads: dict[int, Thread]) -> dict[int, Samples]:
     import boto3
     from moto import mock_aws
 
-    from core.store.dynamodb import DynamoThreadStore, create_table
+    from core.adapters.store.dynamodb import DynamoThreadStore, create_table
 
     out: dict[int, Samples] = {}
     with mock_aws():

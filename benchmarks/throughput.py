@@ -29,10 +29,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import BENCH_AGENT, Report, print_report, verdict
-from core.events import LLMCall
-from core.llm import ProviderConfig
-from core.llm.base import LLMRequest
-from core.llm.scripted import Say, ScriptedLLM
+from core.adapters.llm import ProviderConfig
+from core.adapters.llm.scripted import Say, ScriptedLLM
+from core.kernel.events import LLMCall
+from core.kernel.model import LLMRequest
 
 STEPS = 10
 FULL = 1000
@@ -116,7 +116,7 @@ def run_stack(threads: int) -> Run:
 
 
 def _run_stack(threads: int) -> Run:
-    from core.thread import fold
+    from core.kernel.thread import fold
     from infra.local.stack import LocalStack
 
     with LocalStack() as stack:

@@ -1,33 +1,18 @@
-"""stepfold's agent kernel: pure, no AWS handlers, no environment reads.
+"""stepfold's core, in three layers you can see in the tree (ARCHITECTURE.md, "The map").
 
-The kernel's public surface is its modules, imported by name (``from core import control``, ``core.agent.Agent``):
-this file imports none of them, so ``import core`` costs nothing and a Lambda loads only the modules its handler
-uses (cold start is a feature). ``agents/`` builds on :mod:`core.agent` and :mod:`core.tools`; ``functions/`` and
-``infra/`` may use every module listed here. Names starting with ``_`` (``core.llm._http``, ``_helpers``) are
-private to their module or package.
+``core.kernel``
+    The agent kernel: events, the thread fold, context rendering, prompts, tools, the agent declaration and its
+    step, and the interfaces (Protocols) of what a step needs from outside: a model, a thread store, a spend
+    ledger. No network, no AWS, no HTTP, no environment reads.
+``core.services``
+    What an application does with threads, built on the kernel: control (launch, pause, resume, cancel,
+    retry, fork), approvals, triggers, replies, notifications, evals, replay.
+``core.adapters``
+    The edge: model providers (``llm``), stores (``store``), the transports of notifications and replies.
+
+Imports point down only (adapters -> services -> kernel), checked by the import-linter contracts in
+pyproject.toml. No ``__init__`` here imports a module, so ``import core`` costs nothing and a Lambda loads only
+the modules its handler uses (cold start is a feature). Names starting with ``_`` are private to their package.
 """
 
-__all__ = [
-    "agent",
-    "approvals",
-    "budget",
-    "context",
-    "control",
-    "errors",
-    "evals",
-    "events",
-    "llm",
-    "notify",
-    "observe",
-    "parsing",
-    "pricing",
-    "prompts",
-    "replay",
-    "replies",
-    "runner",
-    "store",
-    "thread",
-    "tools",
-    "trigger_types",
-    "triggers",
-]
+__all__ = ["adapters", "kernel", "services"]

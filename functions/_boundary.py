@@ -15,11 +15,11 @@ import functools
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
-from core.errors import compact_exception
-from core.llm.base import RetryableLLMError
-from core.notify import NotifyError
-from core.store.base import StoreUnavailableError, VersionConflictError
-from core.store.transient import transient_aws_error
+from core.adapters.store.transient import transient_aws_error
+from core.kernel.errors import compact_exception
+from core.kernel.model import RetryableLLMError
+from core.kernel.store import StoreUnavailableError, VersionConflictError
+from core.services.notify import NotifyError
 
 
 class BoundaryError(Exception):

@@ -1,6 +1,6 @@
 """Metrics, logs and traces for a step, from the events it produced (Powertools, EMF, X-Ray).
 
-The kernel reports through :class:`core.observe.Observer` (spans) and its events; everything
+The kernel reports through :class:`core.kernel.observe.Observer` (spans) and its events; everything
 CloudWatch needs is derived here, so core stays Powertools-free.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-from core.events import Error, Event, HumanRequest, HumanResponse, LLMCall, ToolCall, ToolResult
-from core.observe import SpanKind
+from core.kernel.events import Error, Event, HumanRequest, HumanResponse, LLMCall, ToolCall, ToolResult
+from core.kernel.observe import SpanKind
 
 NAMESPACE = "stepfold"
 

@@ -18,15 +18,18 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agents import AGENTS, scripted_model
-from core.agent import Agent, StepContext
-from core.approvals import Approval, ApprovalStore
-from core.budget import DynamoSpendLedger, SpendLedger
-from core.events import utcnow
-from core.llm import LLM, ProviderConfig, make_llm
-from core.notify import Alert, EmailNotifier, MultiNotifier, Notifier, RecordingNotifier, SlackNotifier, WebhookNotifier
-from core.prompts import PromptLibrary
-from core.replies import HttpReplier, Replier, ReplyPolicy, ReplyResult, send_reply
-from core.store.base import ThreadStore
+from core.adapters.llm import LLM, ProviderConfig, make_llm
+from core.adapters.notify import EmailNotifier, SlackNotifier, WebhookNotifier
+from core.adapters.replies import HttpReplier
+from core.adapters.store.spend_dynamodb import DynamoSpendLedger
+from core.kernel.agent import Agent, StepContext
+from core.kernel.budget import SpendLedger
+from core.kernel.events import utcnow
+from core.kernel.prompts import PromptLibrary
+from core.kernel.store import ThreadStore
+from core.services.approvals import Approval, ApprovalStore
+from core.services.notify import Alert, MultiNotifier, Notifier, RecordingNotifier
+from core.services.replies import Replier, ReplyPolicy, ReplyResult, send_reply
 
 if TYPE_CHECKING:
     import httpx
@@ -78,7 +81,7 @@ class Settings(BaseModel):
     notify_email_to: str | None = Field(default=None, alias="STEPFOLD_NOTIFY_EMAIL_TO")
     reply_callback_hosts: tuple[str, ...] = Field(default=(), alias="STEPFOLD_REPLY_CALLBACK_HOSTS")
     """Hosts a triggered thread's answer may be POSTed to (``shop.example.com,*.example.org``); empty: any public
-    https host. Slack replies always go to Slack's own hosts only (:class:`core.replies.ReplyPolicy`)."""
+    https host. Slack replies always go to Slack's own hosts only (:class:`core.services.replies.ReplyPolicy`)."""
     reply_allow_loopback: bool = Field(default=False, alias="STEPFOLD_ALLOW_LOOPBACK_CALLBACKS")
     """Let replies go to this machine (http or https): the local stack and tests only, never in AWS. The same
     switch lets functions/triggers.py accept such callback URLs when a delivery arrives."""
@@ -461,7 +464,7 @@ class TokenWaits:
     clock: Callable[[], datetime]
 
     def cancel_wait(self, approval_id: str, reason: str) -> None:
-        from core.approvals import ApprovalNotFoundError  # noqa: PLC0415
+        from core.services.approvals import ApprovalNotFoundError  # noqa: PLC0415
 
         try:
             approval = self.approvals.get(approval_id)
@@ -558,7 +561,7 @@ def build_notifier(
 def warn_unpriced_override(model: str | None, agents: Mapping[str, Agent]) -> list[str]:
     """``STEPFOLD_MODEL`` replaces every agent's model after construction checked their prices: say at cold start
     which agents' cost limits cannot hold under it. Returns those agents' names."""
-    from core.pricing import price_for  # noqa: PLC0415
+    from core.kernel.pricing import price_for  # noqa: PLC0415
 
     if not model or price_for(model) is not None:
         return []
@@ -569,8 +572,8 @@ def warn_unpriced_override(model: str | None, agents: Mapping[str, Agent]) -> li
     )
     if limited:
         _log.warning(
-            "STEPFOLD_MODEL=%s has no price in core/pricing.py: the cost limits of %s cannot hold (every call counts "
-            "as $0)",
+            "STEPFOLD_MODEL=%s has no price in core/kernel/pricing.py: the cost limits of %s cannot hold "
+            "(every call counts as $0)",
             model,
             ", ".join(limited),
         )
@@ -581,8 +584,8 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     """Clients for the real AWS (or whatever ``AWS_ENDPOINT_URL`` points boto3 at)."""
     import boto3  # noqa: PLC0415 - keep import time off the module
 
-    from core.store.approvals_dynamodb import DynamoApprovalStore  # noqa: PLC0415
-    from core.store.dynamodb import DynamoThreadStore  # noqa: PLC0415
+    from core.adapters.store.approvals_dynamodb import DynamoApprovalStore  # noqa: PLC0415
+    from core.adapters.store.dynamodb import DynamoThreadStore  # noqa: PLC0415
 
     settings = settings or Settings.from_env()
     session = boto3.session.Session()

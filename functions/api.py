@@ -21,7 +21,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler.api_gateway import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 
-from core.parsing import MAX_JSON_DEPTH, BadInputError, check_text, json_depth
+from core.kernel.parsing import MAX_JSON_DEPTH, BadInputError, check_text, json_depth
 from functions.routes import agents, compat, control, errors, responses, threads, views
 from functions.routes.access import principal_of, refusal, required_scope
 

@@ -22,7 +22,12 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from pydantic import ValidationError
 
-from core.approvals import (
+from core.kernel.errors import compact_validation_error
+from core.kernel.events import HumanRequest
+from core.kernel.parsing import MAX_JSON_DEPTH, BadInputError, check_text, json_depth
+from core.kernel.thread import ASK_TOOL, Thread, fold, summary
+from core.kernel.tools import Tool
+from core.services.approvals import (
     AlreadyDecidedError,
     Approval,
     ApprovalError,
@@ -37,12 +42,7 @@ from core.approvals import (
     verify_link,
     waiting_request,
 )
-from core.errors import compact_validation_error
-from core.events import HumanRequest
-from core.notify import args_json, redact
-from core.parsing import MAX_JSON_DEPTH, BadInputError, check_text, json_depth
-from core.thread import ASK_TOOL, Thread, fold, summary
-from core.tools import Tool
+from core.services.notify import args_json, redact
 from functions._html import page as _page
 from functions._html import render
 from functions._wiring import Runtime, runtime

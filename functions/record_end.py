@@ -17,9 +17,9 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.control import record_failure
-from core.errors import clip
-from core.notify import Alert, NotifyError
+from core.kernel.errors import clip
+from core.services.control import record_failure
+from core.services.notify import Alert, NotifyError
 from functions._boundary import boundary
 from functions._observe import count
 from functions._wiring import runtime

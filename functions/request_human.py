@@ -11,7 +11,7 @@ from typing import Any, Literal
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.approvals import expire, link, record_approval
+from core.services.approvals import expire, link, record_approval
 from functions._boundary import boundary
 from functions._wiring import runtime
 

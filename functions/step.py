@@ -12,7 +12,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.runner import advance
+from core.kernel.runner import advance
 from functions._boundary import boundary
 from functions._observe import TracingObserver, count, record_step
 from functions._wiring import runtime

@@ -3,7 +3,7 @@
 :func:`render_timeline` turns a thread's events into a server-rendered timeline: the user's input, each model
 decision with its prompt version, tokens, cost and latency, tool calls with their arguments and results (large
 ones collapsed), errors, requests for a person and who answered them, and the status the events fold to.
-:func:`model_view` rebuilds what the model saw at one model call, with the same ``core.context.render`` and
+:func:`model_view` rebuilds what the model saw at one model call, with the same ``core.kernel.context.render`` and
 agent options the step used; :func:`render_context` shows it. Nothing here touches the store or the network:
 ``functions/api.py`` loads the thread and serves the HTML. This module decides what each page shows; the templates
 (``templates/timeline.html``, ``timeline_event.html``, ``model_view.html``) lay it out and escape every value.
@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, assert_never
 
-from core.agent import Agent, system_prompt
-from core.context import render
-from core.events import (
+from core.kernel.agent import Agent, system_prompt
+from core.kernel.context import render
+from core.kernel.events import (
     Done,
     Error,
     Event,
@@ -32,8 +32,8 @@ from core.events import (
     ToolStarted,
     UserInput,
 )
-from core.prompts import PromptError, PromptLibrary
-from core.thread import Thread, fold
+from core.kernel.prompts import PromptError, PromptLibrary
+from core.kernel.thread import Thread, fold
 from functions._html import pretty
 from functions._html import render as render_page
 
@@ -111,7 +111,7 @@ class ModelView:
 def model_view(thread: Thread, agent: Agent, prompts: PromptLibrary, seq: int | None = None) -> ModelView:
     """What the model saw at the first model call at or after ``seq`` (the latest call when None).
 
-    The context is ``core.context.render`` of the events before that call with the agent's context options, as
+    The context is ``core.kernel.context.render`` of the events before that call with the agent's context options, as
     the step rendered it; the system prompt is the version recorded on the call, rendered as the step does.
     """
     calls = [event for event in thread.events if isinstance(event, LLMCall)]

@@ -1,6 +1,6 @@
 """The triggers Lambda (Factor 11): signed webhooks, schedules, event rules and a queue, one function.
 
-Every entry ends in :mod:`core.triggers`' one idempotent launch and returns without waiting for the thread:
+Every entry ends in :mod:`core.services.triggers`' one idempotent launch and returns without waiting for the thread:
 
 - ``POST /webhooks/{source}`` (HTTP API, payload 2.0; no authorizer: the signature is the credential):
   401 unsigned/badly signed/stale, 404 unknown source, 202 ``{"ignored"}`` when no agent subscribes,
@@ -27,7 +27,7 @@ from typing import Any, Literal
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 
-from core.triggers import (
+from core.services.triggers import (
     BadDeliveryError,
     Launcher,
     Started,

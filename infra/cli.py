@@ -27,8 +27,8 @@ from urllib.parse import quote
 import httpx
 
 if TYPE_CHECKING:
-    from core.approvals import Approval
-    from core.notify import Alert, Notifier
+    from core.services.approvals import Approval
+    from core.services.notify import Alert, Notifier
 
 DEFAULT_URL = "http://127.0.0.1:8765"
 STOP = ("done", "failed", "awaiting_human", "paused")

@@ -25,15 +25,15 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from agents import AGENTS, build_llm
-from core.agent import Agent
-from core.control import thread_id_for
-from core.evals import CaseError, Report, compare, comparison_table, export, load_cases, run_eval
-from core.events import parse_event
-from core.llm import LLM, ProviderConfig
-from core.prompts import PromptError, PromptLibrary
-from core.replay import ForkError, fork, replay
-from core.store import MemoryThreadStore
-from core.thread import Thread
+from core.adapters.llm import LLM, ProviderConfig
+from core.adapters.store import MemoryThreadStore
+from core.kernel.agent import Agent
+from core.kernel.events import parse_event
+from core.kernel.prompts import PromptError, PromptLibrary
+from core.kernel.thread import Thread
+from core.services.control import thread_id_for
+from core.services.evals import CaseError, Report, compare, comparison_table, export, load_cases, run_eval
+from core.services.replay import ForkError, fork, replay
 
 ROOT = Path(__file__).resolve().parent.parent
 EVALS = ROOT / "evals"

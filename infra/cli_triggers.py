@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agents import AGENTS
-from core.events import UserInput
-from core.thread import fold
-from core.triggers import BadDeliveryError, Schedule, iso, scheduled_time, schedules
+from core.kernel.events import UserInput
+from core.kernel.thread import fold
+from core.services.triggers import BadDeliveryError, Schedule, iso, scheduled_time, schedules
 
 OK, FAILED, USAGE = 0, 1, 2
 Out = Callable[[str], None]

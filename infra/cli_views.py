@@ -2,7 +2,7 @@
 
 One call to ``GET /threads/{id}/context`` through the HTTP API (``STEPFOLD_URL``, ``STEPFOLD_API_KEY``): the
 first model call at or after seq N (the latest without ``--seq``), its system prompt as rendered from the prompt
-version recorded on the call, and the thread as ``core.context.render`` gave it to the model. ``--only context``
+version recorded on the call, and the thread as ``core.kernel.context.render`` gave it to the model. ``--only context``
 prints just the rendered context, byte for byte, for diffing or piping.
 
 Wire into ``infra.cli.parser()`` with ``cli_views.register(sub)``; the command's ``run`` takes ``(api, args, out)``

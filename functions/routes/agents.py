@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
-from core.agent import Agent
+from core.kernel.agent import Agent
 from functions._wiring import Runtime, runtime
 from functions.routes.models import AgentList, AgentView, PromptView, ToolView, documented
 

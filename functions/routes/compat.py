@@ -12,9 +12,7 @@ from typing import Annotated, Literal
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body
 
-from core import control
-from core.approvals import Decision
-from core.events import (
+from core.kernel.events import (
     Done,
     Error,
     Event,
@@ -28,7 +26,9 @@ from core.events import (
     UserInput,
     dump_event,
 )
-from core.thread import Thread, fold
+from core.kernel.thread import Thread, fold
+from core.services import control
+from core.services.approvals import Decision
 from functions._wiring import runtime
 from functions.routes.access import caller, require
 from functions.routes.errors import CompatStateError

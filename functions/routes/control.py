@@ -1,6 +1,7 @@
 """Control (mounted at ``/threads``): pause, resume, retry, cancel, message and fork a thread.
 
-Each is one ``core.control`` (or ``core.replay``) operation recorded as done by the authenticated caller; the
+Each is one ``core.services.control`` (or ``core.services.replay``) operation recorded as done by the authenticated
+caller; the
 thread's state decides whether it is allowed (409 when not: ARCHITECTURE.md "Every end" and "Recovery").
 """
 
@@ -11,7 +12,7 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler.api_gateway import Response, Router
 from aws_lambda_powertools.event_handler.openapi.params import Body
 
-from core import control, replay
+from core.services import control, replay
 from functions._wiring import runtime
 from functions.routes.access import caller
 from functions.routes.models import ForkRequest, MessageRequest, ReasonRequest, ThreadId, ThreadView, documented

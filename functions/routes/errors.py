@@ -17,9 +17,17 @@ from aws_lambda_powertools.event_handler.api_gateway import Response, Router
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType, RequestValidationError
 
-from core import control
-from core.agent import UnknownAgentError
-from core.approvals import (
+from core.kernel.agent import UnknownAgentError
+from core.kernel.store import (
+    InvalidCursorError,
+    StoreUnavailableError,
+    ThreadNotFoundError,
+    UnreadableThreadError,
+    VersionConflictError,
+)
+from core.kernel.thread import Thread, fold
+from core.services import control
+from core.services.approvals import (
     AlreadyDecidedError,
     ApprovalError,
     ApprovalNotFoundError,
@@ -29,14 +37,6 @@ from core.approvals import (
     LinkSignatureError,
     ThreadEndedError,
 )
-from core.store.base import (
-    InvalidCursorError,
-    StoreUnavailableError,
-    ThreadNotFoundError,
-    UnreadableThreadError,
-    VersionConflictError,
-)
-from core.thread import Thread, fold
 from functions.timeline import ViewError
 
 if TYPE_CHECKING:

@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from core.events import JSON
-from core.thread import Status, Thread, fold, summary
+from core.kernel.events import JSON
+from core.kernel.thread import Status, Thread, fold, summary
 from functions.timeline import ModelView
 
 RESERVED_LABELS = frozenset({"prompt_version", "idempotency_key"})
@@ -97,7 +97,7 @@ class Pending(BaseModel):
 
 
 class ThreadView(BaseModel):
-    """The folded state of a thread (``core.thread.summary``) and what it waits for."""
+    """The folded state of a thread (``core.kernel.thread.summary``) and what it waits for."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -193,7 +193,9 @@ class ContextView(BaseModel):
     model: str
     prompt: ContextPrompt
     system: str | None = Field(description="The rendered system prompt; null when its file is gone.")
-    context: str = Field(description="core.context.render of the events before the call, with the agent's options.")
+    context: str = Field(
+        description="core.kernel.context.render of the events before the call, with the agent's options."
+    )
     tokens: int = Field(description="The context's size by the agent's token counter.")
     max_tokens: int = Field(description="The agent's context budget.")
     input_tokens: int = Field(description="Input tokens the provider reported for the call.")

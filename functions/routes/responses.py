@@ -1,6 +1,6 @@
 """Responses (mounted at ``/threads``): answer what a thread waits for: approve, reject, edit, or answer.
 
-The decision goes through ``core.approvals.decide``, the same path the approval links take, recorded as made by
+The decision goes through ``core.services.approvals.decide``, the same path the approval links take, recorded as made by
 the authenticated caller (a ``note`` in the body is only a display note).
 """
 
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
-from core import control
-from core.approvals import ApprovalNotFoundError, Decision, decide
-from core.thread import Thread, fold
+from core.kernel.thread import Thread, fold
+from core.services import control
+from core.services.approvals import ApprovalNotFoundError, Decision, decide
 from functions._wiring import Runtime, runtime
 from functions.routes.access import caller
 from functions.routes.errors import NotReadyError

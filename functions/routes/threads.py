@@ -11,10 +11,10 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler.api_gateway import Response, Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from core import control
-from core.events import dump_event
-from core.store.base import ThreadLister
-from core.thread import Status, fold
+from core.kernel.events import dump_event
+from core.kernel.store import ThreadLister
+from core.kernel.thread import Status, fold
+from core.services import control
 from functions._wiring import runtime
 from functions.routes.models import (
     EventsPage,

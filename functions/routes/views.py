@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler.api_gateway import Response, Router
 
-from core.agent import UnknownAgentError
+from core.kernel.agent import UnknownAgentError
 from functions._html import page
 from functions._wiring import runtime
 from functions.routes.models import HTML_OK, ContextView, SeqQuery, ThreadId, documented

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents import AGENTS, BRAINS
-from core.approvals import Decision, decide
-from core.events import (
+from core.kernel.events import (
     Done,
     Error,
     Event,
@@ -26,7 +25,8 @@ from core.events import (
     ToolCall,
     ToolResult,
 )
-from core.thread import Thread, fold
+from core.kernel.thread import Thread, fold
+from core.services.approvals import Decision, decide
 from infra.local.stack import Invocation, LocalStack
 
 

@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from core.parsing import ascii_int
+from core.kernel.parsing import ascii_int
 from infra.local.stack import ACCOUNT, REGION, LambdaContext, LocalStack
 from infra.local.template import Template, TemplateError
 

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from core.control import launch
-from core.events import Event
-from core.notify import RecordingNotifier
-from core.replies import RecordingReplier
-from core.store.base import StoreUnavailableError
-from core.thread import Thread, fold
+from core.kernel.events import Event
+from core.kernel.store import StoreUnavailableError
+from core.kernel.thread import Thread, fold
+from core.services.control import launch
+from core.services.notify import RecordingNotifier
+from core.services.replies import RecordingReplier
 from functions._wiring import SECRET_SOURCES, Runtime, Settings, build_runtime, install_runtime
 from infra.asl_check import substitute
 from infra.local.template import Template, load_template
@@ -516,7 +516,7 @@ class LocalStack:
         """What EventBridge does when an execution ends: build the "Step Functions Execution Status Change" event
         from the execution as it is, and invoke every function whose template rule matches it (through moto's
         Lambda, as a rule target is). Returns what each invoked function returned."""
-        from core.triggers import matches  # noqa: PLC0415
+        from core.services.triggers import matches  # noqa: PLC0415
 
         sfn = self.clients["stepfunctions"]
         execution = sfn.describe_execution(executionArn=execution_arn)

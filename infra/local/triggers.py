@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from core.agent import Agent
-from core.triggers import Schedule, iso, schedules
+from core.kernel.agent import Agent
+from core.services.triggers import Schedule, iso, schedules
 from infra.local.stack import ACCOUNT, REGION, LambdaContext, LocalStack
 
 FUNCTION = "TriggersFunction"

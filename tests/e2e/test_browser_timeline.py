@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from core.events import LLMCall, ToolCall
-from core.thread import fold
+from core.kernel.events import LLMCall, ToolCall
+from core.kernel.thread import fold
 from functions.approvals import DONE_TITLES
 from infra.local.http import FrontDoor, front_door
 from infra.local.stack import LocalStack

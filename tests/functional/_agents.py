@@ -10,14 +10,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from agents import AGENTS, scripted_model
-from core.agent import Agent
-from core.events import Event, ToolResult
-from core.llm import ProviderConfig
-from core.llm.base import LLMRequest
-from core.llm.scripted import Say, ScriptedLLM
-from core.store.base import ThreadStore
-from core.thread import Thread
-from core.tools import Tool, ToolContext
+from core.adapters.llm import ProviderConfig
+from core.adapters.llm.scripted import Say, ScriptedLLM
+from core.kernel.agent import Agent
+from core.kernel.events import Event, ToolResult
+from core.kernel.model import LLMRequest
+from core.kernel.store import ThreadStore
+from core.kernel.thread import Thread
+from core.kernel.tools import Tool, ToolContext
 from infra.local.stack import LocalStack
 
 

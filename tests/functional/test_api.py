@@ -16,11 +16,11 @@ from moto import mock_aws
 from openapi_spec_validator import validate
 
 from agents import deploybot
-from core.events import Done, Event, Failed, HumanResponse, Paused, UserInput
-from core.store.base import InvalidCursorError, ThreadLister, ThreadListing
-from core.store.dynamodb import DynamoThreadStore, create_table
-from core.store.memory import MemoryThreadStore
-from core.thread import fold, start_thread
+from core.adapters.store.dynamodb import DynamoThreadStore, create_table
+from core.adapters.store.memory import MemoryThreadStore
+from core.kernel.events import Done, Event, Failed, HumanResponse, Paused, UserInput
+from core.kernel.store import InvalidCursorError, ThreadLister, ThreadListing
+from core.kernel.thread import fold, start_thread
 from functions import api
 from infra.local.stack import LambdaContext, LocalStack
 from tests.functional._http import http_event
@@ -753,7 +753,7 @@ def test_replies_are_signed_with_their_own_key_and_sent_only_where_the_policy_al
     import threading  # noqa: PLC0415
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: PLC0415
 
-    from core.notify import verify_webhook  # noqa: PLC0415
+    from core.services.notify import verify_webhook  # noqa: PLC0415
     from functions._wiring import Secrets  # noqa: PLC0415
 
     received: list[tuple[dict[str, str], bytes]] = []

@@ -15,14 +15,14 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents import AGENTS, deploybot, scripted_model
-from core.agent import Agent
-from core.approvals import Approval, sign
-from core.events import HumanResponse, LLMCall, ToolResult
-from core.llm import ProviderConfig
-from core.llm.base import LLMRequest
-from core.llm.scripted import Say, ScriptedLLM
-from core.thread import Thread, fold
-from core.tools import Tool, ToolContext
+from core.adapters.llm import ProviderConfig
+from core.adapters.llm.scripted import Say, ScriptedLLM
+from core.kernel.agent import Agent
+from core.kernel.events import HumanResponse, LLMCall, ToolResult
+from core.kernel.model import LLMRequest
+from core.kernel.thread import Thread, fold
+from core.kernel.tools import Tool, ToolContext
+from core.services.approvals import Approval, sign
 from functions import approvals
 from infra.local.stack import LambdaContext, LocalStack
 from tests.functional._http_events import form_event, http_event, split_link
@@ -661,7 +661,7 @@ def test_a_link_to_a_thread_cancelled_without_closing_its_record_is_refused_and_
     deploy: Waiting,
 ) -> None:
     # A cancel whose wait lookup missed the record (it was written a moment later) leaves it pending.
-    from core.control import cancel  # noqa: PLC0415
+    from core.services.control import cancel  # noqa: PLC0415
 
     rt = deploy.stack.rt
     cancel(rt.threads, None, deploy.thread.id, by="ops", reason="wrong ticket", clock=rt.clock)
@@ -676,7 +676,7 @@ def test_a_link_to_a_thread_cancelled_without_closing_its_record_is_refused_and_
 
 
 def test_deciding_on_a_paused_thread_says_it_stays_paused(deploy: Waiting) -> None:
-    from core.control import pause  # noqa: PLC0415
+    from core.services.control import pause  # noqa: PLC0415
 
     rt = deploy.stack.rt
     pause(rt.threads, deploy.thread.id, by="ops", reason="change freeze", clock=rt.clock)

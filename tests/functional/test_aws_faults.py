@@ -17,13 +17,13 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from moto import mock_aws
 
-from core.approvals import Approval
-from core.budget import DynamoSpendLedger
-from core.events import UserInput
-from core.store import StoreUnavailableError, ThreadNotFoundError, VersionConflictError
-from core.store.approvals_dynamodb import DynamoApprovalStore
-from core.store.dynamodb import CorruptEventError, DynamoThreadStore, create_table
-from core.thread import start_thread
+from core.adapters.store import StoreUnavailableError, ThreadNotFoundError, VersionConflictError
+from core.adapters.store.approvals_dynamodb import DynamoApprovalStore
+from core.adapters.store.dynamodb import CorruptEventError, DynamoThreadStore, create_table
+from core.adapters.store.spend_dynamodb import DynamoSpendLedger
+from core.kernel.events import UserInput
+from core.kernel.thread import start_thread
+from core.services.approvals import Approval
 
 pytestmark = pytest.mark.usefixtures("no_local_stack_in_module")  # each brings its own mock_aws()
 

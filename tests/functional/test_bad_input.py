@@ -9,14 +9,14 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from agents import AGENTS, scripted_model
-from core.agent import Agent
-from core.events import Error, HumanRequest, ToolResult
-from core.llm import ProviderConfig
-from core.llm.base import LLMRequest
-from core.llm.scripted import Say, ScriptedLLM
-from core.store.dynamodb import DynamoThreadStore
-from core.thread import fold, start_thread
-from core.tools import Tool, ToolContext
+from core.adapters.llm import ProviderConfig
+from core.adapters.llm.scripted import Say, ScriptedLLM
+from core.adapters.store.dynamodb import DynamoThreadStore
+from core.kernel.agent import Agent
+from core.kernel.events import Error, HumanRequest, ToolResult
+from core.kernel.model import LLMRequest
+from core.kernel.thread import fold, start_thread
+from core.kernel.tools import Tool, ToolContext
 from functions import step as step_function
 from infra.local.stack import LambdaContext, LocalStack
 

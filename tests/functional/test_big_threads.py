@@ -4,7 +4,8 @@ The thread is a long research run: a user input, then steps of (model call, tool
 steps the agent's step limit asks a person, who says to go on (so the default limits hold all the way). Four of
 the tool results are 1 MB each.
 
-It lives in the real :class:`~core.store.dynamodb.DynamoThreadStore` on moto. moto copies the whole table for each
+It lives in the real :class:`~core.adapters.store.dynamodb.DynamoThreadStore` on moto. moto copies the whole table for
+each
 item of a transaction, so 10,000 events by appends would take minutes: most events are seeded in the store's
 documented layout with BatchWriteItem (as ``test_store_dynamodb.py`` does), while the 1 MB results go through
 ``store.append`` and so the store's own S3 offload. Loading the thread back from a fresh store (no cache) proves the
@@ -26,9 +27,11 @@ import pytest
 from moto import mock_aws
 from pydantic import BaseModel, ConfigDict
 
-from core.agent import Agent, StepContext
-from core.context import approx_tokens, render
-from core.events import (
+from core.adapters.llm.scripted import Say, ScriptedLLM
+from core.adapters.store.dynamodb import DynamoThreadStore, create_table
+from core.kernel.agent import Agent, StepContext
+from core.kernel.context import approx_tokens, render
+from core.kernel.events import (
     Error,
     Event,
     HumanRequest,
@@ -39,12 +42,10 @@ from core.events import (
     dump_event,
     parse_event,
 )
-from core.llm.base import LLMRequest
-from core.llm.scripted import Say, ScriptedLLM
-from core.runner import advance
-from core.store.dynamodb import DynamoThreadStore, create_table
-from core.thread import Thread, fold, start_thread
-from core.tools import Tool, ToolContext
+from core.kernel.model import LLMRequest
+from core.kernel.runner import advance
+from core.kernel.thread import Thread, fold, start_thread
+from core.kernel.tools import Tool, ToolContext
 
 pytestmark = pytest.mark.usefixtures("no_local_stack_in_module")  # each brings its own mock_aws()
 

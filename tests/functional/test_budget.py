@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.budget import DynamoSpendLedger, day_of
-from core.thread import fold
+from core.adapters.store.spend_dynamodb import DynamoSpendLedger
+from core.kernel.budget import day_of
+from core.kernel.thread import fold
 from infra.local.stack import LocalStack
 
 

@@ -24,12 +24,12 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from agents import AGENTS, scripted_model
-from core.agent import Agent, Limits
-from core.events import Error, Failed, Retried
-from core.llm import ProviderConfig
-from core.llm.scripted import Say, ScriptedLLM
-from core.thread import Thread, fold
-from core.tools import Tool
+from core.adapters.llm import ProviderConfig
+from core.adapters.llm.scripted import Say, ScriptedLLM
+from core.kernel.agent import Agent, Limits
+from core.kernel.events import Error, Failed, Retried
+from core.kernel.thread import Thread, fold
+from core.kernel.tools import Tool
 from functions._wiring import Settings
 from infra.local.stack import LocalStack
 from tests.functional.conftest import Shared
@@ -495,7 +495,7 @@ def test_a_failed_thread_is_retried_from_where_it_stopped(w: World) -> None:
     w.server.openai.push(tool_call("add", {"a": 2, "b": 3}), *(error(503) for _ in range(4)))
     failed = _run(w)
     assert _outcome(w, failed) == "failed: ModelUnavailable"
-    from core import control  # noqa: PLC0415
+    from core.services import control  # noqa: PLC0415
 
     rt = w.stack.rt
     control.retry(rt.threads, rt.executions, failed.id, by="alice", clock=rt.clock)

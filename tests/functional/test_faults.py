@@ -19,14 +19,14 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from agents import AGENTS, scripted_model
-from core.agent import Agent
-from core.events import Error, Event, HumanRequest, ToolCall, ToolResult
-from core.llm import ProviderConfig
-from core.llm.base import LLMRequest
-from core.llm.scripted import Say, ScriptedLLM
-from core.store.base import ThreadStore
-from core.thread import Thread, fold
-from core.tools import Tool, ToolContext
+from core.adapters.llm import ProviderConfig
+from core.adapters.llm.scripted import Say, ScriptedLLM
+from core.kernel.agent import Agent
+from core.kernel.events import Error, Event, HumanRequest, ToolCall, ToolResult
+from core.kernel.model import LLMRequest
+from core.kernel.store import ThreadStore
+from core.kernel.thread import Thread, fold
+from core.kernel.tools import Tool, ToolContext
 from infra.local.stack import LocalStack
 from tests.functional.conftest import Shared
 

@@ -11,8 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from core.events import HumanResponse, Paused
-from core.thread import fold
+from core.kernel.events import HumanResponse, Paused
+from core.kernel.thread import fold
 from functions._wiring import ApiKey, Secrets
 from infra.local.http import MAX_BODY_BYTES, FrontDoor, front_door
 from infra.local.stack import LambdaContext, LocalStack

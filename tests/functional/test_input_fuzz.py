@@ -31,8 +31,8 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from core.thread import fold
-from core.triggers import sign_github, sign_slack, sign_stepfold
+from core.kernel.thread import fold
+from core.services.triggers import sign_github, sign_slack, sign_stepfold
 from functions import api, approvals, authorizer, triggers
 from infra.local.http import FrontDoor, front_door
 from infra.local.stack import LambdaContext, LocalStack

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from core.approvals import Decision, decide
-from core.events import LLMCall
-from core.thread import fold, start_thread
+from core.kernel.events import LLMCall
+from core.kernel.thread import fold, start_thread
+from core.services.approvals import Decision, decide
 from functions import request_human as request_human_function
 from functions import step as step_function
 from infra.local.stack import LambdaContext, LocalStack
@@ -149,7 +149,7 @@ def test_cost_totals_of_a_scripted_thread_match_its_model_calls(stack: LocalStac
     assert len(calls) == state.steps == 4
     assert state.cost_usd == pytest.approx(sum(c.cost_usd for c in calls))
     assert state.cost_usd > 0
-    from core.pricing import cost_usd  # noqa: PLC0415
+    from core.kernel.pricing import cost_usd  # noqa: PLC0415
 
     for call in calls:
         assert call.cost_usd == pytest.approx(cost_usd(call.model, call.input_tokens, call.output_tokens))

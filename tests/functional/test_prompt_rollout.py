@@ -14,12 +14,12 @@ import os
 import pytest
 
 from agents import AGENTS, deploybot
-from core.approvals import Decision, decide
-from core.control import thread_id_for
-from core.events import LLMCall, ToolCall
-from core.prompts import PromptLibrary
-from core.replay import FORKED_FROM, fork
-from core.thread import Thread, fold
+from core.kernel.events import LLMCall, ToolCall
+from core.kernel.prompts import PromptLibrary
+from core.kernel.thread import Thread, fold
+from core.services.approvals import Decision, decide
+from core.services.control import thread_id_for
+from core.services.replay import FORKED_FROM, fork
 from functions import api
 from functions._wiring import Settings, agents_with_prompt_versions, parse_prompt_versions
 from infra.local.stack import LambdaContext, LocalStack

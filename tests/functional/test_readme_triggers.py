@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.thread import fold
+from core.kernel.thread import fold
 from infra.local.http import FrontDoor, front_door
 from infra.local.stack import LocalStack
 from tests.functional.conftest import Shared

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from agents import AGENTS, deploybot
-from core.approvals import Decision, decide
-from core.events import Error, HumanRequest, HumanResponse, LLMCall, ToolCall
-from core.llm.scripted import ScriptedLLM
-from core.store.base import VersionConflictError
-from core.thread import Thread, fold, start_thread
+from core.adapters.llm.scripted import ScriptedLLM
+from core.kernel.events import Error, HumanRequest, HumanResponse, LLMCall, ToolCall
+from core.kernel.store import VersionConflictError
+from core.kernel.thread import Thread, fold, start_thread
+from core.services.approvals import Decision, decide
 from functions import step as step_function
 from functions._boundary import ConcurrentWrite, Unrecoverable
 from infra.local.stack import LambdaContext, LocalStack
@@ -135,7 +135,7 @@ def test_iteration_guard_continues_the_thread_in_a_new_execution(shared: Shared)
 
 
 def test_paused_thread_ends_the_execution_cleanly(stack: LocalStack) -> None:
-    from core.events import Paused  # noqa: PLC0415
+    from core.kernel.events import Paused  # noqa: PLC0415
 
     rt = stack.rt
     thread = start_thread("th_paused", "calculator", "add 1 and 2", now=rt.now())
@@ -252,7 +252,7 @@ def test_an_unpriced_model_override_names_the_agents_whose_cost_limits_cannot_ho
     from dataclasses import replace  # noqa: PLC0415
 
     from agents import AGENTS  # noqa: PLC0415
-    from core.agent import Limits  # noqa: PLC0415
+    from core.kernel.agent import Limits  # noqa: PLC0415
     from functions._wiring import warn_unpriced_override  # noqa: PLC0415
 
     agents = {**AGENTS, "capped": replace(AGENTS["calculator"], name="capped", limits=Limits(max_cost_usd=0.1))}

@@ -12,7 +12,15 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from core.events import (
+from core.adapters.store import (
+    MemoryThreadStore,
+    StoreUnavailableError,
+    ThreadExistsError,
+    ThreadNotFoundError,
+    VersionConflictError,
+)
+from core.adapters.store.dynamodb import CorruptEventError, DynamoThreadStore, create_table
+from core.kernel.events import (
     Done,
     Error,
     Event,
@@ -24,15 +32,7 @@ from core.events import (
     UnknownSchemaVersionError,
     UserInput,
 )
-from core.store import (
-    MemoryThreadStore,
-    StoreUnavailableError,
-    ThreadExistsError,
-    ThreadNotFoundError,
-    VersionConflictError,
-)
-from core.store.dynamodb import CorruptEventError, DynamoThreadStore, create_table
-from core.thread import Thread, fold, start_thread
+from core.kernel.thread import Thread, fold, start_thread
 from infra.local.stack import _DYNAMO_GATE, _serialize_dynamodb
 
 pytestmark = pytest.mark.usefixtures("no_local_stack_in_module")  # each brings its own mock_aws()

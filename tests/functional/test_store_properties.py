@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from moto import mock_aws
 
-from core.store.dynamodb import DynamoThreadStore, create_table
-from core.thread import Thread, fold
+from core.adapters.store.dynamodb import DynamoThreadStore, create_table
+from core.kernel.thread import Thread, fold
 from tests.unit.test_properties import threads
 
 pytestmark = pytest.mark.usefixtures("no_local_stack_in_module")  # each brings its own mock_aws()

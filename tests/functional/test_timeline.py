@@ -16,8 +16,10 @@ import httpx
 import pytest
 
 from agents import deploybot, scripted_model
-from core.context import approx_tokens, render
-from core.events import (
+from core.adapters.llm import ProviderConfig
+from core.adapters.llm.scripted import ScriptedLLM
+from core.kernel.context import approx_tokens, render
+from core.kernel.events import (
     Done,
     Error,
     Event,
@@ -32,10 +34,8 @@ from core.events import (
     ToolStarted,
     UserInput,
 )
-from core.llm import ProviderConfig
-from core.llm.scripted import ScriptedLLM
-from core.prompts import PromptLibrary
-from core.thread import Thread, fold
+from core.kernel.prompts import PromptLibrary
+from core.kernel.thread import Thread, fold
 from functions import api, timeline
 from infra import cli_views
 from infra.cli import Api, ApiError
@@ -337,7 +337,7 @@ def test_the_context_page_shows_the_prompt_and_context_escaped(stack: LocalStack
     thread = stack.rt.threads.create(crafted_thread("th_xss_context"))
     view = get(f"/threads/{thread.id}/context", {"seq": "1"}).json()
     assert view["prompt"]["current"] is False  # the crafted call recorded another hash
-    assert "&lt;script&gt;" in view["context"]  # core.context escapes what it renders; the page escapes again
+    assert "&lt;script&gt;" in view["context"]  # core.kernel.context escapes what it renders; the page escapes again
 
     body = get(f"/threads/{thread.id}/context.html", {"seq": "1"}).page()
     assert_inert(body)

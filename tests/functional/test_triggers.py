@@ -15,12 +15,13 @@ import httpx
 import pytest
 
 from agents import orders, standup, triage
-from core.control import thread_id_for
-from core.notify import verify_webhook
-from core.replies import DELIVERY_HEADER, HttpReplier
-from core.store.base import ThreadNotFoundError
-from core.thread import fold
-from core.triggers import sign_github, sign_slack, sign_stepfold
+from core.adapters.replies import HttpReplier
+from core.kernel.store import ThreadNotFoundError
+from core.kernel.thread import fold
+from core.services.control import thread_id_for
+from core.services.notify import verify_webhook
+from core.services.replies import DELIVERY_HEADER
+from core.services.triggers import sign_github, sign_slack, sign_stepfold
 from infra.local.stack import LocalStack
 from infra.local.triggers import deliver, event_envelope, fire_schedule, list_schedules, sqs_event
 from tests.functional._http_events import http_event
@@ -426,7 +427,7 @@ def test_a_stepfold_delivery_signed_for_one_source_is_refused_on_another(stack: 
 
 
 def test_a_v1_stepfold_signature_is_refused_with_how_to_sign_v2(stack: LocalStack) -> None:
-    from core.notify import sign_webhook  # noqa: PLC0415 - the old scheme, only to show it is refused
+    from core.services.notify import sign_webhook  # noqa: PLC0415 - the old scheme, only to show it is refused
 
     body = json.dumps({"id": "evt_v1", "type": "order.failed", "data": {}}).encode()
     status, answer = _post(

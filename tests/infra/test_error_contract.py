@@ -137,7 +137,7 @@ def test_every_exception_in_the_code_maps_into_the_contract() -> None:
 
 
 def test_the_adapters_own_subclasses_keep_their_kind() -> None:
-    from core.llm._http import RetryableHTTPError  # noqa: PLC0415
+    from core.adapters.llm._http import RetryableHTTPError  # noqa: PLC0415
 
     assert classify(RetryableHTTPError("openai", "rate limited", status=429, retry_after_s=1.0)) is ModelUnavailable
 
@@ -165,7 +165,7 @@ def test_raw_aws_errors_get_their_kind(exc: BaseException, expected: type[Bounda
 
 
 def test_the_boundary_renames_and_keeps_the_original_in_the_message() -> None:
-    from core.llm._http import RetryableHTTPError  # noqa: PLC0415
+    from core.adapters.llm._http import RetryableHTTPError  # noqa: PLC0415
 
     logged: list[tuple[str, str]] = []
 

@@ -84,9 +84,12 @@ TRANSACTION_ITEMS = {
     "Delete": "dynamodb:DeleteItem",
     "ConditionCheck": "dynamodb:ConditionCheckItem",
 }
-NOT_AWS = {("core/context.py", "render", "count_tokens"), ("functions/timeline.py", "model_view", "count_tokens")}
+NOT_AWS = {
+    ("core/kernel/context.py", "render", "count_tokens"),
+    ("functions/timeline.py", "model_view", "count_tokens"),
+}
 """Calls that share a name with an AWS operation (bedrock-runtime CountTokens) but are ``ContextOptions``'."""
-SETUP_ONLY = {"core/store/dynamodb.py:create_table"}
+SETUP_ONLY = {"core/adapters/store/dynamodb.py:create_table"}
 """Code no function runs: creating the table for tests and the local stack (CloudFormation creates the real one)."""
 
 
@@ -230,9 +233,9 @@ class Capability:
     why: str = ""
 
 
-STORE = "core/store/dynamodb.py:DynamoThreadStore"
-APPROVALS = "core/store/approvals_dynamodb.py:DynamoApprovalStore"
-SPEND = "core/budget.py:DynamoSpendLedger"
+STORE = "core/adapters/store/dynamodb.py:DynamoThreadStore"
+APPROVALS = "core/adapters/store/approvals_dynamodb.py:DynamoApprovalStore"
+SPEND = "core/adapters/store/spend_dynamodb.py:DynamoSpendLedger"
 WIRING = "functions/_wiring.py"
 CAPABILITIES: dict[str, Capability] = {
     "threads.load": Capability((f"{STORE}.load",)),
@@ -253,11 +256,11 @@ CAPABILITIES: dict[str, Capability] = {
     "executions.start": Capability((f"{WIRING}:SfnExecutions.start",)),
     "waits.cancel_wait": Capability((f"{WIRING}:TokenWaits.cancel_wait",)),
     "secrets": Capability((f"{WIRING}:Secrets.load",)),
-    "decide": Capability(("core/approvals.py:decide",), why="resumes the wait with the tokens it is given"),
+    "decide": Capability(("core/services/approvals.py:decide",), why="resumes the wait with the tokens it is given"),
     "approvals.resume": Capability(("functions/approvals.py:_Resume.send_task_success",)),
     "request_human.resume": Capability(("functions/request_human.py:handler",)),
-    "email": Capability(("core/notify.py:EmailNotifier.notify",)),
-    "bedrock": Capability(("core/llm/bedrock.py:BedrockConverse.complete",)),
+    "email": Capability(("core/adapters/notify.py:EmailNotifier.notify",)),
+    "bedrock": Capability(("core/adapters/llm/bedrock.py:BedrockConverse.complete",)),
 }
 
 
@@ -307,13 +310,13 @@ class Uses:
 
 
 FUNCTIONS: dict[str, Uses] = {
-    # functions/step.py -> core.runner.advance: load, checkpoint + commit (append); the daily ledger (spent only
+    # functions/step.py -> core.kernel.runner.advance: load, checkpoint + commit (append); the daily ledger (spent only
     # with a daily budget, add after a priced model call); Runtime.llm_for: provider keys from the secret, and
     # Bedrock's Converse for bedrock: models; send_reply loads the thread and signs with the secret.
     "StepFunction": Uses(("threads.load", "threads.append", "spend.spent", "spend.add", "secrets", "bedrock")),
     # functions/request_human.py: load, approvals.put_pending (get on a conflicting put), SendTaskSuccess when
     # nothing waits, notify (secret for webhook/Slack, SES for email, link signing key). action=expire:
-    # core.approvals.expire appends one HumanResponse(expired) of a few hundred bytes, then approvals.close.
+    # core.services.approvals.expire appends one HumanResponse(expired) of a few hundred bytes, then approvals.close.
     "RequestHumanFunction": Uses(
         (
             "threads.load",
@@ -326,7 +329,7 @@ FUNCTIONS: dict[str, Uses] = {
         )
     ),
     # functions/approvals.py: verify the link (secret), show (approvals.get, threads.load), answer with
-    # core.approvals.decide (append a response that may carry large edited args, approvals.close, resume via
+    # core.services.approvals.decide (append a response that may carry large edited args, approvals.close, resume via
     # _Resume.send_task_success).
     "ApprovalsFunction": Uses(
         (
@@ -341,7 +344,7 @@ FUNCTIONS: dict[str, Uses] = {
     ),
     # functions/api.py: launch and fork (create + start), get/events/views (load), list (the status index),
     # pause/cancel/messages (append; messages and resume start an execution), cancel ends a wait
-    # (TokenWaits.cancel_wait: approvals.get/close + SendTaskFailure), responses (core.approvals.decide with
+    # (TokenWaits.cancel_wait: approvals.get/close + SendTaskFailure), responses (core.services.approvals.decide with
     # tokens=rt.sfn). It never reads the secret: the authorizer checks the key, and it makes no links.
     "ApiFunction": Uses(
         (
@@ -358,12 +361,13 @@ FUNCTIONS: dict[str, Uses] = {
     ),
     # functions/authorizer.py: the API keys (api_key, api_keys) from their secret.
     "AuthorizerFunction": Uses(("secrets",)),
-    # functions/record_end.py -> core.control.record_failure: load, append one small failed event (append_one),
+    # functions/record_end.py -> core.services.control.record_failure: load, append one small failed event (append_one),
     # or, when the thread's events cannot be read, mark_failed on its header;
     # the alert through the notifiers (secret for webhook/Slack, SES for email); send_reply loads the thread and
     # signs with the reply key from the secret.
     "RecordEndFunction": Uses(("threads.load", "threads.append_small", "threads.mark_failed", "secrets", "email")),
-    # functions/triggers.py -> core.triggers.launch_from -> core.control.launch: create (a redelivery loads the
+    # functions/triggers.py -> core.services.triggers.launch_from -> core.services.control.launch: create (a redelivery
+    # loads the
     # existing thread instead), start; webhook signing secrets. Its role also serves the SQS event source mapping
     # (TriggerQueue) and the on-failure destination of async invokes (TriggerDeadLetterQueue).
     "TriggersFunction": Uses(

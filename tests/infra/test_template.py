@@ -189,7 +189,7 @@ def test_table_is_on_demand_with_pitr_ttl_and_sse() -> None:
 
 
 def test_table_keys_match_the_store() -> None:
-    from core.store.dynamodb import table_key_schema  # noqa: PLC0415
+    from core.adapters.store.dynamodb import table_key_schema  # noqa: PLC0415
 
     props = _template()["Resources"]["ThreadsTable"]["Properties"]
     expected = table_key_schema()

@@ -1,8 +1,9 @@
 """Fixtures for the kernel's unit tests: a fixed clock, deterministic ids, a StepContext builder, ``drive``.
 
-``drive(agent, text, responses)`` plays the runtime and a person: it runs :func:`core.agent.step` in a loop,
+``drive(agent, text, responses)`` plays the runtime and a person: it runs :func:`core.kernel.agent.step` in a loop,
 extends the thread with each outcome's events, and answers each human request with the next
-:class:`~core.events.HumanResponse` field dict (``{"decision": "approve"}``, ``{"decision": "answer", "answer": "5"}``).
+:class:`~core.kernel.events.HumanResponse` field dict (``{"decision": "approve"}``, ``{"decision": "answer", "answer":
+"5"}``).
 It stops at ``done``/``failed``/``paused``, or at ``await_human`` once the responses run out.
 """
 
@@ -19,11 +20,11 @@ import pytest
 from pydantic import BaseModel
 
 from agents import build_llm, deploybot, triage
-from core.agent import Agent, Checkpoint, StepContext, StepOutcome, step
-from core.events import EVENT_ADAPTER, Event, HumanResponse, LLMCall, ToolCall
-from core.llm import LLM
-from core.prompts import PromptLibrary
-from core.thread import Thread, ThreadState, fold, start_thread
+from core.adapters.llm import LLM
+from core.kernel.agent import Agent, Checkpoint, StepContext, StepOutcome, step
+from core.kernel.events import EVENT_ADAPTER, Event, HumanResponse, LLMCall, ToolCall
+from core.kernel.prompts import PromptLibrary
+from core.kernel.thread import Thread, ThreadState, fold, start_thread
 
 FIXED_NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 SNAPSHOTS = Path(__file__).parent / "snapshots"

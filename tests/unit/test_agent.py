@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from core.agent import Agent, Limits, Prefetch, StepContext, StepOutcome, step
-from core.context import render
-from core.events import (
+from core.adapters.llm.scripted import Say, ScriptedLLM
+from core.adapters.store.memory import MemoryThreadStore
+from core.kernel.agent import Agent, Limits, Prefetch, StepContext, StepOutcome, step
+from core.kernel.context import render
+from core.kernel.events import (
     Done,
     Error,
     Event,
@@ -29,13 +31,11 @@ from core.events import (
     ToolStarted,
     UserInput,
 )
-from core.llm.base import LLMRequest, LLMRequestError, LLMResponse, RetryableLLMError
-from core.llm.scripted import Say, ScriptedLLM
-from core.pricing import cost_usd
-from core.prompts import PromptLibrary
-from core.store.memory import MemoryThreadStore
-from core.thread import Thread, fold, stale_results, start_thread
-from core.tools import Policy, Tool, ToolContext
+from core.kernel.model import LLMRequest, LLMRequestError, LLMResponse, RetryableLLMError
+from core.kernel.pricing import cost_usd
+from core.kernel.prompts import PromptLibrary
+from core.kernel.thread import Thread, fold, stale_results, start_thread
+from core.kernel.tools import Policy, Tool, ToolContext
 from tests.unit.conftest import FIXED_NOW, Driver, MakeCtx, respond
 
 PROMPT = """---
@@ -931,8 +931,8 @@ def test_daily_budget_asks_a_human_before_the_model_call_and_an_answer_today_let
 
 
 def test_the_runner_books_each_steps_cost_against_the_agents_day(rec: Recorder, ctx: StepContext) -> None:
-    from core.budget import MemorySpendLedger, day_of  # noqa: PLC0415
-    from core.runner import advance  # noqa: PLC0415
+    from core.kernel.budget import MemorySpendLedger, day_of  # noqa: PLC0415
+    from core.kernel.runner import advance  # noqa: PLC0415
 
     agent = make_agent(rec, limits=Limits(max_daily_cost_usd=1.0))
     llm = ScriptedLLM([Say("ping", {"n": i}) for i in range(3)])
@@ -1046,7 +1046,7 @@ def test_problem_stops_count_towards_escalation(rec: Recorder, ctx: StepContext)
 
 
 def test_a_prompt_over_the_context_window_is_recorded_as_its_own_kind(rec: Recorder, ctx: StepContext) -> None:
-    from core.llm.base import ContextWindowExceededError  # noqa: PLC0415
+    from core.kernel.model import ContextWindowExceededError  # noqa: PLC0415
 
     llm = Raising(ContextWindowExceededError("anthropic", "prompt is too long: 208310 tokens > 200000", status=400))
 
@@ -1063,8 +1063,8 @@ def test_a_prompt_over_the_context_window_is_recorded_as_its_own_kind(rec: Recor
 
 
 def test_a_served_truncation_reaches_the_thread_as_output_truncated(rec: Recorder, ctx: StepContext) -> None:
-    from core.llm import ProviderConfig, make_llm  # noqa: PLC0415
-    from core.llm.openai import OpenAIChat  # noqa: PLC0415
+    from core.adapters.llm import ProviderConfig, make_llm  # noqa: PLC0415
+    from core.adapters.llm.openai import OpenAIChat  # noqa: PLC0415
     from tests.provider_server import ProviderServer, truncated  # noqa: PLC0415
 
     with ProviderServer() as srv:
@@ -1086,8 +1086,8 @@ def test_a_served_truncation_reaches_the_thread_as_output_truncated(rec: Recorde
 
 
 def test_a_served_refusal_reaches_the_thread_as_refused(rec: Recorder, ctx: StepContext) -> None:
-    from core.llm import ProviderConfig, make_llm  # noqa: PLC0415
-    from core.llm.anthropic import AnthropicMessages  # noqa: PLC0415
+    from core.adapters.llm import ProviderConfig, make_llm  # noqa: PLC0415
+    from core.adapters.llm.anthropic import AnthropicMessages  # noqa: PLC0415
     from tests.provider_server import ProviderServer, refusal  # noqa: PLC0415
 
     with ProviderServer() as srv:
@@ -1118,14 +1118,14 @@ def test_a_cost_limit_on_a_model_with_no_price_is_refused_at_construction(rec: R
 
 
 def test_a_model_with_no_price_is_warned_about_once(caplog: pytest.LogCaptureFixture) -> None:
-    from core.pricing import cost_usd  # noqa: PLC0415
+    from core.kernel.pricing import cost_usd  # noqa: PLC0415
 
     with caplog.at_level("WARNING", logger="stepfold.pricing"):
         assert cost_usd("openai:never-priced-xyz", 1000, 10) == 0.0
         assert cost_usd("openai:never-priced-xyz", 1000, 10) == 0.0
     warnings = [r for r in caplog.records if "never-priced-xyz" in r.getMessage()]
     assert len(warnings) == 1
-    assert "core/pricing.py" in warnings[0].getMessage()
+    assert "core/kernel/pricing.py" in warnings[0].getMessage()
 
 
 def test_a_failed_spend_ledger_write_is_logged_with_the_thread_and_the_step_stands(
@@ -1133,8 +1133,8 @@ def test_a_failed_spend_ledger_write_is_logged_with_the_thread_and_the_step_stan
 ) -> None:
     from botocore.exceptions import ClientError  # noqa: PLC0415
 
-    from core.budget import MemorySpendLedger  # noqa: PLC0415
-    from core.runner import advance  # noqa: PLC0415
+    from core.kernel.budget import MemorySpendLedger  # noqa: PLC0415
+    from core.kernel.runner import advance  # noqa: PLC0415
 
     class ThrottledLedger(MemorySpendLedger):
         def add(self, agent: str, day: str, usd: float) -> float:

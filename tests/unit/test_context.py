@@ -1,4 +1,4 @@
-"""What the model sees (Factor 3): snapshot tests of ``core.context.render`` plus its pruning rules.
+"""What the model sees (Factor 3): snapshot tests of ``core.kernel.context.render`` plus its pruning rules.
 
 The expected renderings live in ``tests/unit/snapshots/*.txt`` and are compared exactly. After an
 intended change to the rendering, regenerate them and review the diff::
@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import pytest
 
-from core.context import ContextOptions, approx_tokens, render
-from core.events import (
+from core.kernel.context import ContextOptions, approx_tokens, render
+from core.kernel.events import (
     Done,
     Error,
     HumanRequest,
@@ -26,7 +26,7 @@ from core.events import (
     ToolStarted,
     UserInput,
 )
-from core.thread import Thread
+from core.kernel.thread import Thread
 from tests.unit.conftest import ThreadBuilder
 
 Snapshot = Callable[[str, str], None]

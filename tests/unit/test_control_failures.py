@@ -1,4 +1,4 @@
-"""Recording an execution's failure on its thread, and retrying it (core.control.record_failure / retry)."""
+"""Recording an execution's failure on its thread, and retrying it (core.services.control.record_failure / retry)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from core.control import WrongStateError, cancel, pause, record_failure, retry
-from core.events import Failed, Retried, ToolCall
-from core.store.memory import MemoryThreadStore
-from core.thread import fold, start_thread
+from core.adapters.store.memory import MemoryThreadStore
+from core.kernel.events import Failed, Retried, ToolCall
+from core.kernel.thread import fold, start_thread
+from core.services.control import WrongStateError, cancel, pause, record_failure, retry
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
 
@@ -92,7 +92,7 @@ def test_retry_refuses_what_a_retry_would_not_fix(why: str) -> None:
     elif why == "agent limit":
         store.append("th_1", 1, [Failed(seq=1, ts=NOW, reason="reached max_steps=25")])
     elif why == "done":
-        from core.events import Done  # noqa: PLC0415
+        from core.kernel.events import Done  # noqa: PLC0415
 
         store.append("th_1", 1, [Done(seq=1, ts=NOW, answer="5")])
     with pytest.raises(WrongStateError) as caught:

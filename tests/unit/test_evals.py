@@ -19,8 +19,13 @@ from typing import Any
 import pytest
 
 from agents import AGENTS, build_llm, deploybot
-from core.agent import model_request
-from core.evals import (
+from core.adapters.llm import LLM, LLMRequest, LLMRequestError, LLMResponse, Usage
+from core.adapters.llm.scripted import Say, ScriptedLLM
+from core.kernel.agent import model_request
+from core.kernel.events import LLMCall, dump_event
+from core.kernel.prompts import PromptLibrary
+from core.kernel.thread import Thread
+from core.services.evals import (
     Case,
     CaseError,
     Expect,
@@ -33,11 +38,6 @@ from core.evals import (
     load_cases,
     run_eval,
 )
-from core.events import LLMCall, dump_event
-from core.llm import LLM, LLMRequest, LLMRequestError, LLMResponse, Usage
-from core.llm.scripted import Say, ScriptedLLM
-from core.prompts import PromptLibrary
-from core.thread import Thread
 from infra import cli_evals
 from tests.unit.conftest import Driver
 
@@ -384,13 +384,13 @@ def test_cases_run_concurrently_within_the_bound() -> None:
     assert [r.case for r in report.results] == [f"c{i}" for i in range(8)], "results keep the cases' order"
     assert state["peak"] == 3
     with pytest.raises(ValueError, match="concurrency must be at least 1"):
-        run_eval(AGENTS["calculator"], cases, concurrency=0)
+        run_eval(AGENTS["calculator"], cases, llm_for=build_llm, concurrency=0)
 
 
 def test_cases_of_another_agent_are_refused() -> None:
     case = _case("calculator", "add 1 and 2", Expect(tool="add"), name="mine")
     with pytest.raises(CaseError, match="cases mine are not for agent deploybot"):
-        run_eval(DEPLOYBOT, [case])
+        run_eval(DEPLOYBOT, [case], llm_for=build_llm)
 
 
 # --- the CLI -------------------------------------------------------------------------------------------------

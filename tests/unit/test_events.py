@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from core.events import (
+from core.kernel.events import (
     EVENT_ADAPTER,
     EVENTS_ADAPTER,
     SCHEMA_VERSION,
@@ -31,7 +31,7 @@ from core.events import (
     dump_event,
     parse_event,
 )
-from core.thread import Thread
+from core.kernel.thread import Thread
 from tests.unit.conftest import EVENT_CLASSES, FIXED_NOW
 
 TS = datetime(2025, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
@@ -239,7 +239,7 @@ def test_events_are_hashable_values() -> None:
 
 def test_an_older_schema_version_is_upgraded_on_load(monkeypatch: pytest.MonkeyPatch) -> None:
     """How a future schema change ships: bump the version and register an upgrade from the old shape."""
-    import core.events as events_module  # noqa: PLC0415
+    import core.kernel.events as events_module  # noqa: PLC0415
 
     def v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
         upgraded = dict(raw)

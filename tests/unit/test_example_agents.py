@@ -24,10 +24,10 @@ from agents import (
     scripted_model,
     triage,
 )
-from core.events import Error, HumanRequest, LLMCall, ToolResult
-from core.llm import ModelStringError, make_llm
-from core.llm.scripted import ScriptedLLM
-from core.thread import Thread, fold
+from core.adapters.llm import ModelStringError, make_llm
+from core.adapters.llm.scripted import ScriptedLLM
+from core.kernel.events import Error, HumanRequest, LLMCall, ToolResult
+from core.kernel.thread import Thread, fold
 from tests.unit.conftest import Driver, Run, llm_calls
 
 CALCULATOR = calculator.AGENT

@@ -36,10 +36,12 @@ def _heavy_after_import(module: str) -> list[str]:
     return loaded
 
 
-@pytest.mark.parametrize("module", ["core.agent", "agents", "core.store", "core.llm", "core.llm.scripted"])
+@pytest.mark.parametrize(
+    "module", ["core.kernel.agent", "agents", "core.adapters.store", "core.adapters.llm", "core.adapters.llm.scripted"]
+)
 def test_importing_the_kernel_loads_no_heavy_dependency(module: str) -> None:
     assert _heavy_after_import(module) == []
 
 
 def test_the_probe_would_notice_a_heavy_import() -> None:
-    assert "httpx" in _heavy_after_import("core.llm.openai")
+    assert "httpx" in _heavy_after_import("core.adapters.llm.openai")

@@ -29,7 +29,7 @@ loader = importlib.import_module("functions.step")
 CLEAN_CORE = """\
 import os.path
 import functionsx
-from core import thread
+from core.kernel import thread
 from . import sibling
 from .functions import helpers
 
@@ -90,16 +90,18 @@ def test_look_alikes_are_not_offences(tmp_path: Path) -> None:
 
 
 def test_relative_imports_that_climb_out_of_core_are_caught(tmp_path: Path) -> None:
-    root = _tree(tmp_path, {"core/llm/x.py": "from ... import functions\nfrom ...infra import local\n"})
+    root = _tree(tmp_path, {"core/adapters/llm/x.py": "from .... import functions\nfrom ....infra import local\n"})
 
     assert check(root)[0] == [
-        Offence("core/llm/x.py", 1, "core must not import functions (imports functions)"),
-        Offence("core/llm/x.py", 2, "core must not import infra (imports infra)"),
+        Offence("core/adapters/llm/x.py", 1, "core must not import functions (imports functions)"),
+        Offence("core/adapters/llm/x.py", 2, "core must not import infra (imports infra)"),
     ]
 
 
 def test_functions_may_use_core_and_the_environment_but_not_infra(tmp_path: Path) -> None:
-    handler = "import os\nfrom core.agent import step\nSTAGE = os.environ['STAGE']\nfrom infra.local import demo\n"
+    handler = (
+        "import os\nfrom core.kernel.agent import step\nSTAGE = os.environ['STAGE']\nfrom infra.local import demo\n"
+    )
     root = _tree(tmp_path, {"functions/step.py": handler, "infra/local/demo.py": "import functions\n"})
 
     offences, count = check(root)
@@ -112,8 +114,10 @@ def test_the_kernel_knows_no_agent_and_agents_build_on_the_kernel_only(tmp_path:
     root = _tree(
         tmp_path,
         {
-            "core/llm/scripted.py": "from agents import BRAINS\n",
-            "agents/travel.py": "import os\nfrom core.agent import Agent\nfrom functions._wiring import runtime\n",
+            "core/adapters/llm/scripted.py": "from agents import BRAINS\n",
+            "agents/travel.py": (
+                "import os\nfrom core.kernel.agent import Agent\nfrom functions._wiring import runtime\n"
+            ),
         },
     )
 
@@ -122,7 +126,7 @@ def test_the_kernel_knows_no_agent_and_agents_build_on_the_kernel_only(tmp_path:
     assert count == 2
     assert [str(o) for o in offences] == [
         "agents/travel.py:3: agents must not import functions (imports functions._wiring)",
-        "core/llm/scripted.py:1: core must not import agents (imports agents)",
+        "core/adapters/llm/scripted.py:1: core must not import agents (imports agents)",
     ]
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from core.llm import (
+from core.adapters.llm import (
     ContextWindowExceededError,
     LLMRequest,
     LLMRequestError,
@@ -20,8 +20,8 @@ from core.llm import (
     ToolSpec,
     make_llm,
 )
-from core.llm._http import RetryableHTTPError
-from core.llm.anthropic import AnthropicMessages
+from core.adapters.llm._http import RetryableHTTPError
+from core.adapters.llm.anthropic import AnthropicMessages
 from tests.provider_server import (
     Answer,
     ProviderServer,

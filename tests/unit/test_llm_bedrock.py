@@ -16,7 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
 from botocore.stub import Stubber
 
-from core.llm import (
+from core.adapters.llm import (
     ContextWindowExceededError,
     LLMRequest,
     LLMRequestError,
@@ -25,7 +25,7 @@ from core.llm import (
     ToolSpec,
     make_llm,
 )
-from core.llm.bedrock import BedrockConverse, client_config
+from core.adapters.llm.bedrock import BedrockConverse, client_config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "llm"
 MODEL_ID = "us.anthropic.claude-sonnet-4-20250514-v1:0"
@@ -232,7 +232,9 @@ def test_make_llm_builds_a_working_bedrock_provider(client: Any, stubber: Stubbe
 
 
 def test_constructing_without_a_client_does_not_import_boto3() -> None:
-    code = "import sys; from core.llm.bedrock import BedrockConverse as B; B('m'); print('boto3' in sys.modules)"
+    code = (
+        "import sys; from core.adapters.llm.bedrock import BedrockConverse as B; B('m'); print('boto3' in sys.modules)"
+    )
 
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
 

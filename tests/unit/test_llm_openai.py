@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from core.llm import (
+from core.adapters.llm import (
     ContextWindowExceededError,
     LLMRequest,
     LLMRequestError,
@@ -23,8 +23,8 @@ from core.llm import (
     ToolSpec,
     make_llm,
 )
-from core.llm._http import JSONPoster, RetryableHTTPError
-from core.llm.openai import OpenAIChat
+from core.adapters.llm._http import JSONPoster, RetryableHTTPError
+from core.adapters.llm.openai import OpenAIChat
 from tests.provider_server import (
     Answer,
     ProviderServer,
@@ -366,7 +366,7 @@ def test_poster_builds_its_client_once_with_the_timeout() -> None:
 
 
 def test_importing_core_llm_loads_neither_httpx_nor_botocore() -> None:
-    code = "import core.llm, sys; print('httpx' in sys.modules, 'botocore' in sys.modules)"
+    code = "import core.adapters.llm, sys; print('httpx' in sys.modules, 'botocore' in sys.modules)"
 
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
 

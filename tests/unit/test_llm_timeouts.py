@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from core.llm import ProviderConfig, make_llm
-from core.llm.anthropic import AnthropicMessages
-from core.llm.bedrock import BedrockConverse
-from core.llm.openai import OpenAIChat
+from core.adapters.llm import ProviderConfig, make_llm
+from core.adapters.llm.anthropic import AnthropicMessages
+from core.adapters.llm.bedrock import BedrockConverse
+from core.adapters.llm.openai import OpenAIChat
 from infra.local.template import load_template
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
@@ -84,7 +84,7 @@ def test_a_bedrock_call_with_its_retries_fits_in_the_step_lambda() -> None:
     assert worst_s + STEP_MARGIN_S <= step_lambda_timeout_s(), (
         f"Bedrock: {attempts} attempts of {config.connect_timeout}+{config.read_timeout}s plus {backoff_s}s of "
         f"backoff can take {worst_s}s; with {STEP_MARGIN_S}s for the rest of the step that exceeds the step "
-        f"function's {step_lambda_timeout_s()}s Lambda timeout: lower core/llm/bedrock.py's READ_TIMEOUT_S or "
+        f"function's {step_lambda_timeout_s()}s Lambda timeout: lower core/adapters/llm/bedrock.py's READ_TIMEOUT_S or "
         "MAX_ATTEMPTS, or raise the Timeout in template.yaml"
     )
 

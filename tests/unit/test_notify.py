@@ -16,16 +16,14 @@ import pytest
 from moto import mock_aws
 from moto.ses.models import ses_backends
 
-from core.approvals import Approval, args_hash, link
-from core.notify import (
+from core.adapters.notify import EmailNotifier, SlackNotifier, WebhookNotifier
+from core.services.approvals import Approval, args_hash, link
+from core.services.notify import (
     SIGNATURE_HEADER,
     Alert,
-    EmailNotifier,
     MultiNotifier,
     NotifyError,
     RecordingNotifier,
-    SlackNotifier,
-    WebhookNotifier,
     email_message,
     redact,
     sign_webhook,

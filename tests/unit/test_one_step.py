@@ -15,18 +15,18 @@ from typing import Any, get_args
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-import core.agent
-import core.runner
-from core.agent import ROUTE_OF_STATUS, Agent, Route, StepContext, route_of, step
-from core.control import pause
-from core.events import Error, LLMCall, ToolCall
-from core.llm.base import LLMRequest
-from core.llm.scripted import Say, ScriptedLLM
-from core.runner import StepResult, advance
-from core.store.base import VersionConflictError
-from core.store.memory import MemoryThreadStore
-from core.thread import Status, Thread, ThreadState, call_signature, fold, start_thread
-from core.tools import Tool, ToolContext
+import core.kernel.agent
+import core.kernel.runner
+from core.adapters.llm.scripted import Say, ScriptedLLM
+from core.adapters.store.memory import MemoryThreadStore
+from core.kernel.agent import ROUTE_OF_STATUS, Agent, Route, StepContext, route_of, step
+from core.kernel.events import Error, LLMCall, ToolCall
+from core.kernel.model import LLMRequest
+from core.kernel.runner import StepResult, advance
+from core.kernel.store import VersionConflictError
+from core.kernel.thread import Status, Thread, ThreadState, call_signature, fold, start_thread
+from core.kernel.tools import Tool, ToolContext
+from core.services.control import pause
 from tests.unit.conftest import FIXED_NOW, Ids, ThreadBuilder, fixed_clock
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,8 +90,8 @@ def folds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         counted.append(thread.version)
         return fold(thread)
 
-    monkeypatch.setattr(core.runner, "fold", counting)
-    monkeypatch.setattr(core.agent, "fold", counting)
+    monkeypatch.setattr(core.kernel.runner, "fold", counting)
+    monkeypatch.setattr(core.kernel.agent, "fold", counting)
     return counted
 
 
@@ -128,7 +128,7 @@ def test_step_without_a_state_folds_for_itself_and_with_one_uses_it(ids: Ids, fo
     given = step(
         thread, kit.agent(), ScriptedLLM(_work_then_done), StepContext(clock=fixed_clock, ids=Ids()), state=fold(thread)
     )
-    assert len(folds) == 1  # the test's own fold is core.thread's, not counted
+    assert len(folds) == 1  # the test's own fold is core.kernel.thread's, not counted
 
     assert [e.type for e in given.events] == [e.type for e in alone.events]
 
@@ -256,9 +256,9 @@ def _core_imports(module: str) -> set[str]:
 
 
 def test_the_trigger_declarations_import_no_other_core_module() -> None:
-    assert _core_imports("core.trigger_types") == set()
+    assert _core_imports("core.kernel.trigger_types") == set()
 
 
 def test_the_agent_does_not_import_the_triggers_module() -> None:
-    assert "core.triggers" not in _core_imports("core.agent")
-    assert "core.trigger_types" in _core_imports("core.agent")
+    assert "core.services.triggers" not in _core_imports("core.kernel.agent")
+    assert "core.kernel.trigger_types" in _core_imports("core.kernel.agent")

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from core.pricing import PRICES, cost_usd, price_for
+from core.kernel.pricing import PRICES, cost_usd, price_for
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from agents import AGENTS
-from core.prompts import DEFAULT_ROOT, PromptError, PromptLibrary, parse_prompt
+from core.kernel.prompts import DEFAULT_ROOT, PromptError, PromptLibrary, parse_prompt
 
 Snapshot = Callable[[str, str], None]
 

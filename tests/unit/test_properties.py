@@ -8,7 +8,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.events import (
+from core.adapters.store.memory import MemoryThreadStore
+from core.kernel.events import (
     Done,
     Error,
     Event,
@@ -25,8 +26,7 @@ from core.events import (
     dump_event,
     parse_event,
 )
-from core.store.memory import MemoryThreadStore
-from core.thread import Thread, fold
+from core.kernel.thread import Thread, fold
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 IDS = st.sampled_from(["c1", "c2", "c3"])

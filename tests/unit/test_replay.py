@@ -12,9 +12,10 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from agents import AGENTS, deploybot, triage
-from core.agent import Agent, StepContext
-from core.control import pause, resume
-from core.events import (
+from core.adapters.llm.scripted import Say, ScriptedLLM
+from core.adapters.store import MemoryThreadStore
+from core.kernel.agent import Agent, StepContext
+from core.kernel.events import (
     Error,
     Event,
     HumanRequest,
@@ -23,14 +24,13 @@ from core.events import (
     ToolCall,
     ToolResult,
 )
-from core.llm.base import LLMRequest
-from core.llm.scripted import Say, ScriptedLLM
-from core.prompts import PromptLibrary
-from core.replay import FORKED_AT, FORKED_FROM, ForkError, ReplayExhaustedError, ReplayLLM, fork, replay
-from core.runner import advance
-from core.store import MemoryThreadStore
-from core.thread import Thread, fold, start_thread
-from core.tools import Tool, ToolContext
+from core.kernel.model import LLMRequest
+from core.kernel.prompts import PromptLibrary
+from core.kernel.runner import advance
+from core.kernel.thread import Thread, fold, start_thread
+from core.kernel.tools import Tool, ToolContext
+from core.services.control import pause, resume
+from core.services.replay import FORKED_AT, FORKED_FROM, ForkError, ReplayExhaustedError, ReplayLLM, fork, replay
 from infra import cli_evals
 from tests.unit.conftest import Driver, Ids, Run, fixed_clock, respond
 

@@ -7,11 +7,12 @@ import json
 import httpx
 import pytest
 
-from core.events import Done, Failed
-from core.notify import SIGNATURE_HEADER, verify_webhook
-from core.replies import (
+from core.adapters.replies import HttpReplier
+from core.kernel.events import Done, Failed
+from core.kernel.thread import Thread, start_thread
+from core.services.notify import SIGNATURE_HEADER, verify_webhook
+from core.services.replies import (
     DELIVERY_HEADER,
-    HttpReplier,
     RecordingReplier,
     Reply,
     ReplyError,
@@ -19,7 +20,6 @@ from core.replies import (
     reply_for,
     send_reply,
 )
-from core.thread import Thread, start_thread
 from tests.unit.conftest import FIXED_NOW
 
 NOW = 1_735_787_045

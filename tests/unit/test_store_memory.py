@@ -6,8 +6,7 @@ import threading
 
 import pytest
 
-from core.events import Paused, Resumed, UserInput
-from core.store import (
+from core.adapters.store import (
     MemoryThreadStore,
     StoreError,
     ThreadExistsError,
@@ -15,7 +14,8 @@ from core.store import (
     ThreadStore,
     VersionConflictError,
 )
-from core.thread import Thread, start_thread
+from core.kernel.events import Paused, Resumed, UserInput
+from core.kernel.thread import Thread, start_thread
 from tests.unit.conftest import FIXED_NOW
 
 

@@ -17,8 +17,8 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
-from core.store.base import StoreUnavailableError, VersionConflictError
-from core.store.transient import transient_aws_error, unavailable_is_retryable
+from core.adapters.store.transient import transient_aws_error, unavailable_is_retryable
+from core.kernel.store import StoreUnavailableError, VersionConflictError
 
 
 def client_error(code: str, status: int, operation: str = "PutItem", **extra: Any) -> ClientError:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 from pydantic import ValidationError
 
-from core.events import (
+from core.kernel.events import (
     Done,
     Error,
     Event,
@@ -22,7 +22,7 @@ from core.events import (
     ToolStarted,
     UserInput,
 )
-from core.thread import Thread, fold, start_thread, summary
+from core.kernel.thread import Thread, fold, start_thread, summary
 from tests.unit.conftest import FIXED_NOW, ThreadBuilder
 
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.tools import (
+from core.kernel.tools import (
     DONE_FOR_NOW,
     INTENTS,
     MAX_ARGS_CHARS,
@@ -144,7 +144,7 @@ def test_a_policy_function_answering_something_unknown_fails_closed_to_needs_app
     tool = Tool("deploy", "buggy policy", Target, lambda args, ctx: "ok", policy=lambda args: answer)  # type: ignore[arg-type,return-value]
     args = Target(environment="staging")
 
-    with caplog.at_level("WARNING", logger="core.tools"):
+    with caplog.at_level("WARNING", logger="core.kernel.tools"):
         policy, reason = tool.policy_decision(args)
 
     assert policy == "needs_approval"

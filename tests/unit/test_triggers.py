@@ -12,12 +12,12 @@ from urllib.parse import urlencode
 import pytest
 
 from agents import AGENTS, TRIGGERS, orders, standup, triage
-from core.agent import Agent
-from core.events import HumanRequest, UserInput
-from core.notify import sign_webhook
-from core.store.memory import MemoryThreadStore
-from core.thread import fold
-from core.triggers import (
+from core.adapters.store.memory import MemoryThreadStore
+from core.kernel.agent import Agent
+from core.kernel.events import HumanRequest, UserInput
+from core.kernel.thread import fold
+from core.services.notify import sign_webhook
+from core.services.triggers import (
     BadDeliveryError,
     Challenge,
     Delivery,

@@ -1,0 +1,140 @@
+"""Load -> step -> save, safe to retry: what the step Lambda does, without the Lambda (Factor 12).
+
+The store is injected, so the same code runs against DynamoDB in AWS, moto locally and memory in
+unit tests. See "One step" in ARCHITECTURE.md for why each branch exists.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from core.kernel.agent import Agent, Route, StepContext, StepOutcome, route_of, step
+from core.kernel.budget import SpendLedger, day_of
+from core.kernel.events import Event, LLMCall
+from core.kernel.model import LLM
+from core.kernel.store import ThreadStore, VersionConflictError
+from core.kernel.thread import Thread, fold
+
+RESULT_COMMIT_ATTEMPTS = 5
+_log = logging.getLogger("stepfold.runner")
+
+
+class StaleStepError(RuntimeError):
+    """The caller asked to advance a seq the thread has not reached: a bug in the caller, not a retry."""
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What the step Lambda returns to Step Functions."""
+
+    thread_id: str
+    agent: str
+    seq: int
+    route: Route
+    llm_calls: int = 0
+    tool_runs: int = 0
+    replayed: bool = False
+    events: tuple[Event, ...] = ()
+
+    def payload(self) -> dict[str, object]:
+        return {"thread_id": self.thread_id, "seq": self.seq, "route": self.route}
+
+
+def advance(
+    store: ThreadStore,
+    thread_id: str,
+    seq: int,
+    *,
+    agents: Mapping[str, Agent],
+    llm_for: Callable[[Agent], LLM],
+    ctx: StepContext,
+    spend: SpendLedger | None = None,
+) -> StepResult:
+    """Advance ``thread_id`` by one step from version ``seq``.
+
+    Retry-safe: if the thread is already past ``seq`` the step committed before, so the recorded
+    route is returned without a model call, unless it left an intent without a result, which the
+    step settles by the effect-ledger rules.
+
+    The thread is folded once: that fold decides whether this is a retry and is the state the step
+    starts from; the route after the commit needs no second fold unless other writers' events were
+    committed in between (:class:`Commit`).
+    """
+    thread = store.load(thread_id)
+    if thread.version < seq:
+        raise StaleStepError(f"thread {thread_id} is at version {thread.version}, the caller asked for {seq}")
+    agent = agents[thread.agent]
+    state = fold(thread)
+    if thread.version > seq and not (state.pending is not None and state.pending.state == "dispatched"):
+        return StepResult(thread_id, agent.name, thread.version, route_of(state), replayed=True)
+
+    daily = spend is not None and agent.limits.max_daily_cost_usd is not None
+    spent_today = spend.spent(agent.name, day_of(ctx.clock())) if spend is not None and daily else None
+    commit = Commit(store, thread)
+    step_ctx = replace(ctx, checkpoint=commit.append, spent_today=spent_today)
+    outcome = step(thread, agent, llm_for(agent), step_ctx, state=state)
+    route = commit.rest(outcome)
+    cost = sum(e.cost_usd for e in outcome.events if isinstance(e, LLMCall))
+    if spend is not None and cost > 0:
+        # The day's total is advisory (the thread's llm_call events are the record): a failure to add to it
+        # must not fail a step whose events are already committed, but it must not go unseen either.
+        try:
+            spend.add(agent.name, day_of(ctx.clock()), cost)
+        except Exception as exc:  # noqa: BLE001 - logged with what it would take to correct the day's total
+            _log.warning(
+                "could not add a step's cost to the daily spend ledger; the day's total is low by this amount",
+                extra={"thread_id": thread_id, "agent": agent.name, "cost_usd": cost, "error": repr(exc)[:300]},
+            )
+    return StepResult(
+        thread_id, agent.name, commit.thread.version, route, outcome.llm_calls, outcome.tool_runs, events=outcome.events
+    )
+
+
+class Commit:
+    """One step's writes to its thread, each an optimistic append on the version the last one left.
+
+    :meth:`append` is the step's checkpoint (the intent before a tool runs) and :meth:`rest` commits what
+    the step produced after it. ``thread`` is always the newest version this step has seen or written.
+    """
+
+    def __init__(self, store: ThreadStore, thread: Thread) -> None:
+        self.store = store
+        self.thread = thread
+
+    def append(self, events: Sequence[Event]) -> None:
+        """The step's checkpoint: a conflict raises before the tool runs (nothing ran; the retry reads again)."""
+        self.thread = self.store.append(self.thread.id, self.thread.version, events)
+
+    def rest(self, outcome: StepOutcome) -> Route:
+        """Commit what the step produced after its checkpoint, and return the step's route.
+
+        Before any checkpoint a conflict is raised (nothing ran; Step Functions retries and the retry
+        sees the other writer's events). After a checkpoint a tool has run, so its result must not be
+        lost: the events are re-numbered onto the newer thread, if what arrived meanwhile (a pause, a
+        message) did not settle the same call. Only then does the route need the thread's new state
+        (:func:`core.kernel.agent.route_of`): without other writers' events the step's own route is the route.
+        """
+        events = outcome.uncommitted
+        if not events:
+            return outcome.route
+        if outcome.checkpointed == 0:
+            self.append(events)
+            return outcome.route
+        merged = False
+        for _ in range(RESULT_COMMIT_ATTEMPTS):
+            try:
+                self.append(events)
+            except VersionConflictError:
+                self.thread = self.store.load(self.thread.id)
+                pending = fold(self.thread).pending
+                call_ids = {getattr(e, "call_id", None) for e in events} - {None}
+                if pending is None or pending.call.call_id not in call_ids:
+                    raise
+                events = tuple(e.model_copy(update={"seq": self.thread.next_seq + i}) for i, e in enumerate(events))
+                merged = True
+                continue
+            # Others wrote between the checkpoint and this commit: what they wrote (a pause) takes effect now.
+            return route_of(fold(self.thread), outcome.route) if merged else outcome.route
+        raise VersionConflictError(self.thread.id, self.thread.version)
