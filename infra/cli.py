@@ -83,12 +83,25 @@ class Api:
             raise UnreachableError(f"cannot connect to {self.url} ({exc})") from exc
         except httpx.TimeoutException as exc:
             raise ApiError(0, f"{self.url} did not answer in time ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:  # refused mid-way, reset, not HTTP at all: one line, no traceback
+            raise UnreachableError(f"cannot talk to {self.url} ({type(exc).__name__}: {exc})") from exc
+        except httpx.InvalidURL as exc:
+            raise UnreachableError(f"{self.url} is not a URL the CLI can call ({exc})") from exc
         if response.status_code >= 400:
             detail = _detail(response)
             if response.status_code in (401, 403):
                 detail += "; set STEPFOLD_API_KEY to the API key (`stepfold serve` prints the local one)"
             raise ApiError(response.status_code, detail)
-        return response.json() if response.content else {}
+        if not response.content:
+            return {}
+        try:
+            return response.json()
+        except ValueError:
+            raise ApiError(
+                response.status_code,
+                f"{self.url}{path} answered {response.status_code} with a body that is not JSON; "
+                "is STEPFOLD_URL the stepfold API?",
+            ) from None
 
     def close(self) -> None:
         self.http.close()
@@ -250,7 +263,7 @@ def _print_summary(summary: dict[str, Any], out: Callable[[str], None]) -> None:
         ),
     ]
     pending = summary.get("pending") or {}
-    if summary.get("waiting_for"):
+    if summary.get("waiting_for") and summary.get("status") == "awaiting_human":
         rows.append(
             ("waiting", f"{summary['waiting_for']} {summary.get('approval_id')}: {_short(pending.get('question'), 90)}")
         )
@@ -304,6 +317,9 @@ def _respond(api: Api, args: argparse.Namespace, out: Callable[[str], None], bod
     if getattr(args, "approval_id", None):
         body["approval_id"] = args.approval_id
     result = api.call("POST", f"/threads/{_q(args.thread_id)}/responses", body=body)
+    if args.json:
+        out(json.dumps(result))
+        return OK
     status = result.get("status") if isinstance(result, dict) else None
     out(f"{args.thread_id}  {body['decision']} recorded" + (f"; the thread is {status}" if status else ""))
     return OK
@@ -321,12 +337,19 @@ def cmd_answer(api: Api, args: argparse.Namespace, out: Callable[[str], None]) -
     return _respond(api, args, out, {"decision": "answer", "answer": args.text})
 
 
+DONE_WORDS = {"pause": "paused", "resume": "resumed", "retry": "retried", "cancel": "cancelled"}
+"""What the confirmation says was done (the thread's status follows it: a cancelled thread's status is failed)."""
+
+
 def _control(action: str) -> Callable[[Api, argparse.Namespace, Callable[[str], None]], int]:
     def run(api: Api, args: argparse.Namespace, out: Callable[[str], None]) -> int:
         reason = getattr(args, "reason", None)
         result = api.call("POST", f"/threads/{_q(args.thread_id)}/{action}", body={"reason": reason} if reason else {})
+        if args.json:
+            out(json.dumps(result))
+            return OK
         status = result.get("status") if isinstance(result, dict) else None
-        out(f"{args.thread_id}  {action}" + (f": {status}" if status else ""))
+        out(f"{args.thread_id}  {DONE_WORDS[action]}" + (f"; the thread is {status}" if status else ""))
         return OK
 
     return run
@@ -334,7 +357,10 @@ def _control(action: str) -> Callable[[Api, argparse.Namespace, Callable[[str], 
 
 def cmd_message(api: Api, args: argparse.Namespace, out: Callable[[str], None]) -> int:
     result = api.call("POST", f"/threads/{_q(args.thread_id)}/messages", body={"input": args.text})
-    out(f"{args.thread_id}  message added: {result.get('status', '')}")
+    if args.json:
+        out(json.dumps(result))
+        return OK
+    out(f"{args.thread_id}  message added; the thread is {result.get('status', '?')}")
     return OK
 
 
@@ -428,6 +454,37 @@ def cmd_serve(args: argparse.Namespace, out: Callable[[str], None], err: Callabl
     return OK
 
 
+def bash_completion(full: argparse.ArgumentParser) -> str:
+    """A bash completion script for every command and its options, derived from the parser itself."""
+    sub = next(a for a in full._actions if isinstance(a, argparse._SubParsersAction))
+    commands: dict[str, list[str]] = {}
+    for name, command in sub.choices.items():
+        options = [o for a in command._actions for o in a.option_strings if o.startswith("--")]
+        choices = [str(c) for a in command._actions if not a.option_strings and a.choices for c in a.choices]
+        commands[name] = sorted(set(options)) + choices
+    cases = "\n".join(f'        {name}) words="{" ".join(words)}" ;;' for name, words in sorted(commands.items()))
+    return f"""# stepfold bash completion: eval "$(stepfold completion bash)", or save it for bash-completion
+_stepfold() {{
+    local cur="${{COMP_WORDS[COMP_CWORD]}}" command="" words="" i
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        case "${{COMP_WORDS[i]}}" in
+            --url) ((i++)) ;;
+            -*) ;;
+            *) command="${{COMP_WORDS[i]}}"; break ;;
+        esac
+    done
+    if [[ -z "$command" ]]; then
+        COMPREPLY=($(compgen -W "{" ".join(sorted(commands))} --url --version --help" -- "$cur"))
+        return
+    fi
+    case "$command" in
+{cases}
+    esac
+    COMPREPLY=($(compgen -W "$words" -- "$cur"))
+}}
+complete -o default -F _stepfold stepfold"""
+
+
 def _interrupt(signum: int, frame: object) -> None:
     del signum, frame
     raise KeyboardInterrupt
@@ -449,6 +506,26 @@ EXTENSIONS = {
 they are loaded only for their own commands or the full ``--help``: the API commands start in a fraction."""
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: reads the installed distribution only when asked (the API commands start in a fraction)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"stepfold {_version()}")  # on stdout, like argparse's own version action
+        parser.exit()
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415 - only for --version and --help
+
+    try:
+        return version("stepfold")
+    except PackageNotFoundError:
+        return "(not installed: run `make setup`)"
+
+
 def _command_word(argv: Sequence[str]) -> str | None:
     """The subcommand named in ``argv`` (skipping ``--url X``), or None."""
     words = iter(argv)
@@ -468,6 +545,7 @@ def parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         epilog=f"STEPFOLD_URL (default {DEFAULT_URL}) and STEPFOLD_API_KEY say where and as whom.",
     )
     p.add_argument("--url", default=None, help=f"API base URL (default: $STEPFOLD_URL or {DEFAULT_URL})")
+    p.add_argument("--version", action=_VersionAction, help="print the installed version and exit")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, helptext: str, *, json_flag: bool = False) -> argparse.ArgumentParser:
@@ -500,7 +578,7 @@ def parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         ("reject", "reject the pending tool call; the model sees the reason", cmd_reject),
         ("answer", "answer the agent's question", cmd_answer),
     ):
-        c = command(name, helptext)
+        c = command(name, helptext, json_flag=True)
         c.add_argument("thread_id")
         if name == "answer":
             c.add_argument("text")
@@ -524,13 +602,13 @@ def parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         ("retry", "run a thread whose execution failed again, from where it stopped"),
         ("cancel", "end a thread for good"),
     ):
-        c = command(action, helptext)
+        c = command(action, helptext, json_flag=True)
         c.add_argument("thread_id")
         if action not in ("resume", "retry"):
             c.add_argument("--reason", default="")
         c.set_defaults(run=_control(action))
 
-    c = command("message", "add input to a finished thread and run it again")
+    c = command("message", "add input to a finished thread and run it again", json_flag=True)
     c.add_argument("thread_id")
     c.add_argument("text")
     c.set_defaults(run=cmd_message)
@@ -543,6 +621,10 @@ def parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
     c = command("agents", "the agents this stack runs", json_flag=True)
     c.set_defaults(run=cmd_agents)
+
+    c = command("completion", 'print a bash completion script: eval "$(stepfold completion bash)"')
+    c.add_argument("shell", choices=("bash",))
+    c.set_defaults(run=None)
 
     c = command("serve", "run the local stack and its HTTP API on this machine")
     c.add_argument("--host", default="127.0.0.1")
@@ -569,8 +651,21 @@ def run(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr:
 
     argv = sys.argv[1:] if argv is None else argv
     args = parser(argv).parse_args(argv)
+    try:
+        return _dispatch(args, out, err)
+    except BrokenPipeError:  # `stepfold events --json | head`: the reader left; say nothing more
+        _quiet_stdout(stdout)
+        return OK
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, out: Callable[[str], None], err: Callable[[str], None]) -> int:
     if args.command == "serve":
         return cmd_serve(args, out, err)
+    if args.command == "completion":
+        out(bash_completion(parser()))
+        return OK
     url = args.url or os.environ.get("STEPFOLD_URL") or DEFAULT_URL
     api = Api(url, os.environ.get("STEPFOLD_API_KEY"))
     try:
@@ -581,11 +676,19 @@ def run(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr:
     except ApiError as exc:
         err(f"error: {exc.detail}")
         return API_ERROR
-    except KeyboardInterrupt:
-        return 130
     finally:
         api.close()
     return code
+
+
+def _quiet_stdout(stdout: TextIO) -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise again (Python's documented
+    recipe for SIGPIPE, https://docs.python.org/3/library/signal.html#note-on-sigpipe)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (a test's StringIO)
+        pass
 
 
 def main() -> None:
