@@ -34,6 +34,8 @@ DEFAULT_URL = "http://127.0.0.1:8765"
 STOP = ("done", "failed", "awaiting_human", "paused")
 """A followed thread stops here: it ended, or it waits for someone."""
 OK, API_ERROR, USAGE, UNREACHABLE = 0, 1, 2, 3
+LOCAL_WEBHOOK_SECRETS = ("STEPFOLD_GITHUB_WEBHOOK_SECRET", "STEPFOLD_SLACK_SIGNING_SECRET", "STEPFOLD_WEBHOOK_SECRET")
+"""The inbound webhook secrets ``stepfold serve`` reads from the environment (generated when unset)."""
 SERVE_QUIET = {"POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
 """``stepfold serve``'s defaults for the handlers' Powertools; the caller's environment wins."""
 
@@ -427,6 +429,9 @@ def cmd_serve(args: argparse.Namespace, out: Callable[[str], None], err: Callabl
     generated = not os.environ.get("STEPFOLD_API_KEY")
     api_key = os.environ.get("STEPFOLD_API_KEY") or secrets.token_urlsafe(24)
     os.environ["STEPFOLD_API_KEY"] = api_key
+    made = [name for name in LOCAL_WEBHOOK_SECRETS if not os.environ.get(name)]
+    for name in made:  # so the README's signed curls work against this stack as soon as the export line is run
+        os.environ[name] = secrets.token_urlsafe(24)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     if args.verbose:
         logging.getLogger("infra.local.http").setLevel(logging.INFO)
@@ -445,6 +450,12 @@ def cmd_serve(args: argparse.Namespace, out: Callable[[str], None], err: Callabl
             out(f"url:     {url}")
             out(f"api key: {api_key}" + ("  (generated; set STEPFOLD_API_KEY to choose one)" if generated else ""))
             out(f"  export STEPFOLD_URL={url} STEPFOLD_API_KEY={api_key}")
+            out(
+                "webhook secrets"
+                + (" (generated; set them to choose)" if made else "")
+                + ": for POST /webhooks/{github,slack,shop}"
+            )
+            out("  export " + " ".join(f"{name}={os.environ[name]}" for name in LOCAL_WEBHOOK_SECRETS))
             out("approval links are printed here as they are sent. Ctrl-C stops (and forgets every thread).")
             threading.Event().wait()
         except KeyboardInterrupt:

@@ -75,8 +75,12 @@ def header(view: dict[str, Any]) -> list[str]:
     lines = [
         f"step     {view.get('step')} (model call at seq {view.get('seq')}), model {view.get('model')}",
         f"prompt   {prompt.get('id')}/v{prompt.get('version')} {hash_}",
-        f"context  about {view.get('tokens')} tokens of {view.get('max_tokens')}; "
-        f"the provider counted {view.get('input_tokens')} input tokens",
+        f"context  about {view.get('tokens')} tokens of {view.get('max_tokens')} (estimated); "
+        + (
+            f"the scripted model estimated {view.get('input_tokens')} input tokens (no provider counted them)"
+            if str(view.get("model") or "").startswith("scripted:")
+            else f"the provider counted {view.get('input_tokens')} input tokens"
+        ),
         f"tools    {', '.join(view.get('tools') or [])}",
     ]
     if not prompt.get("current", True):

@@ -8,11 +8,13 @@ request it makes approved or answered. Exits non-zero if any thread does not end
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from agents import AGENTS, BRAINS
 from core.kernel.events import (
@@ -25,6 +27,7 @@ from core.kernel.events import (
     ToolCall,
     ToolResult,
 )
+from core.kernel.pricing import price_for
 from core.kernel.thread import Thread, fold
 from core.services.approvals import Decision, decide
 from infra.local.stack import Invocation, LocalStack
@@ -157,8 +160,10 @@ class _Printer:
 def run(out: Callable[[str], None] = print) -> int:
     scripted = not os.environ.get("STEPFOLD_MODEL")
     failures: list[str] = []
+    # The demo prints each step itself; the handlers' JSON logs and the engine's own error log would repeat it.
+    logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
     quiet = {
-        "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+        "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "ERROR"),
         "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
     }
     with LocalStack(env=quiet) as stack:
@@ -166,7 +171,14 @@ def run(out: Callable[[str], None] = print) -> int:
         stack.listeners.append(printer)
         model = os.environ.get("STEPFOLD_MODEL") or "scripted (each agent's own scripted:<agent> model)"
         out("stepfold demo: moto DynamoDB/S3/Lambda/Step Functions in this process, the real agent_loop.asl.json")
-        out(f"model: {model}\n")
+        out(f"model: {model}")
+        if scripted and (nominal := price_for("scripted:demo")) is not None:
+            out(
+                "costs: NOMINAL. The scripted model estimates its tokens (about 4 characters each) and is priced at "
+                f"${nominal.input_per_mtok:.2f}/${nominal.output_per_mtok:.2f} per million input/output tokens so "
+                "the cost limits have something to count; no provider is called"
+            )
+        out("approvals: this demo answers each request itself; `stepfold serve` prints links you open in a browser\n")
         results: list[tuple[Scenario, Thread]] = []
         for scenario in scenarios():
             out(f"== {scenario.title}\n   {scenario.agent} <- {scenario.text!r}")
@@ -181,7 +193,7 @@ def run(out: Callable[[str], None] = print) -> int:
                     break
                 given += 1
                 approval, url = stack.notifier.sent[-1]
-                out(f"   link sent: {url.split('?')[0]}?exp=...&sig=...")
+                out(f"   link sent to the approvers: {urlsplit(url).path}?exp=...&sig=... (answered here, in-process)")
                 out(
                     f"   {answer.by} answers via {answer.channel}: {answer.decision}"
                     + (f" ({answer.comment or answer.answer})" if answer.comment or answer.answer else "")
@@ -197,6 +209,14 @@ def run(out: Callable[[str], None] = print) -> int:
                     clock=rt.clock,
                 )
             state = fold(thread)
+            if state.failure_error == "ModelUnavailable":
+                out(
+                    f"\nerror: the model {os.environ.get('STEPFOLD_MODEL')} could not be reached after every retry: "
+                    f"{_short(state.failure or '', 400)}\nCheck the network, the key and the base URL "
+                    "(OPENAI_BASE_URL for an OpenAI-compatible server); "
+                    "`make demo` without STEPFOLD_MODEL runs offline."
+                )
+                return 1
             ok = state.status == scenario.expect_status and (
                 not scripted or scenario.expect_in_answer in (state.answer or "")
             )

@@ -40,7 +40,7 @@ def served(shared: Shared) -> Iterator[tuple[LocalStack, FrontDoor]]:
 
 
 def _run(block: str, url: str) -> httpx.Response:
-    env = {**os.environ, **SECRETS, "URL": url}
+    env = {**os.environ, **SECRETS, "STEPFOLD_URL": url}
     done = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", block.replace("curl -sS", "curl -sS -w '\\n%{http_code}'", 1)],
         capture_output=True,

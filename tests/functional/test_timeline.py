@@ -404,6 +404,9 @@ def test_stepfold_context_prints_what_the_model_saw(stack: LocalStack, door: Fro
         assert lines[0] == f"step     1 (model call at seq {calls[0].seq}), model scripted:deploybot"
         assert lines[1] == f"prompt   deploybot/v1 {calls[0].prompt_hash[:12]}"
         assert f"see      next: --seq {calls[1].seq}" in lines
+        assert lines[2].endswith(  # an estimate is never shown as a provider's count
+            f"(estimated); the scripted model estimated {calls[0].input_tokens} input tokens (no provider counted them)"
+        )
         assert "--- system prompt" in text
         assert "You are deploybot, a deployment assistant" in text
         assert text.endswith("--- context " + "-" * 46 + "\n" + view["context"])
