@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test check lint types layers cfn asl demo bench clean snapshots
+.PHONY: setup test check lint types layers cfn asl demo bench clean snapshots docs
 
 setup: $(STAMP)
 
@@ -43,6 +43,10 @@ asl: setup
 
 demo: setup
 	$(BIN)/python -m infra.local.demo
+
+# The README's route reference, from the API's OpenAPI document (tests/unit/test_api_docs.py fails when stale).
+docs: setup
+	$(BIN)/python -m infra.api_docs
 
 bench: setup bench-setup
 	$(BENCH_BIN)/python benchmarks/run_all.py

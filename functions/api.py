@@ -133,6 +133,11 @@ def _body_bytes(event: Mapping[str, Any]) -> int:
     return len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode())
 
 
+def openapi_json() -> str:
+    """The OpenAPI document ``GET /openapi.json`` serves (also the source of the README's route reference)."""
+    return _openapi()
+
+
 @cache
 def _openapi() -> str:
     # The OpenAPI models cost ~0.1 s to import: only GET /openapi.json pays for them.

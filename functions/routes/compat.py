@@ -49,7 +49,7 @@ router = Router()  # type: ignore[no-untyped-call]  # Powertools leaves Router._
 @router.post(
     "/",
     tags=["compat"],
-    summary="Reference server: launch the default agent",
+    summary="Reference server: launch STEPFOLD_DEFAULT_AGENT (the reference API names no agent)",
     responses=documented(400, 413, 422),
 )
 def compat_launch(body: CompatLaunch) -> CompatThread:

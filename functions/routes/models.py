@@ -228,7 +228,10 @@ class ContextView(BaseModel):
 
 
 class CompatLaunch(_Request):
-    message: str
+    message: str = Field(
+        description="What the agent should do. The reference server names no agent: this starts "
+        "STEPFOLD_DEFAULT_AGENT (the first registered agent unless set; GET /agents lists them)."
+    )
 
 
 class CompatApproval(_Request):
@@ -252,8 +255,11 @@ class CompatThread(BaseModel):
     status: Status
     events: list[CompatEvent]
     response_url: str
-    awaitingHumanResponse: bool  # noqa: N815 - the reference server's name
-    awaitingHumanApproval: bool  # noqa: N815
+    awaitingHumanResponse: bool = Field(  # noqa: N815 - the reference server's name
+        description="As the reference server: a question waits for an answer, or the thread is done and takes the "
+        "next message (POST the response to continue it). Not true for a failed or cancelled thread."
+    )
+    awaitingHumanApproval: bool = Field(description="A tool call waits for approval.")  # noqa: N815
 
 
 # --- documented responses --------------------------------------------------------------------------------------
