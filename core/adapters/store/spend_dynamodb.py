@@ -1,4 +1,4 @@
-"""The spend ledger in DynamoDB: one item per agent and day, next to the threads (ARCHITECTURE.md, "Data model")."""
+"""The spend ledger in DynamoDB: one item per agent and day, next to the threads (ARCHITECTURE.md, "The data model")."""
 
 from __future__ import annotations
 
