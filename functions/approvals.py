@@ -45,6 +45,7 @@ from core.services.approvals import (
 from core.services.notify import args_json, redact
 from functions._html import page as _page
 from functions._html import render
+from functions._statuses import lookup
 from functions._wiring import Runtime, runtime
 
 if TYPE_CHECKING:
@@ -71,21 +72,23 @@ PAUSED_TITLES = {
 
 
 class FormTooLargeError(InvalidDecisionError):
-    """The form is bigger than any the page sends (413: the same form, shortened, would work)."""
-
-    status = 413
+    """The form is bigger than any the page sends (the same form, shortened, would work)."""
 
 
-REFUSAL_TITLES: dict[type[ApprovalError], str] = {
-    FormTooLargeError: "The form is too large",
-    ThreadEndedError: "This request can no longer be answered",
-    LinkSignatureError: "This link is not valid",
-    LinkExpiredError: "This link has expired",
-    ApprovalNotFoundError: "There is no such request",
-    AlreadyDecidedError: "This request was already answered",
-    ArgsChangedError: "The request changed after this link was made",
-    InvalidDecisionError: "That did not work",
+REFUSALS: dict[type[ApprovalError], tuple[int, str]] = {
+    ApprovalError: (400, "That did not work"),
+    InvalidDecisionError: (400, "That did not work"),
+    FormTooLargeError: (413, "The form is too large"),
+    LinkSignatureError: (403, "This link is not valid"),
+    LinkExpiredError: (410, "This link has expired"),
+    ApprovalNotFoundError: (404, "There is no such request"),
+    AlreadyDecidedError: (409, "This request was already answered"),
+    ArgsChangedError: (409, "The request changed after this link was made"),
+    ThreadEndedError: (409, "This request can no longer be answered"),
 }
+"""Each refusal a page can meet, by type: its HTTP status and the page's title (ARCHITECTURE.md, "HTTP statuses
+belong to handlers"). Looked up along the MRO (:func:`functions._statuses.lookup`), so a subclass answers as its
+nearest mapped base; a refusal nothing maps is answered by :func:`failed` (500), never as a success."""
 
 
 # --- routes --------------------------------------------------------------------------------------
@@ -124,12 +127,15 @@ def answer(approval_id: str) -> Response[str]:
 
 
 def refused(exc: ApprovalError) -> Response[str]:
+    found = lookup(REFUSALS, type(exc))
+    if found is None:
+        return failed(exc)
+    status, title = found
     approval_id = app.current_event.path_parameters.get("approval_id", "")[:64]
     logger.info(
-        "approval link refused", extra={"approval_id": approval_id, "status": exc.status, "reason": type(exc).__name__}
+        "approval link refused", extra={"approval_id": approval_id, "status": status, "reason": type(exc).__name__}
     )
-    title = next((t for kind, t in REFUSAL_TITLES.items() if isinstance(exc, kind)), "That did not work")
-    return _page(exc.status, render_message(title, str(exc), "Nothing was changed."))
+    return _page(status, render_message(title, str(exc), "Nothing was changed."))
 
 
 @app.not_found

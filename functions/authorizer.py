@@ -40,21 +40,9 @@ def presented_keys(headers: Mapping[str, str]) -> list[str]:
     return keys
 
 
-def is_authorized(headers: Mapping[str, str], api_key: str | None) -> bool:
-    """True if a key in ``headers`` equals ``api_key`` (constant-time); always False when no key is configured.
-
-    Keys are encoded with ``surrogatepass``: a header holding a lone surrogate is simply not the key, where
-    plain ``encode()`` would raise and API Gateway would answer the caller 500 instead of 403.
-    """
-    if not api_key:
-        return False
-    expected = api_key.encode()
-    # Every candidate is compared, so the time taken does not say which header matched.
-    matches = [hmac.compare_digest(key.encode("utf-8", "surrogatepass"), expected) for key in presented_keys(headers)]
-    return any(matches)
-
-
 def _digest(key: str) -> bytes:
+    """``surrogatepass``: a header holding a lone surrogate is simply not a key, where plain ``encode()`` would raise
+    and API Gateway would answer the caller 500 instead of 403."""
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
 
 

@@ -27,18 +27,26 @@ from typing import Any, Literal
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 
+from core.services.control import ControlError, InputTooLargeError, ReservedLabelError, WrongStateError
 from core.services.triggers import (
     BadDeliveryError,
     Launcher,
+    SignatureError,
     Started,
     TriggerError,
+    UnknownScheduleError,
+    UnknownSourceError,
+    WebhookAccepted,
     WebhookAnswer,
+    WebhookOutcome,
+    WebhookRefused,
     WebhookSecrets,
     answer_webhook,
     is_event_envelope,
     start_event,
     start_schedule,
 )
+from functions._statuses import lookup
 from functions._wiring import Runtime, runtime
 
 logger = Logger(service="stepfold")
@@ -47,6 +55,31 @@ app = APIGatewayHttpResolver(debug=False)  # debug mode would echo events, signa
 """Set to 1 on the local stack only: lets callback/response URLs point at this machine."""
 JSON_HEADERS = {"X-Content-Type-Options": "nosniff"}
 """Sent with every answer: a browser must not sniff a JSON body that echoes a sender's text into HTML."""
+
+# --- each outcome as an HTTP status: the one table (ARCHITECTURE.md, "HTTP statuses belong to handlers") ---------
+
+ACCEPTED: dict[WebhookOutcome, int] = {
+    "started": 202,
+    "duplicate": 200,
+    "ignored": 202,
+    "challenge": 200,
+    "acknowledged": 200,  # Slack shows a slash command's answer only from a 200
+}
+"""The status of each outcome of an accepted delivery (its body is the service's)."""
+REFUSED: dict[type[Exception], tuple[int, str]] = {
+    TriggerError: (400, "bad_request"),
+    BadDeliveryError: (400, "bad_request"),
+    SignatureError: (401, "unauthorized"),
+    UnknownSourceError: (404, "not_found"),
+    UnknownScheduleError: (404, "not_found"),
+    ControlError: (400, "refused"),  # launch refused the input the delivery makes
+    WrongStateError: (409, "refused"),
+    InputTooLargeError: (413, "refused"),
+    ReservedLabelError: (422, "refused"),
+}
+"""Each refusal by its error's type: the status and the body's ``error`` code (``detail`` is the error's message).
+Looked up along the MRO (:func:`functions._statuses.lookup`), so a subclass answers as its nearest mapped base; a
+refusal nothing maps is raised, and :func:`internal` answers it 500, never as a success."""
 
 
 @app.post("/webhooks/<source>")
@@ -66,8 +99,20 @@ def webhook(source: str) -> Response[str]:
         method=request.http_method,
         allow_loopback=rt.settings.reply_allow_loopback,
     )
-    _log("webhook", answer.started, source=source, status=answer.status, reason=answer.reason)
-    return _json(answer.status, answer.body)
+    status, body = respond(answer)
+    _log("webhook", answer.started, source=source, outcome=answer.outcome, status=status, reason=answer.reason)
+    return _json(status, body)
+
+
+def respond(answer: WebhookAnswer) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and JSON body for ``answer``; raises a refusal's error when :data:`REFUSED` has no row for it."""
+    if isinstance(answer, WebhookAccepted):
+        return ACCEPTED[answer.outcome], answer.body
+    found = lookup(REFUSED, type(answer.error))
+    if found is None:
+        raise answer.error  # not the sender's fault but a gap in the table: internal() logs it and answers 500
+    status, code = found
+    return status, {"error": code, "detail": str(answer.error)}
 
 
 @app.not_found
@@ -153,9 +198,9 @@ def on_message(message: dict[str, Any], *, now: int) -> dict[str, Any]:
             now=now,
             allow_loopback=rt.settings.reply_allow_loopback,
         )
-        _log("queued webhook", answer.started, source=message["webhook"], status=answer.status, reason=answer.reason)
-        if answer.status >= 400:
-            raise _refused(answer)
+        _log("queued webhook", answer.started, source=message["webhook"], outcome=answer.outcome, reason=answer.reason)
+        if isinstance(answer, WebhookRefused):
+            raise _refused(answer) from answer.error
         started = list(answer.started)
     else:
         raise BadDeliveryError("not a schedule, an EventBridge event or a queued webhook")
@@ -187,10 +232,9 @@ def _queue(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return result
 
 
-def _refused(answer: WebhookAnswer) -> TriggerError:
-    error = TriggerError(answer.reason or json.dumps(answer.body))
-    error.status = answer.status
-    return error
+def _refused(answer: WebhookRefused) -> TriggerError:
+    """A queued delivery's refusal as the error its record fails with (the log's reason, not the sender's text)."""
+    return TriggerError(answer.reason or str(answer.error))
 
 
 def _launcher(rt: Runtime) -> Launcher:

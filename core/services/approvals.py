@@ -38,39 +38,39 @@ DECIDED: dict[HumanDecision, ApprovalState] = {
 
 
 class ApprovalError(Exception):
-    """Base: every subclass says what was wrong in words a person can act on."""
+    """Base: every subclass says what was wrong in words a person can act on.
 
-    status = 400
+    They carry no HTTP status: each front door answers them in its own words (ARCHITECTURE.md, "HTTP statuses
+    belong to handlers").
+    """
 
 
 class ApprovalNotFoundError(ApprovalError):
-    status = 404
+    """No approval record has this id."""
 
 
 class LinkSignatureError(ApprovalError):
-    status = 403
+    """The link is incomplete, altered or not one we signed."""
 
 
 class LinkExpiredError(ApprovalError):
-    status = 410
+    """The link, or the request behind it, has expired."""
 
 
 class AlreadyDecidedError(ApprovalError):
-    status = 409
+    """Someone already answered this request; the message says who and how."""
 
 
 class ArgsChangedError(ApprovalError):
-    status = 409
+    """The call waiting for approval is not the one this link was made for."""
 
 
 class InvalidDecisionError(ApprovalError):
-    status = 400
+    """The decision does not fit the request (an approval answered like a question, an edit the tool refuses...)."""
 
 
 class ThreadEndedError(ApprovalError):
     """The thread was cancelled, failed or finished while the request was open: nothing can answer it now."""
-
-    status = 409
 
 
 ENDED = frozenset({"done", "failed"})

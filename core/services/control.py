@@ -32,23 +32,23 @@ signed with our key. A caller that could set them could make stepfold POST, sign
 
 
 class ControlError(Exception):
-    """An operation that cannot be done; ``status`` is the HTTP status that fits."""
+    """An operation that cannot be done, with a message saying why and what would work instead.
 
-    status = 400
+    It carries no HTTP status: each front door answers it in its own words (ARCHITECTURE.md, "HTTP statuses
+    belong to handlers").
+    """
 
 
 class WrongStateError(ControlError):
-    status = 409
+    """The thread is not in a state this operation applies to (a done thread cannot be paused, say)."""
 
 
 class InputTooLargeError(ControlError):
-    status = 413
+    """The input is longer than :data:`MAX_INPUT_CHARS`: the same request, shortened, would work."""
 
 
 class ReservedLabelError(ControlError):
-    """A launch tried to set a label only stepfold or a trigger may set (422: the request itself is wrong)."""
-
-    status = 422
+    """A launch tried to set a label only stepfold or a trigger may set: the request itself is wrong."""
 
 
 class Executions(Protocol):
@@ -95,7 +95,7 @@ def launch(
     ``trigger_labels=True`` is for :func:`core.services.triggers.launch_from` only: it lets ``labels`` carry the
     trigger-only labels (:data:`TRIGGER_LABELS`, ``reply_*``), which say where the thread's answer is sent.
     Every other front door (the HTTP API, the CLI) leaves it False, so a caller with an API key cannot point
-    a signed reply at an address of its choosing. :class:`ReservedLabelError` (422) says which label was refused.
+    a signed reply at an address of its choosing. :class:`ReservedLabelError` says which label was refused.
     """
     if agent not in agents:
         raise UnknownAgentError(agent, sorted(agents))

@@ -60,7 +60,7 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, assert_never
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, assert_never
 from urllib.parse import parse_qsl, urlsplit
 
 from core.kernel.parsing import BadInputError, ascii_int, loads_json
@@ -173,14 +173,12 @@ def known_source(source: str, agents: Mapping[str, Agent]) -> bool:
 
 
 class TriggerError(Exception):
-    """A delivery that starts nothing; ``status`` is the HTTP status that fits.
+    """A delivery that starts nothing, saying why in words the sender can act on.
 
     ``str(exc)`` is what the sender is told; ``reason`` (defaulting to the same) is what the log says, for
-    refusals whose full story should not go to an unauthenticated caller.
+    refusals whose full story should not go to an unauthenticated caller. It carries no HTTP status: the
+    triggers function answers each kind in its own words (ARCHITECTURE.md, "HTTP statuses belong to handlers").
     """
-
-    status = 400
-    error = "bad_request"
 
     def __init__(self, message: str, *, reason: str = "") -> None:
         super().__init__(message)
@@ -188,15 +186,11 @@ class TriggerError(Exception):
 
 
 class UnknownSourceError(TriggerError):
-    status = 404
-    error = "not_found"
+    """No webhook source of this name is enabled here (undeclared, or its scheme has no secret)."""
 
 
 class SignatureError(TriggerError):
     """Missing, malformed, wrong or stale signature: the delivery is not from who it claims to be."""
-
-    status = 401
-    error = "unauthorized"
 
 
 class BadDeliveryError(TriggerError):
@@ -204,8 +198,7 @@ class BadDeliveryError(TriggerError):
 
 
 class UnknownScheduleError(TriggerError):
-    status = 404
-    error = "not_found"
+    """No declared schedule has this name."""
 
 
 # --- signatures ------------------------------------------------------------------------------------------------
@@ -671,14 +664,40 @@ def start_event(launcher: Launcher, envelope: Mapping[str, Any]) -> list[Started
     return started
 
 
-@dataclass(frozen=True)
-class WebhookAnswer:
-    """The HTTP answer to a delivery, what it started, and a reason for the log."""
+WebhookOutcome = Literal["started", "duplicate", "ignored", "challenge", "acknowledged"]
+"""What became of a delivery that was accepted:
 
-    status: int
+``started``       it started at least one new thread
+``duplicate``     a redelivery: every thread it names already exists, nothing new started
+``ignored``       no agent subscribes to its event
+``challenge``     Slack's ``url_verification``, answered with its challenge
+``acknowledged``  a Slack slash command: Slack shows the person the body's message, whatever started
+"""
+
+
+@dataclass(frozen=True)
+class WebhookAccepted:
+    """A delivery that was verified and read: its outcome, what the sender is told, what it started, and why."""
+
+    outcome: WebhookOutcome
     body: dict[str, Any]
     started: tuple[Started, ...] = ()
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class WebhookRefused:
+    """A delivery that started nothing: ``error`` says what was wrong (its type is the kind of refusal, its message
+    what the sender is told) and ``reason`` what the log says."""
+
+    error: TriggerError | ControlError
+    reason: str
+
+    outcome: ClassVar[Literal["refused"]] = "refused"
+    started: ClassVar[tuple[Started, ...]] = ()
+
+
+WebhookAnswer = WebhookAccepted | WebhookRefused
 
 
 def answer_webhook(
@@ -692,7 +711,9 @@ def answer_webhook(
     method: str = "POST",
     allow_loopback: bool = False,
 ) -> WebhookAnswer:
-    """Verify, parse and start: 401/404/400 start nothing; 202 new; 200 a redelivery or Slack's challenge."""
+    """Verify, parse and start: a bad signature, an unknown source or a bad delivery (:class:`TriggerError`) or
+    an input :func:`~core.services.control.launch` refuses (:class:`~core.services.control.ControlError`) is
+    refused and starts nothing; otherwise the :data:`WebhookOutcome` says what happened."""
     try:
         received = read_webhook(
             source,
@@ -705,35 +726,39 @@ def answer_webhook(
             allow_loopback=allow_loopback,
         )
     except TriggerError as exc:
-        return WebhookAnswer(exc.status, {"error": exc.error, "detail": str(exc)}, reason=exc.reason)
+        return WebhookRefused(exc, exc.reason)
     if isinstance(received, Challenge):
-        return WebhookAnswer(200, {"challenge": received.challenge}, reason="slack url_verification")
+        return WebhookAccepted("challenge", {"challenge": received.challenge}, reason="slack url_verification")
     try:
         started = start_webhook(launcher, received)
     except ControlError as exc:
-        return WebhookAnswer(exc.status, {"error": "refused", "detail": str(exc)}, reason=str(exc))
+        return WebhookRefused(exc, str(exc))
     return _answer(received, started)
 
 
-def _answer(delivery: Delivery, started: list[Started]) -> WebhookAnswer:
+def _answer(delivery: Delivery, started: list[Started]) -> WebhookAccepted:
     slash = delivery.source == "slack" and delivery.event.startswith("/")
     if not started:
         why = f"no agent subscribes to {delivery.source} {delivery.event}"
         if slash:
-            return WebhookAnswer(
-                200, {"response_type": "ephemeral", "text": f"No agent handles {delivery.event}."}, reason=why
+            return WebhookAccepted(
+                "acknowledged",
+                {"response_type": "ephemeral", "text": f"No agent handles {delivery.event}."},
+                reason=why,
             )
-        return WebhookAnswer(202, {"ignored": why}, reason=why)
+        return WebhookAccepted("ignored", {"ignored": why}, reason=why)
     created = any(s.created for s in started)
     first = started[0]
     if slash:
         text = f"On it: {first.agent} is working on this (thread {first.thread_id})."
         if delivery.reply_to:
             text += " The answer will be posted here."
-        return WebhookAnswer(200, {"response_type": "ephemeral", "text": text}, tuple(started))
+        return WebhookAccepted("acknowledged", {"response_type": "ephemeral", "text": text}, tuple(started))
     body: dict[str, Any] = {"thread_id": first.thread_id, "agent": first.agent}
     if not created:
         body["duplicate"] = True
     if len(started) > 1:
         body["threads"] = [s.as_dict() for s in started]
-    return WebhookAnswer(202 if created else 200, body, tuple(started), "started" if created else "redelivery")
+    if created:
+        return WebhookAccepted("started", body, tuple(started), "started")
+    return WebhookAccepted("duplicate", body, tuple(started), "redelivery")

@@ -1,7 +1,8 @@
 """How the HTTP API answers what went wrong: every error is JSON ``{"error", "detail"}`` with the status that fits.
 
 The API's own exceptions are defined here, and each exception a route can raise (the core's refusals, the store's
-faults, Powertools' validation) is mapped to its status and stable ``error`` code in this one place. The handlers
+faults, Powertools' validation) is mapped to its status and stable ``error`` code in this one place, :data:`ANSWERS`
+(the core's exceptions carry no HTTP status: ARCHITECTURE.md, "HTTP statuses belong to handlers"). The handlers
 sit on a Powertools ``Router`` with no routes: ``functions/api.py`` includes it, which merges them into the one
 resolver's handlers, so they apply to every route module alike.
 """
@@ -37,6 +38,7 @@ from core.services.approvals import (
     LinkSignatureError,
     ThreadEndedError,
 )
+from functions._statuses import lookup
 from functions.timeline import ViewError
 
 if TYPE_CHECKING:
@@ -51,8 +53,6 @@ router = Router()  # type: ignore[no-untyped-call]  # Powertools leaves Router._
 
 class NotReadyError(ApprovalError):
     """The thread waits for a human, but the wait has not stored its request yet (a moment after the step)."""
-
-    status = 409
 
 
 class CompatStateError(Exception):
@@ -77,30 +77,57 @@ class CompatStateError(Exception):
 class ScopeError(Exception):
     """The caller lacks a scope a route needs beyond the one its method and path already required."""
 
-    status = 403
 
+# --- each exception as a response: the one table ----------------------------------------------------------------
 
-# --- each exception as a response  -----------------------------------------------------------------------------
-
-_CODES: dict[type[Exception], str] = {
-    control.WrongStateError: "wrong_state",
-    control.InputTooLargeError: "too_large",
-    control.ControlError: "bad_request",
-    NotReadyError: "not_ready",
-    ApprovalNotFoundError: "approval_not_found",
-    AlreadyDecidedError: "already_decided",
-    ArgsChangedError: "args_changed",
-    LinkExpiredError: "expired",
-    LinkSignatureError: "forbidden",
-    InvalidDecisionError: "invalid_decision",
-    ThreadEndedError: "thread_ended",
-    control.ReservedLabelError: "reserved_label",
-    ApprovalError: "bad_request",
+ANSWERS: dict[type[Exception], tuple[int, str]] = {
+    # the operations' refusals (core/services/control.py)
+    control.ControlError: (400, "bad_request"),
+    control.WrongStateError: (409, "wrong_state"),
+    control.InputTooLargeError: (413, "too_large"),
+    control.ReservedLabelError: (422, "reserved_label"),
+    # answering what a thread waits for (core/services/approvals.py)
+    ApprovalError: (400, "bad_request"),
+    ApprovalNotFoundError: (404, "approval_not_found"),
+    LinkSignatureError: (403, "forbidden"),
+    LinkExpiredError: (410, "expired"),
+    AlreadyDecidedError: (409, "already_decided"),
+    ArgsChangedError: (409, "args_changed"),
+    InvalidDecisionError: (400, "invalid_decision"),
+    ThreadEndedError: (409, "thread_ended"),
+    # the stores and the agent registry (core/kernel)
+    ThreadNotFoundError: (404, "thread_not_found"),
+    UnknownAgentError: (404, "agent_not_found"),
+    InvalidCursorError: (400, "invalid_cursor"),
+    VersionConflictError: (409, "conflict"),
+    StoreUnavailableError: (503, "unavailable"),
+    UnreadableThreadError: (500, "thread_unreadable"),
+    # the API's own, and what Powertools or the runtime raise on a malformed request
+    NotReadyError: (409, "not_ready"),
+    CompatStateError: (400, "wrong_state"),
+    ScopeError: (403, "forbidden"),
+    RequestValidationError: (422, "invalid_request"),
+    RequestUnsupportedContentType: (415, "unsupported_media_type"),
+    binascii.Error: (400, "invalid_body"),
+    UnicodeDecodeError: (400, "invalid_body"),
 }
+"""Every exception a route answers, by type: its HTTP status and stable ``error`` code (ARCHITECTURE.md, "HTTP
+statuses belong to handlers"). Looked up along the MRO (:func:`functions._statuses.lookup`), so a subclass answers
+as its nearest mapped base; one that nothing maps is answered by :func:`_internal` (500, logged), never as a success.
+Powertools' own ``ServiceError`` carries its status, and :class:`functions.timeline.ViewError` its status and code."""
 
 
 def _error(http_status: int, error: str, detail: Any, /, **extra: Any) -> Response[Any]:
     return Response(http_status, "application/json", {"error": error, "detail": detail, **extra})
+
+
+def _answer(exc: Exception, detail: Any, /, **extra: Any) -> Response[Any]:
+    """``exc`` answered with its row of :data:`ANSWERS`; an exception without one is a bug here: a logged 500."""
+    found = lookup(ANSWERS, type(exc))
+    if found is None:
+        return _internal(exc)
+    http_status, code = found
+    return _error(http_status, code, detail, **extra)
 
 
 _Handler = TypeVar("_Handler", bound=Callable[..., Response[Any]])
@@ -116,25 +143,9 @@ def _on(*kinds: type[Exception]) -> Callable[[_Handler], _Handler]:
     return register
 
 
-@_on(control.ControlError, ApprovalError)
-def _refused(exc: control.ControlError | ApprovalError) -> Response[Any]:
-    code = next(_CODES[cls] for cls in type(exc).__mro__ if cls in _CODES)
-    return _error(exc.status, code, str(exc))
-
-
-@_on(ScopeError)
-def _forbidden(exc: ScopeError) -> Response[Any]:
-    return _error(403, "forbidden", str(exc))
-
-
-@_on(ThreadNotFoundError)
-def _no_thread(exc: ThreadNotFoundError) -> Response[Any]:
-    return _error(404, "thread_not_found", str(exc))
-
-
-@_on(UnknownAgentError)
-def _no_agent(exc: UnknownAgentError) -> Response[Any]:
-    return _error(404, "agent_not_found", str(exc))
+@_on(control.ControlError, ApprovalError, ScopeError, ThreadNotFoundError, UnknownAgentError, InvalidCursorError)
+def _refused(exc: Exception) -> Response[Any]:
+    return _answer(exc, str(exc))
 
 
 @_on(ViewError)
@@ -145,9 +156,8 @@ def _no_view(exc: ViewError) -> Response[Any]:
 @_on(CompatStateError)
 def _compat_state(exc: CompatStateError) -> Response[Any]:
     request = exc.waiting_for
-    return _error(
-        400,
-        "wrong_state",
+    return _answer(
+        exc,
         str(exc),
         status=exc.status,
         waiting_for=request,
@@ -158,44 +168,38 @@ def _compat_state(exc: CompatStateError) -> Response[Any]:
 
 @_on(VersionConflictError)
 def _conflict(exc: VersionConflictError) -> Response[Any]:
-    return _error(409, "conflict", f"{exc}; it is busy, retry the request")
+    return _answer(exc, f"{exc}; it is busy, retry the request")
 
 
 @_on(StoreUnavailableError)
 def _unavailable(exc: StoreUnavailableError) -> Response[Any]:
-    return _error(503, "unavailable", f"{exc}; retry in a few seconds")
+    return _answer(exc, f"{exc}; retry in a few seconds")
 
 
 @_on(UnreadableThreadError)
 def _unreadable(exc: UnreadableThreadError) -> Response[Any]:
     logger.exception("a stored thread cannot be read")
-    return _error(
-        500,
-        "thread_unreadable",
+    return _answer(
+        exc,
         f"thread {exc.thread_id} cannot be read: its stored event {exc.seq} or that event's payload is missing or "
         "damaged; it is marked failed, and the logs name the item to restore",
     )
 
 
-@_on(InvalidCursorError)
-def _bad_cursor(exc: InvalidCursorError) -> Response[Any]:
-    return _error(400, "invalid_cursor", str(exc))
-
-
 @_on(RequestValidationError)
 def _invalid(exc: RequestValidationError) -> Response[Any]:
     detail = [{"loc": list(e.get("loc", ())), "type": e.get("type"), "msg": e.get("msg", "")} for e in exc.errors()]
-    return _error(422, "invalid_request", detail)
+    return _answer(exc, detail)
 
 
 @_on(RequestUnsupportedContentType)
 def _media_type(exc: RequestUnsupportedContentType) -> Response[Any]:
-    return _error(415, "unsupported_media_type", "send the body as application/json")
+    return _answer(exc, "send the body as application/json")
 
 
 @_on(binascii.Error, UnicodeDecodeError)
 def _undecodable(exc: Exception) -> Response[Any]:
-    return _error(400, "invalid_body", "the body is not valid base64-encoded UTF-8")
+    return _answer(exc, "the body is not valid base64-encoded UTF-8")
 
 
 @_on(ServiceError)

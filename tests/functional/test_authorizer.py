@@ -13,8 +13,8 @@ import pytest
 from pydantic import ValidationError
 
 from functions import authorizer
-from functions._wiring import Secrets, Settings
-from functions.authorizer import is_authorized, presented_keys
+from functions._wiring import ApiKey, Secrets, Settings
+from functions.authorizer import authenticate, presented_keys
 from infra.local.stack import LambdaContext, LocalStack
 from tests.functional._http import http_event
 from tests.functional.conftest import Shared
@@ -57,7 +57,12 @@ def keyless_stack(shared: Shared, monkeypatch: pytest.MonkeyPatch) -> Iterator[L
         yield running
 
 
-# --- the pure check ---------------------------------------------------------------------------------------------
+# --- the check the handler makes: authenticate() against the principals the runtime's secret names ---------------
+
+
+def principals(api_key: str | None = KEY) -> dict[str, ApiKey]:
+    """What the handler compares with: the single key as the principal ``api-key`` (``Secrets.principals``)."""
+    return Secrets(link_signing_key="link-key-for-these-tests", api_key=api_key).principals()
 
 
 @pytest.mark.parametrize(
@@ -71,8 +76,11 @@ def keyless_stack(shared: Shared, monkeypatch: pytest.MonkeyPatch) -> Iterator[L
         {"authorization": f"Bearer {KEY}", "x-api-key": "wrong"},
     ],
 )
-def test_the_right_key_in_either_header_is_authorized(headers: dict[str, str]) -> None:
-    assert is_authorized(headers, KEY)
+def test_the_right_key_in_either_header_is_authenticated(headers: dict[str, str]) -> None:
+    found = authenticate(headers, principals())
+    assert found is not None
+    name, entry = found
+    assert (name, entry.scopes) == ("api-key", ("read", "operate", "approve"))
 
 
 @pytest.mark.parametrize(
@@ -88,18 +96,20 @@ def test_the_right_key_in_either_header_is_authorized(headers: dict[str, str]) -
         {"x-api-key": KEY + "x"},
         {"x-api-key": KEY.upper()},
         {"x-api-key": "ключ"},
+        {"x-api-key": f"{KEY}\udfff"},
     ],
 )
-def test_a_missing_or_wrong_key_is_not_authorized(headers: dict[str, str]) -> None:
-    assert not is_authorized(headers, KEY)
+def test_a_missing_or_wrong_key_is_not_authenticated(headers: dict[str, str]) -> None:
+    assert authenticate(headers, principals()) is None
 
 
 @pytest.mark.parametrize("configured", [None, ""])
-def test_no_configured_key_authorizes_nothing(configured: str | None) -> None:
-    assert not is_authorized({}, configured)
-    assert not is_authorized({"authorization": "Bearer "}, configured)
-    assert not is_authorized({"x-api-key": ""}, configured)
-    assert not is_authorized({"x-api-key": "anything"}, configured)
+def test_no_configured_key_authenticates_nothing(configured: str | None) -> None:
+    assert principals(configured) == {}
+    assert authenticate({}, principals(configured)) is None
+    assert authenticate({"authorization": "Bearer "}, principals(configured)) is None
+    assert authenticate({"x-api-key": ""}, principals(configured)) is None
+    assert authenticate({"x-api-key": "anything"}, principals(configured)) is None
 
 
 def test_presented_keys_reads_both_headers_in_order() -> None:

@@ -95,7 +95,7 @@ def test_the_readme_github_example_replayed_with_a_new_delivery_id_starts_nothin
 def test_the_readme_signed_envelope_replayed_to_another_source_is_refused(served: tuple[LocalStack, FrontDoor]) -> None:
     """Every source outside GitHub and Slack shares the stepfold secret: the signed path keeps them apart."""
     _, door = served
-    block = _curl_blocks()[1].replace('"$URL/webhooks/shop"', '"$URL/webhooks/stepfold"')
+    block = _curl_blocks()[1].replace('"$STEPFOLD_URL/webhooks/shop"', '"$STEPFOLD_URL/webhooks/stepfold"')
     assert block != _curl_blocks()[1]
     reply = _run(block, door.base_url)
     assert reply.status_code == 401, reply.text
