@@ -123,7 +123,19 @@ def answer(approval_id: str) -> Response[str]:
         logger.info("approval form refused", extra={"approval_id": approval_id, "status": 400})
         return _page(400, render_request(_view(rt, approval_id), link, form, error=str(exc)))
     logger.info("human decision", extra={"approval_id": approval_id, "decision": decision.decision, "channel": "link"})
-    return _page(200, render_decided(decision, thread, rt.now(), resumed=not resume.ended))
+    return _page(200, render_decided(decision, thread, rt.now(), link, resumed=not resume.ended))
+
+
+@app.get("/approvals/<approval_id>/thread")
+def show_thread(approval_id: str) -> Response[str]:
+    """The request's thread, read-only, for as long as the link is valid (before and after the decision): the
+    link's signature is the credential, so an approver's browser needs no API key to see what it approves."""
+    rt = runtime()
+    _verified_link(rt, approval_id)
+    approval = rt.approvals.get(approval_id)
+    from functions.timeline import render_timeline  # noqa: PLC0415 - only this page needs the timeline's views
+
+    return _page(200, render_timeline(rt.threads.load(approval.thread_id), model_links=False))
 
 
 def refused(exc: ApprovalError) -> Response[str]:
@@ -177,7 +189,16 @@ class _Link:
     @property
     def action(self) -> str:
         """The form's target, relative to ``/approvals/``: the same signed URL."""
-        return f"./{quote(self.approval_id, safe='')}?{urlencode({'exp': self.exp, 'sig': self.sig})}"
+        return f"./{quote(self.approval_id, safe='')}?{self.query}"
+
+    @property
+    def thread(self) -> str:
+        """The read-only timeline of the request's thread, relative to ``/approvals/``, signed by the same link."""
+        return f"./{quote(self.approval_id, safe='')}/thread?{self.query}"
+
+    @property
+    def query(self) -> str:
+        return urlencode({"exp": self.exp, "sig": self.sig})
 
 
 def _verified_link(rt: Runtime, approval_id: str) -> _Link:
@@ -329,10 +350,10 @@ class _ThreadSummary:
     steps: int
     cost_usd: float
     timeline: str
-    """The thread's timeline page, relative to ``/approvals/`` (``functions/timeline.py``)."""
+    """The thread's read-only timeline, signed like the link itself, relative to ``/approvals/``."""
 
     @classmethod
-    def of(cls, thread: Thread) -> _ThreadSummary:
+    def of(cls, thread: Thread, link: _Link) -> _ThreadSummary:
         info = summary(thread)
         return cls(
             agent=thread.agent,
@@ -340,7 +361,7 @@ class _ThreadSummary:
             status=str(info["status"]).replace("_", " "),
             steps=int(info["steps"]),
             cost_usd=float(info["cost_usd"]),
-            timeline=f"../threads/{quote(thread.id, safe='')}/view",
+            timeline=link.thread,
         )
 
 
@@ -349,7 +370,7 @@ def render_message(title: str, message: str, note: str) -> str:
     return render("approval_message.html", title=title, message=message[:1_000], note=note)
 
 
-def render_decided(decision: Decision, thread: Thread, now: datetime, *, resumed: bool) -> str:
+def render_decided(decision: Decision, thread: Thread, now: datetime, link: _Link, *, resumed: bool) -> str:
     """After a decision: what was recorded, by whom, what the thread does next, and where to follow it.
 
     A paused thread keeps its decision but does not act on it until it is resumed: saying "the agent
@@ -363,7 +384,7 @@ def render_decided(decision: Decision, thread: Thread, now: datetime, *, resumed
         decided_at=int(now.timestamp()),
         paused=paused,
         resumed=resumed,
-        thread=_ThreadSummary.of(thread),
+        thread=_ThreadSummary.of(thread, link),
     )
 
 
@@ -396,7 +417,7 @@ def render_request(view: _View, link: _Link, form: _Form, *, error: str = "") ->
         request=view.request,
         call={"tool": approval.tool, "args": args_json(approval)} if not is_question and approval.tool else None,
         expires_at=approval.expires_at,
-        thread=_ThreadSummary.of(view.thread),
+        thread=_ThreadSummary.of(view.thread, link),
         action=link.action,
         form={name: form.get(name) for name in ("by", "answer", "comment")},
         is_question=is_question,

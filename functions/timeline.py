@@ -256,8 +256,9 @@ def timeline_item(event: Event, index: _Index) -> _Item:
             assert_never(event)
 
 
-def render_timeline(thread: Thread) -> str:
-    """The whole page for ``GET /threads/{id}/view``."""
+def render_timeline(thread: Thread, *, model_links: bool = True) -> str:
+    """The whole page for ``GET /threads/{id}/view``; without ``model_links`` (the read-only view an approval link
+    opens, ``GET /approvals/{id}/thread``) it leaves out the links to each call's context, which need an API key."""
     index = _Index.of(thread.events)
     events = thread.events
     gap = None
@@ -277,6 +278,7 @@ def render_timeline(thread: Thread) -> str:
         gap=gap,
         tail=[timeline_item(ev, index) for ev in tail],
         shown_chars=SHOWN_CHARS,
+        model_links=model_links,
     )
 
 

@@ -1,9 +1,10 @@
 """A person reads a finished deploybot thread's timeline in real headless Chromium, through the local front door.
 
-The local stack and its front door run in this process; the browser sends the API key on every request
-(``extra_http_headers``), as the timeline is an authenticated API route. It approves the deploy on the signed
-approval page, follows that page's link to the timeline, and finds each step, the approval and the total cost;
-then it opens what the model saw at the last step. Screenshots go to ``test-artifacts/`` (not committed).
+The local stack and its front door run in this process. The approver's browser has no API key, as a person's
+never does: it approves the deploy on the signed approval page, follows that page's link to the thread's
+read-only timeline (signed by the same link), and finds each step, the approval and the total cost. An operator's
+browser, which sends the API key (``extra_http_headers``), opens the authenticated timeline and what the model saw
+at the last step. Screenshots go to ``test-artifacts/`` (not committed).
 """
 
 from __future__ import annotations
@@ -49,8 +50,7 @@ def test_a_person_reads_the_timeline_of_a_finished_deploybot_thread(door: tuple[
     with sync_api.sync_playwright() as playwright:
         browser = launch(playwright)
         try:
-            context = browser.new_context(extra_http_headers={"x-api-key": KEY})
-            page = context.new_page()
+            page = browser.new_context().new_page()  # a person's browser: no API key, no special headers
             problems: list[str] = []
             page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
             page.on("pageerror", lambda error: problems.append(str(error)))
@@ -62,8 +62,9 @@ def test_a_person_reads_the_timeline_of_a_finished_deploybot_thread(door: tuple[
             thread = stack.wait(thread_id, until=("done", "failed"))
             assert fold(thread).status == "done"
 
+            approval_id = sent[0].approval_id
             page.get_by_role("link", name="See the whole thread, step by step").click()
-            assert page.url == f"{server.base_url}/threads/{thread_id}/view"
+            assert page.url.startswith(f"{server.base_url}/approvals/{approval_id}/thread?exp=")
             expect(page.get_by_role("heading", level=1)).to_contain_text(f"deploybot · {thread_id}")
             calls = [e for e in thread.events if isinstance(e, LLMCall)]
             tools = [e.tool for e in thread.events if isinstance(e, ToolCall) and not e.prefetch]
@@ -72,7 +73,7 @@ def test_a_person_reads_the_timeline_of_a_finished_deploybot_thread(door: tuple[
                 item = page.locator(f"#seq-{call.seq}")
                 expect(item.get_by_role("heading", level=3)).to_have_text(f"Step {step} · the model chose {tool}")
                 expect(item).to_contain_text(call.prompt_hash[:12])
-                expect(item.get_by_role("link", name="What the model saw")).to_be_visible()
+                expect(item.get_by_role("link", name="What the model saw")).to_have_count(0)  # needs an API key
             expect(page.get_by_role("heading", name="Approved deploy_backend by Grace Hopper")).to_be_visible()
             expect(page.locator("li.human").last).to_contain_text("via link")
             total = page.locator("dt", has_text="Total cost").locator("xpath=following-sibling::dd[1]")
@@ -85,6 +86,16 @@ def test_a_person_reads_the_timeline_of_a_finished_deploybot_thread(door: tuple[
             assert page.evaluate("document.documentElement.scrollWidth") <= 320, "the page scrolls sideways at 320px"
             page.screenshot(path=str(ARTIFACTS / "timeline-320px.png"), full_page=True)
 
+            tampered = page.url.replace("sig=", "sig=0")
+            with httpx.Client(timeout=10, trust_env=False) as anyone:
+                assert anyone.get(tampered).status_code == 403  # the signature is the credential
+
+            operator = browser.new_context(extra_http_headers={"x-api-key": KEY}).new_page()
+            operator.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+            operator.on("pageerror", lambda error: problems.append(str(error)))
+            page = operator
+            page.set_viewport_size({"width": 320, "height": 800})
+            page.goto(f"{server.base_url}/threads/{thread_id}/view")
             page.get_by_role("link", name="What the model saw").last.click()
             expect(page.get_by_role("heading", level=1)).to_have_text(f"What the model saw at step {len(calls)}")
             expect(page.locator("pre").first).to_contain_text("You are deploybot")

@@ -216,7 +216,7 @@ def test_page_shows_the_exact_call_summary_and_expiry(deploy: Waiting) -> None:
     assert "<dt>Status</dt><dd>awaiting human</dd>" in body
     assert re.search(r"<dt>Steps</dt><dd>\d+</dd>", body)
     assert "<dt>Cost</dt><dd>$" in body
-    assert f'href="../threads/{deploy.thread.id}/view"' in body
+    assert f'href="./{deploy.approval_id}/thread?{html.escape(deploy.query)}"' in body  # signed, no API key
     assert " UTC</time>" in body
     for label in ('for="by"', 'for="comment"', 'for="args"'):
         assert label in body
