@@ -33,6 +33,7 @@ from core.services.replies import Replier, ReplyPolicy, ReplyResult, send_reply
 
 if TYPE_CHECKING:
     import httpx
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
     # boto3's client types, from the mypy-boto3-* stubs: a dev dependency, never in the Lambda package
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -66,6 +67,10 @@ class Settings(BaseModel):
     reply_key_secret_arn: str | None = Field(default=None, alias="STEPFOLD_REPLY_KEY_SECRET_ARN")
     webhook_secrets_arn: str | None = Field(default=None, alias="STEPFOLD_WEBHOOK_SECRETS_ARN")
     notifier_secrets_arn: str | None = Field(default=None, alias="STEPFOLD_NOTIFIER_SECRETS_ARN")
+    secrets_max_age_seconds: int = Field(default=300, ge=1, le=86_400, alias="STEPFOLD_SECRETS_MAX_AGE_SECONDS")
+    """How long a warm container uses what it read from Secrets Manager before reading it again (Powertools
+    Parameters' cache, :class:`SecretsLoader`): a rotated secret reaches every container within this, without a
+    cold start. Powertools' own ``POWERTOOLS_PARAMETERS_MAX_AGE`` is not read."""
     offload_bytes: int = Field(default=32_000, ge=1_000, le=350_000, alias="STEPFOLD_OFFLOAD_BYTES")
     openai_base_url: str = Field(default="https://api.openai.com/v1", alias="OPENAI_BASE_URL")
     anthropic_base_url: str = Field(default="https://api.anthropic.com", alias="ANTHROPIC_BASE_URL")
@@ -294,48 +299,130 @@ class Secrets(BaseModel):
     def load(
         cls, settings: Settings, secretsmanager: SecretsManagerClient | None, env: Mapping[str, str] | None = None
     ) -> Secrets:
-        """The environment's keys, then the secrets this function was given (each only for its own keys).
+        """The environment's keys, then the secrets this function was given (each only for its own keys): one
+        read, through a :class:`SecretsLoader` of its own (``secretsmanager`` None: the environment's only)."""
+        client = None if secretsmanager is None else (lambda: secretsmanager)
+        return SecretsLoader(settings, client, env=env)()
 
-        Called at the first use of :attr:`Runtime.secrets`, so a function reads Secrets Manager only when it needs
-        a key, and only the secrets its environment names.
-        """
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {
-            "link_signing_key": env.get("STEPFOLD_LINK_SIGNING_KEY"),
-            "api_key": env.get("STEPFOLD_API_KEY"),
-            "api_keys": env.get("STEPFOLD_API_KEYS"),
-            "openai_api_key": env.get("OPENAI_API_KEY"),
-            "anthropic_api_key": env.get("ANTHROPIC_API_KEY"),
-            "notify_webhook_secret": env.get("STEPFOLD_NOTIFY_WEBHOOK_SECRET"),
-            "github_webhook_secret": env.get("STEPFOLD_GITHUB_WEBHOOK_SECRET"),
-            "slack_signing_secret": env.get("STEPFOLD_SLACK_SIGNING_SECRET"),
-            "stepfold_webhook_secret": env.get("STEPFOLD_WEBHOOK_SECRET"),
-            "reply_signing_key": env.get("STEPFOLD_REPLY_SIGNING_KEY"),
-        }
-        if secretsmanager is not None:
-            sources = settings.secret_sources()
-            if settings.secrets_arn:
-                sources.insert(0, ("STEPFOLD_SECRETS_ARN", settings.secrets_arn, tuple(cls.model_fields)))
-            for variable, arn, keys in sources:
-                stored = json.loads(secretsmanager.get_secret_value(SecretId=arn)["SecretString"])
-                if not isinstance(stored, dict):
-                    raise ValueError(
-                        f"the secret that {variable} names holds a JSON {type(stored).__name__}; it must hold an "
-                        'object of keys, e.g. {"openai_api_key": "..."}'
-                    )
-                misplaced = sorted(k for k in stored if k in cls.model_fields and k not in keys)
-                if misplaced:
-                    _log.warning(
-                        "the secret that %s names holds %s, which it may not supply (ignored); put each key in "
-                        "the secret of its readers: %s",
-                        variable,
-                        ", ".join(misplaced),
-                        "; ".join(f"{k} in {_source_of(k)}" for k in misplaced),
-                    )
-                values.update({k: v for k, v in stored.items() if k in keys and v})
-        if not values["link_signing_key"]:
-            values["link_signing_key"] = secrets.token_hex(32)  # local only: links die with the process
-        return cls.model_validate({k: v for k, v in values.items() if v})
+
+_ENV_KEYS: dict[str, str] = {
+    "link_signing_key": "STEPFOLD_LINK_SIGNING_KEY",
+    "api_key": "STEPFOLD_API_KEY",
+    "api_keys": "STEPFOLD_API_KEYS",
+    "openai_api_key": "OPENAI_API_KEY",
+    "anthropic_api_key": "ANTHROPIC_API_KEY",
+    "notify_webhook_secret": "STEPFOLD_NOTIFY_WEBHOOK_SECRET",
+    "github_webhook_secret": "STEPFOLD_GITHUB_WEBHOOK_SECRET",
+    "slack_signing_secret": "STEPFOLD_SLACK_SIGNING_SECRET",
+    "stepfold_webhook_secret": "STEPFOLD_WEBHOOK_SECRET",
+    "reply_signing_key": "STEPFOLD_REPLY_SIGNING_KEY",
+}
+"""The environment variable each key is read from (locally; in AWS the keys are in Secrets Manager)."""
+
+
+@dataclass
+class SecretsLoader:
+    """A function's keys, read again when they may have changed: :attr:`Runtime.secrets` calls it at every use.
+
+    The environment's keys come first, then the Secrets Manager secrets the function was given
+    (:meth:`Settings.secret_sources`), each only for its own keys. The secrets are read through Powertools
+    Parameters (``SecretsProvider``), which keeps each for ``STEPFOLD_SECRETS_MAX_AGE_SECONDS`` and then reads it
+    again: a rotated secret reaches a warm container without a cold start. A call that finds what it read
+    unchanged returns the same :class:`Secrets` (a cached read costs a dictionary lookup, no model validation),
+    so a misplaced key is warned about once per change, and holders of the keys (the notifier's channels, the
+    models) can tell a change by identity.
+    """
+
+    settings: Settings
+    client: Callable[[], SecretsManagerClient] | None = None
+    """Builds the Secrets Manager client at the first read of a secret; None: the environment's keys only."""
+    env: Mapping[str, str] | None = None
+    """Where the environment's keys are read (``os.environ`` at each call when None)."""
+    _provider: SecretsProvider | None = field(default=None, init=False, repr=False)
+    _last: tuple[dict[str, Any], Secrets] | None = field(default=None, init=False, repr=False)
+    _local_link_key: str = field(default_factory=lambda: secrets.token_hex(32), init=False, repr=False)
+    """The link signing key when none is configured (local only): one per process, so links die with it."""
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def sources(self) -> list[tuple[str, str, tuple[str, ...]]]:
+        """(environment variable, ARN, the keys it may supply) of every secret read, in order: the single
+        ``STEPFOLD_SECRETS_ARN`` (any key) first, then :meth:`Settings.secret_sources`."""
+        if self.client is None:
+            return []
+        sources = self.settings.secret_sources()
+        if self.settings.secrets_arn:
+            sources.insert(0, ("STEPFOLD_SECRETS_ARN", self.settings.secrets_arn, tuple(Secrets.model_fields)))
+        return sources
+
+    def __call__(self) -> Secrets:
+        with self._lock:
+            env = os.environ if self.env is None else self.env
+            values: dict[str, Any] = {key: env.get(variable) for key, variable in _ENV_KEYS.items()}
+            stored = [(variable, keys, self._stored(variable, arn)) for variable, arn, keys in self.sources()]
+            for _variable, keys, found in stored:
+                values.update({k: v for k, v in found.items() if k in keys and v})
+            if self._last is not None and self._last[0] == values:
+                return self._last[1]
+            for variable, keys, found in stored:
+                _warn_misplaced(variable, keys, found)
+            loaded = Secrets.model_validate(
+                {"link_signing_key": self._local_link_key} | {k: v for k, v in values.items() if v}
+            )
+            self._last = (values, loaded)
+            return loaded
+
+    def _stored(self, variable: str, arn: str) -> dict[str, Any]:
+        """The JSON object the secret holds: Powertools' cached copy while it is younger than the max age.
+
+        A failed read raises what the Secrets Manager client raised (Powertools wraps it in a
+        ``GetParameterError``), so ``functions._boundary`` still maps a throttled or unreachable Secrets Manager
+        to ``DependencyUnavailable``, which Step Functions retries."""
+        from aws_lambda_powertools.utilities.parameters import (  # noqa: PLC0415 - only a function that reads a secret pays for it
+            GetParameterError,
+            TransformParameterError,
+        )
+
+        provider = self._secrets_provider()
+        try:
+            stored = provider.get(arn, max_age=self.settings.secrets_max_age_seconds, transform="json")
+        except GetParameterError as exc:
+            if isinstance(exc.__context__, Exception):
+                raise exc.__context__ from None
+            raise
+        except TransformParameterError as exc:
+            where = exc.__cause__
+            at = f" (line {where.lineno} column {where.colno})" if isinstance(where, json.JSONDecodeError) else ""
+            raise ValueError(
+                f"the secret that {variable} names is not JSON{at}; it must hold an object of keys, "
+                'e.g. {"openai_api_key": "..."}'
+            ) from None
+        if not isinstance(stored, dict):
+            raise ValueError(
+                f"the secret that {variable} names holds a JSON {type(stored).__name__}; it must hold an "
+                'object of keys, e.g. {"openai_api_key": "..."}'
+            )
+        return stored
+
+    def _secrets_provider(self) -> SecretsProvider:
+        if self._provider is None:
+            from aws_lambda_powertools.utilities.parameters import SecretsProvider  # noqa: PLC0415
+
+            assert self.client is not None, "sources() is empty without a client"
+            self._provider = SecretsProvider(boto3_client=self.client())
+        return self._provider
+
+
+def _warn_misplaced(variable: str, keys: tuple[str, ...], stored: Mapping[str, Any]) -> None:
+    """A key found in another group's secret is ignored; say where it belongs (never its value)."""
+    misplaced = sorted(k for k in stored if k in Secrets.model_fields and k not in keys)
+    if misplaced:
+        _log.warning(
+            "the secret that %s names holds %s, which it may not supply (ignored); put each key in the secret of "
+            "its readers: %s",
+            variable,
+            ", ".join(misplaced),
+            "; ".join(f"{k} in {_source_of(k)}" for k in misplaced),
+        )
 
 
 def _source_of(key: str) -> str:
@@ -349,9 +436,10 @@ class Runtime:
     settings: Settings
     threads: ThreadStore
     approvals: ApprovalStore
-    sfn: Any
-    """The Step Functions client (``SFNClient``); Any because tests wrap it in counting and failing fakes."""
+    sfn: SFNClient
+    """The Step Functions client (boto3's, typed by the mypy-boto3-stepfunctions stubs)."""
     secrets_loader: Callable[[], Secrets]
+    """The function's keys as they are now (a :class:`SecretsLoader`): called at every use of :attr:`secrets`."""
     agents: Mapping[str, Agent] = field(default_factory=lambda: AGENTS)
     scripted: Callable[[str], LLM] = scripted_model
     """Builds ``scripted:<name>`` models when ``provider_config`` has no ``scripted`` of its own: the agents
@@ -368,13 +456,16 @@ class Runtime:
     replier: Replier | None = None
     """Sends a triggered thread's answer back (its ``reply_to`` label); an HTTP one is built at the first reply."""
     _llms: dict[str, LLM] = field(default_factory=dict)
+    _llm_keys: Secrets | None = None
+    """The keys the models in ``_llms`` were built with: other keys (a rotated secret) build them anew."""
     _secrets: Secrets | None = None
+    """Keys pinned by a test or the local stack in place of the loader's; None: the loader's."""
 
     @property
     def secrets(self) -> Secrets:
-        if self._secrets is None:
-            self._secrets = self.secrets_loader()
-        return self._secrets
+        """The function's keys: the loader's, which it reads again once they are older than
+        ``STEPFOLD_SECRETS_MAX_AGE_SECONDS`` (a rotated secret is used without a cold start), unless pinned."""
+        return self._secrets if self._secrets is not None else self.secrets_loader()
 
     def send_reply(self, thread_id: str) -> ReplyResult | None:
         """A step ended the thread: send its answer where its trigger asked (best effort, never raises).
@@ -396,6 +487,9 @@ class Runtime:
     def use_provider_config(self, config: ProviderConfig | None) -> None:
         """Swap how models are built (tests, the local stack) and forget the models built so far."""
         self.provider_config = config
+        self._forget_models()
+
+    def _forget_models(self) -> None:
         for llm in self._llms.values():
             close = getattr(llm, "close", None)
             if callable(close):
@@ -404,10 +498,13 @@ class Runtime:
 
     def llm_for(self, agent: Agent) -> LLM:
         model = self.model_for(agent)
+        keys = self.secrets if self.provider_config is None and not model.startswith("scripted:") else None
+        if keys is not None and keys is not self._llm_keys:
+            self._forget_models()  # built with keys that have since been rotated (or none built yet)
+            self._llm_keys = keys
         if model not in self._llms:
             config = self.provider_config
-            if config is None and not model.startswith("scripted:"):
-                keys = self.secrets
+            if keys is not None:
                 config = ProviderConfig(
                     openai_base_url=self.settings.openai_base_url,
                     openai_api_key=keys.openai_api_key,
@@ -496,10 +593,15 @@ class UnsentNotifier(RecordingNotifier):
 
 @dataclass
 class DeferredNotifier:
-    """Builds the channels at the first notification: only request_human notifies, so only it loads the secret."""
+    """Builds the channels at the first notification: only request_human notifies, so only it loads the secret.
+
+    ``keys`` returns the keys the channels are built with: when it returns other keys (a rotated secret, read
+    again by :class:`SecretsLoader`), the channels are built anew."""
 
     build: Callable[[], Notifier]
+    keys: Callable[[], object] = lambda: None
     _built: Notifier | None = None
+    _built_with: object = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def notify(self, approval: Approval, url: str) -> None:
@@ -510,8 +612,9 @@ class DeferredNotifier:
 
     def _channels(self) -> Notifier:
         with self._lock:
-            if self._built is None:
-                self._built = self.build()
+            keys = self.keys()
+            if self._built is None or keys is not self._built_with:
+                self._built, self._built_with = self.build(), keys
             return self._built
 
 
@@ -603,11 +706,11 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
         sfn=sfn,
         clients={"dynamodb": dynamodb, "s3": s3, "stepfunctions": sfn},
         spend=DynamoSpendLedger(settings.table, dynamodb),
-        secrets_loader=lambda: Secrets.load(
-            settings, session.client("secretsmanager") if settings.secrets_arn or settings.secret_sources() else None
-        ),
+        secrets_loader=SecretsLoader(settings, lambda: session.client("secretsmanager")),
     )
-    rt.notifier = DeferredNotifier(lambda: build_notifier(settings, rt.secrets, ses=lambda: session.client("ses")))
+    rt.notifier = DeferredNotifier(
+        lambda: build_notifier(settings, rt.secrets, ses=lambda: session.client("ses")), keys=lambda: rt.secrets
+    )
     warn_unpriced_override(settings.model, rt.agents)
     if os.environ.get("AWS_XRAY_DAEMON_ADDRESS"):  # set by Lambda when the function's tracing is active
         from functions._observe import tracer_or_none  # noqa: PLC0415

@@ -46,9 +46,10 @@ Pattern matching
     lists of alternatives, nested objects, ``{"prefix": ...}`` and ``{"exists": true|false}``.
 
 Schedule expressions
-    ``cron(...)``, ``rate(...)`` and ``at(...)`` as EventBridge Scheduler reads them. :meth:`Schedule.next_fire`
-    and :meth:`Schedule.previous_fire` evaluate cron locally (``stepfold schedules``); ``L``, ``W`` and
-    ``#`` are refused at declaration rather than evaluated wrongly.
+    ``cron(...)``, ``rate(...)`` and ``at(...)`` as EventBridge Scheduler reads them, ``L``, ``W``, ``#`` and
+    wrap-around ranges included. :meth:`Schedule.next_fire` and :meth:`Schedule.previous_fire` evaluate them
+    locally (``stepfold schedules``, the local stack) in the schedule's time zone across daylight saving time as
+    Scheduler does; what EventBridge refuses is refused at declaration.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,6 +26,9 @@ from core.services.approvals import Approval, sign
 from functions import approvals
 from infra.local.stack import LambdaContext, LocalStack
 from tests.functional._http_events import form_event, http_event, split_link
+
+if TYPE_CHECKING:
+    from mypy_boto3_stepfunctions import SFNClient
 
 ROUTE = "/approvals/{approval_id}"
 XSS_SCRIPT = "<script>alert(1)</script>"
@@ -131,7 +134,7 @@ def page(response: dict[str, Any]) -> str:
 
 
 def wait_for_human(stack: LocalStack, agent: str, text: str) -> Waiting:
-    stack.rt.sfn = CountingSfn(stack.rt.sfn)
+    stack.rt.sfn = cast("SFNClient", CountingSfn(stack.rt.sfn))  # the client, counting SendTaskSuccess
     thread = stack.launch(agent, text)
     waiting = stack.wait(thread.id)
     assert fold(waiting).status == "awaiting_human"
@@ -646,7 +649,7 @@ class _TimedOutSfn(CountingSfn):
 
 
 def test_a_wait_that_already_ended_keeps_the_decision_and_says_so(deploy: Waiting) -> None:
-    deploy.stack.rt.sfn = _TimedOutSfn(deploy.sfn().inner)
+    deploy.stack.rt.sfn = cast("SFNClient", _TimedOutSfn(deploy.sfn().inner))  # the client, whose wait ended
     response = deploy.post({"by": "alice", "decision": "approve"})
     assert response["statusCode"] == 200, response["body"]
     assert "had already ended" in page(response)

@@ -3,22 +3,37 @@
 The template's environment of each function is applied as Lambda would (``!Ref <Secret>`` -> the secret's ARN), the
 secrets are created in moto with every key in its own place and one key misplaced, and ``Secrets.load`` is watched
 at the botocore seam: it must read exactly the function's own secrets, each only for its own keys.
+
+Issue 15: the secrets are read through Powertools Parameters, which keeps them for
+``STEPFOLD_SECRETS_MAX_AGE_SECONDS``; a rotated secret reaches a warm runtime after that, without a cold start.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.config import Config
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from functions._wiring import SECRET_SOURCES, Secrets, Settings
+from agents import AGENTS
+from core.adapters.llm import LLMRequest, ToolSpec
+from core.services.notify import Alert, RecordingNotifier
+from functions._boundary import DependencyUnavailable, classify
+from functions._wiring import SECRET_SOURCES, DeferredNotifier, Secrets, SecretsLoader, Settings, build_runtime
 from infra.local.template import load_template
+from tests.provider_server import ProviderServer
 
 pytestmark = pytest.mark.usefixtures("no_local_stack_in_module")  # each brings its own mock_aws()
 
@@ -111,3 +126,169 @@ def test_the_authorizer_gets_its_named_keys_from_the_secret(
         "ops": ("read",),
         "api-key": ("read", "operate", "approve"),
     }
+
+
+# --- issue 15: Powertools Parameters reads the secrets, keeps them for the max age, then reads them again ----------
+
+
+class _Clock(datetime):
+    """Powertools Parameters' clock: its cache compares ``datetime.now()`` with each entry's expiry."""
+
+    ahead = timedelta(0)
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> Self:
+        return cls.fromtimestamp(time.time() + cls.ahead.total_seconds(), tz)
+
+
+@pytest.fixture
+def powertools_clock(monkeypatch: pytest.MonkeyPatch) -> type[_Clock]:
+    clock = type("PowertoolsClock", (_Clock,), {"ahead": timedelta(0)})
+    monkeypatch.setattr("aws_lambda_powertools.utilities.parameters.base.datetime", clock)
+    return clock
+
+
+REQUEST = LLMRequest(
+    model="openai:gpt-4o-mini",
+    system="",
+    context="<user_input>hello</user_input>",
+    tools=(ToolSpec("done_for_now", "Answer.", {"type": "object", "properties": {}}),),
+    max_output_tokens=100,
+)
+
+
+def test_a_rotated_model_key_reaches_a_warm_runtime_after_the_max_age(
+    secretsmanager: tuple[Any, dict[str, str], list[str]],
+    powertools_clock: type[_Clock],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client, arns, _ = secretsmanager
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with ProviderServer() as server:
+        settings = Settings.from_env(
+            {
+                "STEPFOLD_MODEL_KEYS_SECRET_ARN": arns["ModelKeysSecret"],
+                "STEPFOLD_SECRETS_MAX_AGE_SECONDS": "3600",
+                "STEPFOLD_MODEL": "openai:gpt-4o-mini",
+                "OPENAI_BASE_URL": server.openai.base_url,
+            }
+        )
+        rt = build_runtime(settings)  # one warm container from here on
+        agent = AGENTS["calculator"]
+        rt.llm_for(agent).complete(REQUEST)
+        rotated = {"openai_api_key": "sk-rotated", "anthropic_api_key": "sk-ant"}
+        client.put_secret_value(SecretId=arns["ModelKeysSecret"], SecretString=json.dumps(rotated))
+        powertools_clock.ahead = timedelta(minutes=30)
+        rt.llm_for(agent).complete(REQUEST)  # within the max age: the key it read, no read of the secret
+        powertools_clock.ahead = timedelta(minutes=61)
+        rt.llm_for(agent).complete(REQUEST)  # past it: read again, and the model is built with the new key
+        sent = [request.headers["authorization"] for request in server.openai.requests]
+        rt.use_provider_config(None)  # closes the model's connection pool
+    assert sent == ["Bearer sk-openai", "Bearer sk-openai", "Bearer sk-rotated"]
+    assert rt.secrets.openai_api_key == "sk-rotated"
+
+
+def test_an_unchanged_secret_read_again_keeps_the_keys_and_warns_once(
+    secretsmanager: tuple[Any, dict[str, str], list[str]],
+    powertools_clock: type[_Clock],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client, arns, read = secretsmanager
+    settings = Settings.from_env({"STEPFOLD_NOTIFIER_SECRETS_ARN": arns["NotifierSecrets"]})
+    loader = SecretsLoader(settings, lambda: client, env={})
+    with caplog.at_level(logging.WARNING, logger="stepfold"):
+        first = loader()
+        assert loader() is first  # from Powertools' cache: no read
+        powertools_clock.ahead = timedelta(seconds=settings.secrets_max_age_seconds + 1)
+        assert loader() is first  # read again, found unchanged: the same keys, so nothing that holds them rebuilds
+    assert len(read) == 2
+    assert caplog.text.count("may not supply") == 1  # the misplaced key is warned about once, not at every read
+
+
+def test_the_notifier_channels_are_built_anew_with_rotated_keys() -> None:
+    keys: list[object] = [object()]
+    built: list[object] = []
+
+    def build() -> RecordingNotifier:
+        built.append(keys[-1])
+        return RecordingNotifier()
+
+    notifier = DeferredNotifier(build, keys=lambda: keys[-1])
+    notifier.alert(_alert())
+    notifier.alert(_alert())
+    keys.append(object())  # a rotated secret: SecretsLoader returns other keys
+    notifier.alert(_alert())
+    assert built == [keys[0], keys[1]]
+
+
+def _alert() -> Alert:
+    return Alert(thread_id="th_1", agent="deploybot", title="failed", detail="StepError", url="https://x/th_1")
+
+
+class _Body:
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self._data
+
+
+def test_a_throttled_secrets_manager_is_a_retryable_error_not_a_wrapped_one() -> None:
+    """Powertools wraps every read error in GetParameterError; the loader raises the client's own again, so the
+    boundary still sees a throttled Secrets Manager (ARCHITECTURE.md "Errors": DependencyUnavailable)."""
+    with mock_aws():
+        client = boto3.client(
+            "secretsmanager", region_name="us-east-1", config=Config(retries={"total_max_attempts": 1})
+        )
+        arn = client.create_secret(Name="stepfold-model-keys", SecretString="{}")["ARN"]
+
+        def throttled(request: Any, **_: Any) -> AWSResponse:
+            body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
+            return AWSResponse(request.url, 400, {"content-type": "application/x-amz-json-1.1"}, _Body(body))
+
+        client.meta.events.register_first("before-send.secrets-manager.GetSecretValue", throttled)
+        settings = Settings.from_env({"STEPFOLD_MODEL_KEYS_SECRET_ARN": arn})
+        with pytest.raises(ClientError, match="ThrottlingException") as caught:
+            Secrets.load(settings, client, env={})
+    assert classify(caught.value) is DependencyUnavailable
+
+
+@pytest.mark.parametrize(
+    ("stored", "message"),
+    [
+        (
+            "sk-not-json",
+            r"STEPFOLD_MODEL_KEYS_SECRET_ARN names is not JSON \(line 1 column 1\); it must hold an object",
+        ),
+        ('["sk-in-a-list"]', "STEPFOLD_MODEL_KEYS_SECRET_ARN names holds a JSON list; it must hold an object"),
+    ],
+)
+def test_a_secret_that_is_not_an_object_of_keys_says_so_without_its_value(stored: str, message: str) -> None:
+    with mock_aws():
+        client = boto3.client("secretsmanager", region_name="us-east-1")
+        arn = client.create_secret(Name="stepfold-model-keys", SecretString=stored)["ARN"]
+        settings = Settings.from_env({"STEPFOLD_MODEL_KEYS_SECRET_ARN": arn})
+        with pytest.raises(ValueError, match=message) as caught:
+            Secrets.load(settings, client, env={})
+    assert "sk-" not in str(caught.value)
+
+
+def test_the_max_age_is_a_checked_setting() -> None:
+    assert Settings.from_env({}).secrets_max_age_seconds == 300
+    with pytest.raises(ValueError, match=r"STEPFOLD_SECRETS_MAX_AGE_SECONDS\n.*greater than or equal to 1"):
+        Settings.from_env({"STEPFOLD_SECRETS_MAX_AGE_SECONDS": "0"})
+
+
+def test_no_handler_imports_powertools_parameters_until_it_reads_a_secret() -> None:
+    """Cold start: the parameters utility is imported at the first read of a Secrets Manager secret, never by a
+    handler's import or by keys from the environment (the local stack's)."""
+    code = (
+        "import sys\n"
+        "import functions.step, functions.authorizer, functions.approvals, functions.request_human\n"
+        "import functions.record_end, functions.triggers, functions.api\n"
+        "from functions._wiring import Secrets, Settings\n"
+        "Secrets.load(Settings(), None, env={'STEPFOLD_API_KEY': 'k' * 20})\n"
+        "print('aws_lambda_powertools.utilities.parameters' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert result.stdout.strip() == "False"

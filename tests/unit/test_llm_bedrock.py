@@ -217,7 +217,8 @@ class FakeRuntime:
 )
 def test_malformed_response_is_a_request_error(response: object, expected: str) -> None:
     with pytest.raises(LLMRequestError, match=expected) as caught:
-        BedrockConverse(MODEL_ID, client=FakeRuntime(response)).complete(REQUEST)
+        # FakeRuntime returns what the typed client's ConverseResponseTypeDef rules out: that is the point here
+        BedrockConverse(MODEL_ID, client=FakeRuntime(response)).complete(REQUEST)  # type: ignore[arg-type]
 
     assert not isinstance(caught.value, RetryableLLMError)
 

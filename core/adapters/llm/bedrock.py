@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
@@ -19,6 +20,10 @@ from core.kernel.model import (
     is_context_overflow,
     read_stop,
 )
+
+if TYPE_CHECKING:
+    # boto3's client type, from the mypy-boto3-bedrock-runtime stubs: a dev dependency, never in the Lambda package
+    from mypy_boto3_bedrock_runtime import BedrockRuntimeClient
 
 PROVIDER = "bedrock"
 
@@ -80,12 +85,12 @@ class BedrockConverse:
             first call, so a cold start that never reaches the model does not pay for boto3.
     """
 
-    def __init__(self, model_id: str, *, client: Any = None) -> None:
+    def __init__(self, model_id: str, *, client: BedrockRuntimeClient | None = None) -> None:
         self.model_id = model_id
         self._client = client
 
     @property
-    def client(self) -> Any:
+    def client(self) -> BedrockRuntimeClient:
         """The injected client, or one built (once) from the environment's region and credentials."""
         if self._client is None:
             import boto3  # noqa: PLC0415 - lazy: boto3 costs cold-start time only when Bedrock is used
@@ -147,7 +152,7 @@ def _client_error(exc: ClientError) -> RetryableLLMError | LLMRequestError:
     return LLMRequestError(PROVIDER, message, status=status)
 
 
-def _parse(response: dict[str, Any], model_id: str, max_output_tokens: int) -> LLMResponse:
+def _parse(response: Mapping[str, Any], model_id: str, max_output_tokens: int) -> LLMResponse:
     """Read the first ``toolUse`` block (its ``input`` is already an object) and any text around it."""
     output = response.get("output")
     message = output.get("message") if isinstance(output, dict) else None
