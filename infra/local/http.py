@@ -5,7 +5,8 @@ which function answers each one and which routes need the Lambda authorizer are 
 events of ``template.yaml``, and requests are matched the way API Gateway does (exact and ``{param}`` routes
 before greedy ``{proxy+}`` ones, then ``$default``). Each handler is the one the template deploys, taken
 from the stack's registry and called with a real v2 event and a Lambda context. What API Gateway would do
-in between (run the authorizer, base64 non-text bodies, map the response back) happens here.
+in between happens here: run the authorizer, build the event (:mod:`infra.local.apigw`, the builder the tests use
+too), map the response back.
 """
 
 from __future__ import annotations
@@ -15,38 +16,27 @@ import json
 import logging
 import os
 import re
-import secrets
 import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from core.kernel.parsing import ascii_int
+from infra.local.apigw import API_ID, authorizer_event, http_api_event
 from infra.local.stack import ACCOUNT, REGION, LambdaContext, LocalStack
 from infra.local.template import Template, TemplateError
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1_048_576
-API_ID = "localapi01"
-STAGE = "$default"
-TEXT_TYPES = ("application/json", "application/xml", "application/javascript")
-"""Besides ``text/*``, the content types API Gateway passes as text; every other body (form posts and
-requests without a content type included) arrives base64-encoded with ``isBase64Encoded: true``."""
-
 _NO_AUTH = "NONE"
 _CHUNK_SIZE = re.compile(rb"[0-9a-fA-F]{1,8}")
 _SECURITY_HEADERS = [("x-content-type-options", "nosniff")]
 """On the door's own JSON answers (404, 401, 413, 500), as on the functions'."""
-_HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
-)
-"""Headers of the connection to API Gateway, which it does not pass on to the function."""
 
 
 class RouteError(TemplateError):
@@ -152,11 +142,6 @@ def read_api(template: Template) -> tuple[list[Route], dict[str, Authorizer]]:
 # --- the v2 event --------------------------------------------------------------------------------
 
 
-def _is_text(content_type: str | None) -> bool:
-    kind = (content_type or "").split(";", 1)[0].strip().lower()
-    return kind.startswith("text/") or kind in TEXT_TYPES
-
-
 @dataclass(frozen=True)
 class Request:
     """One HTTP request as the server read it."""
@@ -170,77 +155,25 @@ class Request:
 
 
 def build_event(request: Request, route: Route, path_parameters: Mapping[str, str]) -> dict[str, Any]:
-    """The API Gateway HTTP API payload 2.0 event for ``request`` on ``route``."""
+    """The API Gateway HTTP API payload 2.0 event for ``request`` on ``route`` (:mod:`infra.local.apigw`)."""
     url = urlsplit(request.target)
-    grouped: dict[str, list[str]] = {}
-    for name, value in request.headers:
-        if name.lower() not in _HOP_BY_HOP:
-            grouped.setdefault(name.lower(), []).append(value)
-    cookies = [c.strip() for line in grouped.pop("cookie", []) for c in line.split(";") if c.strip()]
-    now = time.time()
-    source_ip = request.client[0]
-    grouped.setdefault("x-forwarded-for", [source_ip])
-    grouped.setdefault("x-forwarded-port", [str(request.host_port)])
-    grouped.setdefault("x-forwarded-proto", ["http"])
-    grouped.setdefault("x-amzn-trace-id", [f"Root=1-{int(now):08x}-{secrets.token_hex(12)}"])
-    headers = {name: ",".join(values) for name, values in grouped.items()}
-    domain = headers.get("host", f"127.0.0.1:{request.host_port}")
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": route.key,
-        "rawPath": url.path,
-        "rawQueryString": url.query,
-        "headers": headers,
-        "requestContext": {
-            "accountId": ACCOUNT,
-            "apiId": API_ID,
-            "domainName": domain,
-            "domainPrefix": domain.split(".", 1)[0].split(":", 1)[0],
-            "http": {
-                "method": request.method,
-                "path": url.path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": source_ip,
-                "userAgent": headers.get("user-agent", ""),
-            },
-            "requestId": base64.b64encode(secrets.token_bytes(12)).decode(),
-            "routeKey": route.key,
-            "stage": STAGE,
-            "time": datetime.fromtimestamp(now, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000"),
-            "timeEpoch": int(now * 1000),
-        },
-        "isBase64Encoded": False,
-    }
-    if cookies:
-        event["cookies"] = cookies
-    if url.query:
-        query: dict[str, list[str]] = {}
-        for name, value in parse_qsl(url.query, keep_blank_values=True):
-            query.setdefault(name, []).append(value)
-        event["queryStringParameters"] = {name: ",".join(values) for name, values in query.items()}
-    if path_parameters:
-        event["pathParameters"] = dict(path_parameters)
-    if request.body:
-        text = _is_text(headers.get("content-type"))
-        try:
-            event["body"] = request.body.decode() if text else base64.b64encode(request.body).decode()
-            event["isBase64Encoded"] = not text
-        except UnicodeDecodeError:
-            event["body"] = base64.b64encode(request.body).decode()
-            event["isBase64Encoded"] = True
-    return event
-
-
-def authorizer_event(event: Mapping[str, Any], authorizer: Authorizer) -> dict[str, Any]:
-    """The payload 2.0 REQUEST authorizer event for a request's v2 event."""
-    http = event["requestContext"]["http"]
-    return {
-        "version": "2.0",
-        "type": "REQUEST",
-        "routeArn": f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{API_ID}/{STAGE}/{http['method']}{http['path']}",
-        "identitySource": [event["headers"][h] for h in authorizer.identity_headers if h in event["headers"]],
-        **{k: v for k, v in event.items() if k not in ("body", "isBase64Encoded", "version")},
-    }
+    host = next((value for name, value in request.headers if name.lower() == "host"), None)
+    return http_api_event(
+        request.method,
+        url.path or "/",  # a target of only a query ("?a=1") is the root
+        query=url.query,
+        headers=request.headers,
+        body=request.body or None,
+        route_key=route.key,
+        path_parameters=path_parameters,
+        source_ip=request.client[0],
+        port=request.host_port,
+        scheme="http",
+        api_id=API_ID,
+        account=ACCOUNT,
+        region=REGION,
+        domain=host or f"127.0.0.1:{request.host_port}",
+    )
 
 
 # --- the response --------------------------------------------------------------------------------
@@ -337,7 +270,7 @@ class FrontDoor(ThreadingHTTPServer):
         """The authorizer's context when it allows the request, else None."""
         if any(h not in event["headers"] for h in authorizer.identity_headers):
             return None  # API Gateway refuses without calling the authorizer
-        result = self._call(authorizer.function, authorizer_event(event, authorizer))
+        result = self._call(authorizer.function, authorizer_event(event, authorizer.identity_headers, region=REGION))
         if not isinstance(result, dict):
             return None
         context: dict[str, Any] = result["context"] if isinstance(result.get("context"), dict) else {}
@@ -347,9 +280,36 @@ class FrontDoor(ThreadingHTTPServer):
         allowed = bool(statements) and all(s.get("Effect") == "Allow" for s in statements)
         return context if allowed else None
 
+    def _local(self, request: Request, path: str) -> Response | None:
+        """The local-only routes (``/_local/...``, :mod:`infra.local.admin`): events and schedules on request."""
+        from functions.authorizer import authenticate  # noqa: PLC0415
+        from infra.local import admin  # noqa: PLC0415
+
+        if not path.startswith(admin.PREFIX):
+            return None
+        headers: dict[str, str] = {}
+        for name, value in request.headers:
+            headers[name.lower()] = f"{headers[name.lower()]},{value}" if name.lower() in headers else value
+        authorized = authenticate(headers, self.stack.rt.secrets.principals()) is not None
+        try:
+            local = admin.answer(self.stack, request.method, path, request.body, authorized)
+        except Exception as exc:  # logged, and answered 500 like an integration failure
+            logger.error("%s %s failed: %s", request.method, path, exc, exc_info=exc)
+            return _json(500, "internal", f"{path} failed; the server's log has the error")
+        if local is None:
+            return None
+        return Response(
+            local.status, [("content-type", "application/json"), *_SECURITY_HEADERS], json.dumps(local.body).encode()
+        )
+
     def answer(self, request: Request) -> Response:
         """The response API Gateway would give for ``request``; never raises."""
-        path = urlsplit(request.target).path
+        path = urlsplit(request.target).path or "/"
+        if not path.startswith("/"):  # `OPTIONS *`, or a target that is no path at all
+            return _json(400, "bad_request", f"the request target {request.target[:100]!r} is not a path")
+        local = self._local(request, path)
+        if local is not None:
+            return local
         found = self.route(request.method, path)
         if found is None:
             return _json(404, "not_found", f"no route for {request.method} {path}")

@@ -1,20 +1,19 @@
-"""Real API Gateway HTTP API (payload format 2.0) events, shaped as API Gateway sends them to Lambda.
+"""API Gateway HTTP API (payload format 2.0) events for a route of ``template.yaml``, as a browser or a webhook
+sender's request arrives at the function.
 
-What API Gateway does and these builders copy: header names lowercased, repeated query keys joined with
-commas in ``queryStringParameters`` (which is absent when there is no query), ``pathParameters`` decoded
-and absent without a path template, form bodies base64-encoded with ``isBase64Encoded``.
+The event itself is :func:`infra.local.apigw.http_api_event`'s, the builder the local front door uses; this module
+only plays the client: the path filled in from the route and its parameters, the query encoded, and the headers a
+client sends (``host``, ``user-agent``, ``accept``, ``content-length``).
 """
 
 from __future__ import annotations
 
-import base64
 import re
-import time
-import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
+
+from infra.local.apigw import http_api_event
 
 API_ID = "a1b2c3d4e5"
 ACCOUNT = "123456789012"
@@ -46,63 +45,28 @@ def http_event(
         if isinstance(query, str)
         else urlencode(list(query.items()) if isinstance(query, Mapping) else query or [])
     )
-    joined: dict[str, str] = {}
-    for key, value in parse_qsl(raw_query, keep_blank_values=True):
-        joined[key] = f"{joined[key]},{value}" if key in joined else value
-    encoded = isinstance(body, bytes) or bool(base64_body)
-    if body is None:
-        wire: str | None = None
-    elif encoded:
-        wire = base64.b64encode(body if isinstance(body, bytes) else body.encode()).decode()
-    else:
-        wire = str(body)
-    all_headers = {
+    sent = {
         "accept": "text/html,application/xhtml+xml",
         "host": DOMAIN,
         "user-agent": user_agent,
-        "x-amzn-trace-id": f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]}",
-        "x-forwarded-for": source_ip,
-        "x-forwarded-port": "443",
-        "x-forwarded-proto": "https",
         **(
             {"content-length": str(len(body if isinstance(body, bytes) else body.encode()))} if body is not None else {}
         ),
         **{k.lower(): v for k, v in (headers or {}).items()},
     }
-    now = datetime.now(UTC)
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": f"{method.upper()} {route}",
-        "rawPath": raw_path,
-        "rawQueryString": raw_query,
-        "headers": all_headers,
-        "requestContext": {
-            "accountId": ACCOUNT,
-            "apiId": API_ID,
-            "domainName": DOMAIN,
-            "domainPrefix": API_ID,
-            "http": {
-                "method": method.upper(),
-                "path": raw_path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": source_ip,
-                "userAgent": user_agent,
-            },
-            "requestId": uuid.uuid4().hex[:16] + "=",
-            "routeKey": f"{method.upper()} {route}",
-            "stage": "$default",
-            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
-            "timeEpoch": int(now.timestamp() * 1000),
-        },
-        "isBase64Encoded": encoded,
-    }
-    if joined:
-        event["queryStringParameters"] = joined
-    if params:
-        event["pathParameters"] = params
-    if wire is not None:
-        event["body"] = wire
-    return event
+    return http_api_event(
+        method.upper(),
+        raw_path,
+        query=raw_query,
+        headers=sent,
+        body=body,
+        base64_body=isinstance(body, bytes) or bool(base64_body),
+        route_key=f"{method.upper()} {route}",
+        path_parameters=params,
+        source_ip=source_ip,
+        api_id=API_ID,
+        account=ACCOUNT,
+    )
 
 
 def form_event(
