@@ -3,8 +3,8 @@
 Every command except ``serve`` is one or a few HTTP calls to ``STEPFOLD_URL`` with ``STEPFOLD_API_KEY``,
 so the same CLI drives the local stack and a deployed one. Exit codes: 0 ok, 1 the API refused or failed
 (``error: <detail>`` on stderr), 2 usage, 3 the API cannot be reached. ``export``, ``eval``, ``replay`` and
-``fork`` (:mod:`infra.cli_evals`), ``schedules`` and ``trigger-schedule`` (:mod:`infra.cli_triggers`) register
-themselves here (see :data:`EXTENSIONS`).
+``fork`` (:mod:`infra.cli_evals`), ``schedules``, ``trigger-schedule`` and ``put-event``
+(:mod:`infra.cli_triggers`) register themselves here (see :data:`EXTENSIONS`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import quote
 
@@ -29,6 +30,8 @@ import httpx
 if TYPE_CHECKING:
     from core.services.approvals import Approval
     from core.services.notify import Alert, Notifier
+    from infra.local.events import Scheduler, TemplateSchedule
+    from infra.local.stack import LocalStack
 
 DEFAULT_URL = "http://127.0.0.1:8765"
 STOP = ("done", "failed", "awaiting_human", "paused")
@@ -440,6 +443,7 @@ def cmd_serve(args: argparse.Namespace, out: Callable[[str], None], err: Callabl
     env = {name: os.environ.get(name, value) for name, value in SERVE_QUIET.items()}
     with LocalStack(env=env) as stack:
         stack.rt.notifier = _PrintingNotifier(stack.notifier, out)
+        scheduler = None
         try:
             server, url = serve(stack, args.host, args.port)
         except OSError as exc:
@@ -457,12 +461,37 @@ def cmd_serve(args: argparse.Namespace, out: Callable[[str], None], err: Callabl
             )
             out("  export " + " ".join(f"{name}={os.environ[name]}" for name in LOCAL_WEBHOOK_SECRETS))
             out("approval links are printed here as they are sent. Ctrl-C stops (and forgets every thread).")
+            scheduler = _start_schedules(stack, args.schedules, out)
             threading.Event().wait()
         except KeyboardInterrupt:
             out("stopping")
         finally:
+            if scheduler is not None:
+                scheduler.stop()
             server.close()
     return OK
+
+
+def _start_schedules(stack: LocalStack, mode: str, out: Callable[[str], None]) -> Scheduler | None:
+    """EventBridge Scheduler for template.yaml's schedules, printing each delivery (``--schedules``)."""
+    from core.services.triggers import iso  # noqa: PLC0415
+    from infra.local.events import Scheduler, fire  # noqa: PLC0415 - the local stack needs the dev extras
+
+    if mode == "off":
+        return None
+
+    def fired(schedule: TemplateSchedule, at: datetime, result: object) -> None:
+        threads = result.get("threads", []) if isinstance(result, dict) else []
+        started = ", ".join(str(t.get("thread_id")) for t in threads) or json.dumps(result)[:200]
+        out(f"schedule {schedule.label} fired for {iso(at)}: {started}")
+
+    scheduler = Scheduler(stack, on_fire=fired)
+    if mode == "now":
+        now = datetime.now(UTC)
+        for schedule in scheduler.schedules:
+            at = schedule.schedule.previous_fire(now) or now.replace(second=0, microsecond=0)
+            fired(schedule, at, fire(stack, schedule, at))
+    return scheduler.start()
 
 
 def bash_completion(full: argparse.ArgumentParser) -> str:
@@ -512,6 +541,7 @@ EXTENSIONS = {
     "context": "infra.cli_views",
     "schedules": "infra.cli_triggers",
     "trigger-schedule": "infra.cli_triggers",
+    "put-event": "infra.cli_triggers",
 }
 """Commands other modules add with their ``register(subparsers)``. They import the agents and the kernel, so
 they are loaded only for their own commands or the full ``--help``: the API commands start in a fraction."""
@@ -641,6 +671,13 @@ def parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     c.add_argument("--host", default="127.0.0.1")
     c.add_argument("--port", type=int, default=8765)
     c.add_argument("--verbose", "-v", action="store_true", help="log every request")
+    c.add_argument(
+        "--schedules",
+        choices=("on", "off", "now"),
+        default="on",
+        help="fire template.yaml's schedules at their times (on, the default), never (off), or also once at start "
+        "for the last time each should have fired (now)",
+    )
     c.set_defaults(run=None)
 
     word = None if argv is None else _command_word(argv)

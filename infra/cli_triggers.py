@@ -1,27 +1,27 @@
-"""``stepfold schedules`` and ``stepfold trigger-schedule``: the agents' schedules, and firing one locally.
+"""``stepfold schedules``, ``stepfold trigger-schedule`` and ``stepfold put-event``: schedules and events, locally.
 
 ``schedules`` reads the declarations in code (the same ones template.yaml's schedules mirror).
-``trigger-schedule NAME --at TIME`` starts the local stack in this process, fires the schedule through the
-triggers function exactly as EventBridge Scheduler would (its Input, with the scheduled time), follows the
-thread until it ends or waits for someone, and prints it. The stack lives as long as the command.
+``trigger-schedule NAME [--at TIME]`` asks the running ``stepfold serve`` to fire the template's schedule through
+the triggers function exactly as EventBridge Scheduler would (its Input, with the scheduled time), follows the
+thread until it ends or waits for someone, and prints it. ``put-event`` puts an event on the running stack's
+default bus: every rule the template declares that matches it invokes its target, as EventBridge does. Both talk
+to ``STEPFOLD_URL`` with ``STEPFOLD_API_KEY`` like every other command (:mod:`infra.local.admin`).
 
-Wire into ``infra.cli.parser()`` with ``cli_triggers.register(sub)``; each command's ``run`` takes
-``(api, args, out)`` like the others there, and ignores ``api``.
+Wired into ``infra.cli.parser()`` with ``cli_triggers.register(sub)``; each command's ``run`` takes
+``(api, args, out)`` like the others there.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from agents import AGENTS
-from core.kernel.events import UserInput
-from core.kernel.thread import fold
-from core.services.triggers import BadDeliveryError, Schedule, iso, scheduled_time, schedules
+from core.services.triggers import iso
+from infra.cli import Api, ApiError, follow
 
 OK, FAILED, USAGE = 0, 1, 2
 Out = Callable[[str], None]
@@ -45,6 +45,15 @@ def register(subparsers: Any) -> None:
     c.add_argument("--json", action="store_true", help="machine-readable output")
     c.set_defaults(run=cmd_trigger_schedule)
 
+    helptext = "put an event on the running `stepfold serve`'s bus: the template's matching rules start their agents"
+    c = subparsers.add_parser("put-event", help=helptext, description=helptext)
+    c.add_argument("--source", required=True, help="e.g. shop.web")
+    c.add_argument("--detail-type", required=True, help="e.g. order.failed")
+    c.add_argument("--detail", default="{}", help="the event's detail, a JSON object")
+    c.add_argument("--id", default=None, help="the event id (default: a new one; the same id starts nothing new)")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+    c.set_defaults(run=cmd_put_event)
+
 
 def cmd_schedules(api: object, args: argparse.Namespace, out: Out) -> int:
     del api
@@ -65,57 +74,61 @@ def cmd_schedules(api: object, args: argparse.Namespace, out: Out) -> int:
     return OK
 
 
-def cmd_trigger_schedule(api: object, args: argparse.Namespace, out: Out) -> int:
-    del api
-    found = schedules(AGENTS).get(args.name)
-    if found is None:
-        known = ", ".join(sorted(schedules(AGENTS))) or "none"
-        return _fail(f"no schedule {args.name!r}; declared: {known} (see `stepfold schedules`)", USAGE)
-    schedule = found.trigger
-    assert isinstance(schedule, Schedule)
+def cmd_trigger_schedule(api: Api, args: argparse.Namespace, out: Out) -> int:
+    """Ask the running ``stepfold serve`` to fire the schedule, then follow the thread it started."""
+    fired = _local(api, f"/_local/schedules/{quote(args.name, safe='')}", {"at": args.at or "last"})
+    result = fired.get("result") or {}
+    threads = result.get("threads", []) if isinstance(result, dict) else []
+    if not threads:
+        raise ApiError(0, f"schedule {args.name} started nothing: {json.dumps(result)}")
+    started = threads[0]
+    summary = follow(api, started["thread_id"], after=None, live=True, as_json=False, out=lambda _: None,
+                     timeout=args.timeout)  # fmt: skip
+    if args.json:
+        out(json.dumps({**fired, "thread": summary}))
+        return OK
+    note = f" ({fired['note']})" if fired.get("note") else ""
+    fired_for = f"fired {fired['schedule']} for {fired['scheduled_time']}{note}"
+    out(f"{fired_for}: {summary.get('agent')} thread {started['thread_id']}")
+    out(f"  status: {summary.get('status')} after {summary.get('steps', 0)} model calls")
+    if summary.get("answer"):
+        out(f"  answer: {summary['answer']}")
+    return OK if summary.get("status") in ("done", "awaiting_human") else FAILED
+
+
+def cmd_put_event(api: Api, args: argparse.Namespace, out: Out) -> int:
+    """``PutEvents`` on the running ``stepfold serve``: every rule of the template that matches starts its target."""
     try:
-        at = _when(args.at, schedule)
+        detail = json.loads(args.detail)
     except ValueError as exc:
-        return _fail(str(exc), USAGE)
+        raise ApiError(0, f"--detail is not JSON: {exc}") from None
+    body = {"source": args.source, "detail-type": args.detail_type, "detail": detail, "id": args.id}
+    put = _local(api, "/_local/events", {k: v for k, v in body.items() if v is not None})
+    if args.json:
+        out(json.dumps(put))
+        return OK
+    matched = put.get("matched", [])
+    out(f"event {put.get('event_id')}: {len(matched)} rule(s) matched")
+    for delivery in matched:
+        result = delivery.get("result")
+        threads = result.get("threads", []) if isinstance(result, dict) else []
+        started = ", ".join(
+            f"{t.get('thread_id')}{'' if t.get('created', True) else ' (already started)'}" for t in threads
+        )
+        out(f"  {delivery.get('rule')} -> {delivery.get('function')}: {started or json.dumps(result)}")
+    return OK
+
+
+def _local(api: Api, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A local-only route of ``stepfold serve``; the deployed API has none, so say what to run there instead."""
     try:
-        from infra.local.stack import LocalStack  # noqa: PLC0415 - needs the development extras (moto)
-        from infra.local.triggers import fire_schedule  # noqa: PLC0415
-    except ImportError as exc:
-        return _fail(f"the local stack needs the development extras ({exc}); run: pip install -e '.[dev]'", FAILED)
-    note = "" if schedule.fires_at(at) else f" (not a time {args.name} fires at; fired anyway)"
-    with LocalStack(env={"POWERTOOLS_LOG_LEVEL": "WARNING"}) as stack:
-        result = fire_schedule(stack, args.name, at)
-        threads = result.get("threads", [])
-        if not threads:
-            return _fail(f"schedule {args.name} started nothing: {result}", FAILED)
-        thread_id = threads[0]["thread_id"]
-        final = stack.wait(thread_id, timeout=args.timeout)
-        state = fold(final)
-        if args.json:
-            out(json.dumps({"schedule": args.name, "scheduled_time": iso(at), **threads[0], "status": state.status,
-                            "answer": state.answer}, indent=2))  # fmt: skip
-            return OK
-        out(f"fired {args.name} for {iso(at)}{note}: {found.agent} thread {thread_id}")
-        first = final.events[0]
-        out(f"  input:  {first.text if isinstance(first, UserInput) else ''}")
-        out(f"  status: {state.status} after {state.steps} model calls")
-        if state.answer:
-            out(f"  answer: {state.answer}")
-    return OK if state.status in ("done", "awaiting_human") else FAILED
-
-
-def _when(text: str | None, schedule: Schedule) -> datetime:
-    if text is None or text == "last":
-        now = datetime.now(UTC)
-        return schedule.previous_fire(now) or now.replace(second=0, microsecond=0)
-    if text == "now":
-        return datetime.now(UTC).replace(second=0, microsecond=0)
-    try:
-        return scheduled_time(text)
-    except BadDeliveryError:
-        raise ValueError(f"--at {text!r}: use an ISO 8601 time such as 2025-01-06T09:00:00Z, 'now' or 'last'") from None
-
-
-def _fail(message: str, code: int) -> int:
-    sys.stderr.write(f"error: {message}\n")
-    return code
+        answer: dict[str, Any] = api.call("POST", path, body=body)
+    except ApiError as exc:
+        if exc.status == 404 and not exc.detail.startswith(("no local route", "no schedule")):
+            raise ApiError(
+                404,
+                f"{api.url} is not `stepfold serve` ({exc.detail}); in AWS, EventBridge fires schedules and "
+                "`aws events put-events` puts events",
+            ) from None
+        raise
+    return answer

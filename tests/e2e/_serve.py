@@ -35,11 +35,16 @@ def environment(**overrides: str | None) -> dict[str, str]:
 class Served:
     """A running ``stepfold serve --port 0``: its URL, everything it printed, and the approval links it sent."""
 
-    def __init__(self, startup_timeout: float = 60.0, env: dict[str, str | None] | None = None) -> None:
+    def __init__(
+        self,
+        startup_timeout: float = 60.0,
+        env: dict[str, str | None] | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self.process = subprocess.Popen(
-            [*STEPFOLD, "serve", "--port", "0"],
+            [*STEPFOLD, "serve", "--port", "0", *extra_args],
             cwd=ROOT,
             env=environment(STEPFOLD_API_KEY=KEY, **(env or {})),
             stdout=subprocess.PIPE,

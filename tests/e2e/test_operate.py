@@ -76,7 +76,7 @@ def test_a_failed_thread_is_found_explained_and_retried_as_the_readme_says() -> 
             assert "status   failed" in status
             assert "ModelUnavailable" in status
             assert "the model server is down" in status
-            assert f"{thread_id}  retry: running" in retried
+            assert f"{thread_id}  retried; the thread is running" in retried
 
             final = _wait(served.url, thread_id, "done")
             assert final["answer"] == "done"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -353,7 +354,7 @@ def test_the_context_page_shows_the_prompt_and_context_escaped(stack: LocalStack
 # --- through the front door and the CLI ------------------------------------------------------------------------
 
 
-def test_the_views_need_the_api_key_and_the_approval_page_links_to_the_timeline(
+def test_the_views_need_the_api_key_and_the_approval_page_links_to_a_signed_timeline(
     stack: LocalStack, door: FrontDoor
 ) -> None:
     with httpx.Client(base_url=door.base_url, timeout=10, trust_env=False) as http:
@@ -368,9 +369,12 @@ def test_the_views_need_the_api_key_and_the_approval_page_links_to_the_timeline(
         assert sent is not None
         approval_page = http.get(sent[1])
         assert approval_page.status_code == 200
-        assert f'href="../threads/{thread_id}/view"' in approval_page.text
-        timeline_url = urljoin(sent[1], f"../threads/{thread_id}/view")
-        assert timeline_url == f"{door.base_url}/threads/{thread_id}/view"
+        link = re.search(r'href="(\./apr_[^"]+/thread\?[^"]+)"', approval_page.text)
+        assert link is not None, "the approval page links to the thread, signed like the link itself"
+        signed = http.get(urljoin(sent[1], html.unescape(link.group(1))))  # no API key: a person's browser
+        assert signed.status_code == 200
+        assert "Approval requested" in signed.text
+        timeline_url = f"{door.base_url}/threads/{thread_id}/view"
 
         refused = http.get(timeline_url)
         assert refused.status_code == 401
