@@ -17,10 +17,11 @@ $(STAMP): pyproject.toml
 test: setup
 	$(BIN)/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
-# (Re)write the snapshots the unit tests compare against (tests/unit/snapshots/): a new agent's prompt, or an
-# intended change. Review the diff before committing; `make test` fails on a missing one, naming this target.
+# (Re)write the snapshots the unit tests compare against (tests/unit/snapshots/, syrupy): a new agent's prompt, or an
+# intended change; and delete the ones no test uses. Review the diff before committing; `make test` fails on a
+# missing, changed or unused one. testpaths rather than a path argument: with a path, syrupy deletes nothing.
 snapshots: setup
-	UPDATE_SNAPSHOTS=1 $(BIN)/python -m pytest -q tests/unit -k snapshot
+	$(BIN)/python -m pytest -q -o testpaths=tests/unit -k snapshot --snapshot-update
 
 check: lint types layers cfn asl
 
@@ -84,8 +85,9 @@ serve: setup
 
 # --- evals ---
 # Every agent's eval cases (evals/<agent>/*.json) with its pinned prompt and the scripted model: one model call
-# per case, nothing written anywhere. Exits non-zero if any case fails. `stepfold eval AGENT --compare v1 v2`
-# shows what a prompt change would move.
+# per case, nothing written anywhere; and replays evals/<agent>/cassettes/ through the real adapters where they
+# exist (stale ones are flagged; `--strict` fails on them). Exits non-zero if any case fails.
+# `stepfold eval AGENT --compare v1 v2` shows what a prompt change would move.
 .PHONY: evals
 evals: setup
 	$(BIN)/python -m infra.cli_evals eval-all

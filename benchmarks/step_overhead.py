@@ -5,13 +5,17 @@ run the tool, commit the result). The scripted model answers at once; its own ti
 wrapper and subtracted, so what is left is stepfold's overhead. The store's ``load`` and ``append`` are timed
 through a wrapper too, and ``render`` is timed on its own on the same thread, to show where the time goes.
 
-- memory store: the thread is reset to exactly N events before every step, ``REPS`` steps per length.
+- memory store: the thread is reset to exactly N events before every step, ``REPS`` steps per length. Its events
+  are the objects the previous step rendered, as in a warm container, so the render memo renders only what is new;
+  as many steps then run on a fresh copy of the thread each, as a cold container's first step does (every event
+  rendered again, and nothing else of the thread seen before either), side by side in the same run.
 - moto store (DynamoDB + S3 in this process, warm container): ``MOTO_STEPS`` consecutive steps from N events;
   moto's own request handling is in these figures.
 - LangGraph on its in-memory saver and on its DynamoDB saver (same moto), same conversation, one ``invoke``
   per step with a function as the model, for comparison.
 
-Run: ``python benchmarks/step_overhead.py``.
+Prints ``p50 at 100 events ms:`` and ``growth 1000/10:`` (memory store, warm) and the same two figures for the
+cold steps. Run: ``python benchmarks/step_overhead.py``.
 """
 
 from __future__ import annotations
@@ -125,24 +129,39 @@ def _step(store: ThreadStore, thread_id: str, seq: int, clock: Clock, llm: LLM) 
     return elapsed, result.seq
 
 
-def memory_store(thread: Thread) -> Samples:
-    samples, llm = Samples(), bench_llm()
-    for _ in range(REPS):
-        store = MemoryThreadStore()
-        store.create(thread)
-        clock = Clock()
-        elapsed, _ = _step(store, thread.id, thread.version, clock, llm)
-        samples.add(elapsed, clock)
-    return samples
+def memory_store(thread: Thread) -> tuple[Samples, Samples]:
+    """(warm, cold) steps on a thread reset to exactly N events, ``REPS`` of each, one after the other.
+
+    warm: the thread's events are the objects the last step rendered, as in a warm container (its store keeps the
+    thread and extends it), so the render memo renders only what is new. cold: a fresh copy of the thread under an
+    id of its own every time, as a cold container's first step sees it: every event is rendered again. Not
+    interleaved: the garbage of the cold copies would slow the warm steps down.
+    """
+    llm, text = bench_llm(), thread.to_json()
+    out = (Samples(), Samples())
+    for samples, fresh in zip(out, (False, True), strict=True):
+        for _ in range(REPS):
+            start = Thread.from_json(text).model_copy(update={"id": f"{thread.id}-cold"}) if fresh else thread
+            store = MemoryThreadStore()
+            store.create(start)
+            clock = Clock()
+            elapsed, _ = _step(store, start.id, start.version, clock, llm)
+            samples.add(elapsed, clock)
+    return out
 
 
-def render_ms(thread: Thread) -> float:
-    times = []
+def render_ms(thread: Thread) -> tuple[float, float]:
+    """p50 ms of rendering the thread: (warm: rendered before, cold: a fresh copy every time)."""
+    text = thread.to_json()
+    warm: list[float] = []
+    cold: list[float] = []
     for _ in range(50):
-        started = time.perf_counter()
-        render(thread, BENCH_AGENT.context)
-        times.append(time.perf_counter() - started)
-    return percentile(times, 50) * 1000
+        fresh = Thread.from_json(text).model_copy(update={"id": f"{thread.id}-cold"})
+        for times, subject in ((warm, thread), (cold, fresh)):
+            started = time.perf_counter()
+            render(subject, BENCH_AGENT.context)
+            times.append(time.perf_counter() - started)
+    return percentile(warm, 50) * 1000, percentile(cold, 50) * 1000
 
 
 def moto_store(threads: dict[int, Thread]) -> dict[int, Samples]:
@@ -237,7 +256,9 @@ def run() -> Report:
     report = Report("4 step overhead")
     threads = {n: _kernel_thread(f"t{n}", steps_for(n)) for n in LENGTHS}
     started = time.perf_counter()
-    memory = {n: memory_store(t) for n, t in threads.items()}
+    both = {n: memory_store(t) for n, t in threads.items()}
+    memory = {n: warm for n, (warm, _) in both.items()}
+    cold = {n: cold for n, (_, cold) in both.items()}
     renders = {n: render_ms(t) for n, t in threads.items()}
     moto = moto_store(threads)
     report.say(f"stepfold measured in {time.perf_counter() - started:.0f}s")
@@ -254,8 +275,9 @@ def run() -> Report:
         m = memory[n]
         line = (
             f"memory store, {n:>4} events: p50 {m.ms(50):.3f} ms, p95 {m.ms(95):.3f} ms "
-            f"(load {m.ms(50, 'load'):.3f}, commit {m.ms(50, 'commit'):.3f}, render {renders[n]:.3f}, "
-            f"model {m.ms(50, 'model'):.3f} excluded)"
+            f"(load {m.ms(50, 'load'):.3f}, commit {m.ms(50, 'commit'):.3f}, render {renders[n][0]:.3f}, "
+            f"model {m.ms(50, 'model'):.3f} excluded); every event rendered again: p50 {cold[n].ms(50):.3f} ms "
+            f"(render {renders[n][1]:.3f})"
         )
         report.say(line)
         target = n == 100
@@ -270,7 +292,12 @@ def run() -> Report:
     for n in LENGTHS:
         report.row(
             f"  of which render / load / commit, {n} events (p50 ms)",
-            ours=f"{renders[n]:.2f} / {memory[n].ms(50, 'load'):.3f} / {memory[n].ms(50, 'commit'):.3f}",
+            ours=f"{renders[n][0]:.2f} / {memory[n].ms(50, 'load'):.3f} / {memory[n].ms(50, 'commit'):.3f}",
+        )
+    for n in LENGTHS:
+        report.row(
+            f"  the same step rendering every event again (a cold container), {n} events: p50 ms (of which render)",
+            ours=f"{cold[n].ms(50):.2f} ({renders[n][1]:.2f})",
         )
     for n in LENGTHS:
         s = moto[n]
@@ -284,6 +311,13 @@ def run() -> Report:
             langgraph=lg_cell(lg_dynamo, n) + (" (DynamoDB saver)" if lg_dynamo else ""),
         )
     growth = memory[LENGTHS[-1]].ms(50) / memory[LENGTHS[0]].ms(50)
+    cold_growth = cold[LENGTHS[-1]].ms(50) / cold[LENGTHS[0]].ms(50)
+    report.say(f"p50 at 100 events ms: {memory[100].ms(50):.3f}")
+    report.say(f"growth {LENGTHS[-1]}/{LENGTHS[0]}: {growth:.1f}")
+    report.say(
+        f"cold container (a fresh copy of the thread, every event rendered again): p50 at 100 events ms: "
+        f"{cold[100].ms(50):.3f}, growth {LENGTHS[-1]}/{LENGTHS[0]}: {cold_growth:.1f}"
+    )
     report.row(
         f"growth, memory store, {LENGTHS[-1]} / {LENGTHS[0]} events (p50)",
         ours=f"{growth:.1f}x",
@@ -294,11 +328,18 @@ def run() -> Report:
         ),
     )
     report.notes.append(profile_note(threads[100]))
+    report.row(
+        f"  growth rendering every event again, {LENGTHS[-1]} / {LENGTHS[0]} events (p50)", ours=f"{cold_growth:.1f}x"
+    )
     report.notes.append(
-        f"memory store: {REPS} steps per length on a thread reset to exactly N events; moto: {MOTO_STEPS} consecutive "
-        f"steps from N events on a warm container (moto's request handling, including the table copy it makes for "
-        f"every transaction item, is inside these figures); LangGraph: {LANGGRAPH_REPS} steps per length, each on a "
-        "freshly seeded thread; the model's own time is excluded for stepfold and negligible (a function) for LangGraph"
+        f"memory store: {REPS} steps per length on a thread reset to exactly N events, its events the objects the "
+        "previous step rendered, as in a warm container, so the render memo (core/kernel/context.py) renders only "
+        "what is new; the 'every event rendered again' rows take a fresh copy of the thread each step instead, as a "
+        f"cold container's first step does, right after the warm ones; moto: {MOTO_STEPS} "
+        "consecutive steps from N events on a warm container (moto's request handling, including the table copy it "
+        f"makes for every transaction item, is inside these figures); LangGraph: {LANGGRAPH_REPS} steps per length, "
+        "each on a freshly seeded thread; the model's own time is excluded for stepfold and negligible (a function) "
+        "for LangGraph"
     )
     return report
 

@@ -34,6 +34,30 @@ so ``3 == 3.0``); arguments it does not list may be anything.
 ``>=``, ``in``, ``not in``), and ``and`` / ``or`` / ``not``. For example::
 
     args.environment == 'staging' and not args.tag in ['v1.4.0', 'v1.4.1']
+
+Cassettes: recorded model behaviour
+-----------------------------------
+
+The scripted brains play each agent deterministically, but they are not a model. :func:`record_eval` runs the
+cases against a real provider, through the real adapter, and keeps each case's raw HTTP exchanges (the request
+body sent, the response status, headers and body received) as a :class:`Cassette`, one JSON file per case in
+``evals/<agent>/cassettes/<case>.json`` with the model, the prompt (id, version, hash) and the time it was
+recorded. :func:`replay_eval` runs the cases again with the SAME adapter, whose HTTP client answers from the
+cassette instead of the network (the caller builds it: ``llm_for_tape``), so parsing, validation and each case's
+expectation run on what the model really answered. Request headers are never kept (they carry the API key).
+
+What a replay proves depends on whether today's request is the one that was recorded:
+
+- **fresh** (the request body and URL equal the recorded ones): this prompt, context and tool schemas got this
+  answer from that model on that day, and today's adapter, tool registry and expectations accept it. It is one
+  recorded sample, not a guarantee the model answers the same way today.
+- **stale** (the prompt hash differs, or the request differs anywhere: a prompt edit, a context rendering change,
+  a new tool schema, an edited case): the model never saw this request. The replay still runs the recorded answer
+  through today's code, which proves only that the code still accepts it; it says nothing about how the model
+  treats the new request. The result says ``stale`` with what changed (the prompt hashes, or the first difference
+  in the request) and that the case must be re-recorded; it is never shown as a plain pass.
+- a case without a cassette is ``missing``; a replay that asks the model more often than the cassette recorded
+  fails the case (:class:`CassetteMissError`) saying to re-record.
 """
 
 from __future__ import annotations
@@ -43,7 +67,8 @@ import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,8 +77,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from core.kernel.agent import Agent, model_request
 from core.kernel.errors import clip
 from core.kernel.events import JSON, Error, Event, LLMCall, ToolCall, UserInput, dump_event, parse_event
-from core.kernel.model import LLM, LLMError
-from core.kernel.pricing import cost_usd
+from core.kernel.model import LLM, LLMError, LLMRequestError
+from core.kernel.pricing import cost_usd, price_for
 from core.kernel.prompts import Prompt, PromptLibrary
 from core.kernel.thread import Thread
 from core.kernel.tools import InvalidCall, parse_arguments
@@ -382,9 +407,17 @@ def call_text(tool: str, args: Mapping[str, JSON]) -> str:
     return f"{tool}({', '.join(f'{k}={v!r}' for k, v in sorted(args.items()))})"
 
 
+CassetteState = Literal["", "fresh", "stale", "missing"]
+"""How a replayed case relates to its cassette (module docstring); ``""`` for a case run against a live model."""
+
+
 @dataclass(frozen=True)
 class CaseResult:
-    """One case's outcome. ``tool``/``args`` are what the model called (validated), None if it did not."""
+    """One case's outcome. ``tool``/``args`` are what the model called (validated), None if it did not.
+
+    ``cassette`` and ``note`` are set by a replay: ``stale`` (the request is not the recorded one, ``note`` says
+    how) or ``missing`` (no cassette, so nothing ran).
+    """
 
     case: str
     description: str
@@ -398,25 +431,46 @@ class CaseResult:
     output_tokens: int = 0
     cost_usd: float = 0.0
     latency_ms: int = 0
+    cassette: CassetteState = ""
+    note: str = ""
 
     @property
     def tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
+    @property
+    def verdict(self) -> str:
+        """What the table's RESULT column says."""
+        if self.cassette == "missing":
+            return "no cassette"
+        word = "pass" if self.passed else "FAIL"
+        return f"{word}, STALE" if self.cassette == "stale" else word
+
 
 @dataclass(frozen=True)
 class Report:
-    """An eval run of one agent with one prompt version and one model."""
+    """An eval run of one agent with one prompt version and one model.
+
+    ``source`` says where the answers came from when not from a live model (``replayed from cassettes recorded
+    ...``). ``ok`` is about the expectations only; :attr:`unverified` lists the replayed cases whose cassette is
+    stale or missing, which a strict run also fails.
+    """
 
     agent: str
     prompt: str
     prompt_hash: str
     model: str
     results: tuple[CaseResult, ...]
+    source: str = ""
 
     @property
     def failures(self) -> list[CaseResult]:
-        return [r for r in self.results if not r.passed]
+        return [r for r in self.results if not r.passed and r.cassette != "missing"]
+
+    @property
+    def unverified(self) -> list[CaseResult]:
+        """Replayed cases that say nothing about the model's answer to today's request (stale or missing)."""
+        return [r for r in self.results if r.cassette in ("stale", "missing")]
 
     @property
     def ok(self) -> bool:
@@ -431,10 +485,14 @@ class Report:
         return sum(r.tokens for r in self.results)
 
     def summary(self) -> str:
-        passed = len(self.results) - len(self.failures)
+        missing = sum(r.cassette == "missing" for r in self.results)
+        stale = sum(r.cassette == "stale" for r in self.results)
+        passed = len(self.results) - len(self.failures) - missing
+        source = f" {self.source}" if self.source else ""
+        extra = (f", {stale} STALE" if stale else "") + (f", {missing} without a cassette" if missing else "")
         return (
-            f"{self.agent}: {self.prompt} ({self.prompt_hash[:12]}) on {self.model}: {passed} passed, "
-            f"{len(self.failures)} failed; {self.tokens} tokens, ${self.cost_usd:.6f}"
+            f"{self.agent}: {self.prompt} ({self.prompt_hash[:12]}) on {self.model}{source}: {passed} passed, "
+            f"{len(self.failures)} failed{extra}; {self.tokens} tokens, ${self.cost_usd:.6f}"
         )
 
     def table(self, *, width: int = 60) -> str:
@@ -444,7 +502,7 @@ class Report:
                 r.case,
                 r.expected,
                 r.got,
-                "pass" if r.passed else "FAIL",
+                r.verdict,
                 f"{r.input_tokens}+{r.output_tokens}",
                 f"${r.cost_usd:.6f}",
             )
@@ -452,6 +510,7 @@ class Report:
         ]
         lines = _table(("CASE", "EXPECTED", "GOT", "RESULT", "TOKENS", "COST"), rows, width)
         lines += [f"  {r.case}: {r.reason}" for r in self.failures]
+        lines += [f"  {r.case}: {r.cassette.upper()}: {r.note}" for r in self.unverified]
         lines.append(self.summary())
         return "\n".join(lines)
 
@@ -461,7 +520,9 @@ class Report:
             "prompt": self.prompt,
             "prompt_hash": self.prompt_hash,
             "model": self.model,
+            "source": self.source,
             "ok": self.ok,
+            "unverified": [r.case for r in self.unverified],
             "cost_usd": self.cost_usd,
             "tokens": self.tokens,
             "results": [asdict(r) for r in self.results],
@@ -493,29 +554,48 @@ def run_eval(
     (default: the agent's). ``llm_for`` builds the model; the kernel holds no scripted brains, so a scripted
     model needs the registry's (``agents.build_llm``, ARCHITECTURE.md "User space"). At most ``concurrency``
     model calls run at a time; nothing is written to any thread or store."""
+    prompt = _prepare(agent, cases, prompts, prompt_version, concurrency)
+    model_name = agent.model_for(model)
+    llm = llm_for(model_name)
+    results = _each(cases, concurrency, lambda case: _run_case(case, agent, llm, prompt, model_name))
+    return Report(agent.name, prompt.ref, prompt.hash, model_name, results)
+
+
+def _prepare(
+    agent: Agent, cases: Sequence[Case], prompts: PromptLibrary | None, prompt_version: int | None, concurrency: int
+) -> Prompt:
+    """Check the arguments every run takes, and load the prompt it runs with."""
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     strangers = [c.name or "?" for c in cases if c.agent != agent.name]
     if strangers:
         raise CaseError(f"cases {', '.join(strangers)} are not for agent {agent.name}")
-    prompts = prompts or PromptLibrary()
     version = agent.prompt_version if prompt_version is None else prompt_version
-    prompt = prompts.load(agent.prompt_id, version)
-    model_name = agent.model_for(model)
-    llm = llm_for(model_name)
+    return (prompts or PromptLibrary()).load(agent.prompt_id, version)
 
-    def one(case: Case) -> CaseResult:
-        return _run_case(case, agent, llm, prompt, model_name)
 
+def _each(cases: Sequence[Case], concurrency: int, one: Callable[[Case], CaseResult]) -> tuple[CaseResult, ...]:
+    """``one`` for every case, at most ``concurrency`` at a time, results in the cases' order."""
     if not cases:
-        results: list[CaseResult] = []
-    else:
-        with ThreadPoolExecutor(max_workers=min(concurrency, len(cases)), thread_name_prefix="eval") as pool:
-            results = list(pool.map(one, cases))
-    return Report(agent.name, prompt.ref, prompt.hash, model_name, tuple(results))
+        return ()
+    with ThreadPoolExecutor(max_workers=min(concurrency, len(cases)), thread_name_prefix="eval") as pool:
+        return tuple(pool.map(one, cases))
 
 
-def _run_case(case: Case, agent: Agent, llm: LLM, prompt: Prompt, model: str) -> CaseResult:
+def _replayed_cost(model: str, input_tokens: int, output_tokens: int) -> float:
+    """What the recorded call cost; silent for an unpriced model (a replay spends nothing, so no warning)."""
+    return 0.0 if price_for(model) is None else cost_usd(model, input_tokens, output_tokens)
+
+
+def _run_case(
+    case: Case,
+    agent: Agent,
+    llm: LLM,
+    prompt: Prompt,
+    model: str,
+    *,
+    cost: Callable[[str, int, int], float] = cost_usd,
+) -> CaseResult:
     thread = case.thread(prompt_version=str(prompt.version))
     result = CaseResult(case.name, case.description, case.expect.describe(), got="", passed=False)
     started = time.perf_counter()
@@ -528,7 +608,7 @@ def _run_case(case: Case, agent: Agent, llm: LLM, prompt: Prompt, model: str) ->
         result,
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
-        cost_usd=cost_usd(model, usage.input_tokens, usage.output_tokens),
+        cost_usd=cost(model, usage.input_tokens, usage.output_tokens),
         latency_ms=int((time.perf_counter() - started) * 1000),
     )
     checked = agent.registry.validate(response.tool, response.arguments)
@@ -545,6 +625,321 @@ def _run_case(case: Case, agent: Agent, llm: LLM, prompt: Prompt, model: str) ->
         tool=checked.tool.name,
         args=args,
     )
+
+
+# --- cassettes: recorded model behaviour ---------------------------------------------------------------------
+
+CASSETTE_FORMAT = 1
+"""The version of the cassette file layout; a newer one fails loudly, as a newer event schema does."""
+
+
+class RecordedRequest(BaseModel):
+    """What was sent: the method, the URL and the JSON body. Request headers are never kept (the API key)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: str
+    url: str
+    body: JSON = None
+
+
+class RecordedResponse(BaseModel):
+    """What came back: the status, the headers an adapter reads, and the body (JSON, or ``text`` if it was not)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status: int = Field(ge=100, le=599)
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: JSON = None
+    text: str | None = None
+
+
+class Exchange(BaseModel):
+    """One HTTP request to the provider and its response."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request: RecordedRequest
+    response: RecordedResponse
+
+
+class RecordedPrompt(BaseModel):
+    """The prompt a cassette was recorded with."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(description="The prompt's ref, e.g. calculator/v1.")
+    version: int = Field(ge=1)
+    hash: str = Field(min_length=1)
+
+
+class Cassette(BaseModel):
+    """One case's recorded model behaviour (module docstring, "Cassettes")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: int = CASSETTE_FORMAT
+    agent: str = Field(min_length=1)
+    case: str = Field(min_length=1)
+    model: str = Field(min_length=1, description="provider:model, as given to --record.")
+    base_url: str = Field(
+        description="The provider base URL it was recorded against; a replay builds the adapter "
+        "with it, so the adapter makes the request it made then."
+    )
+    prompt: RecordedPrompt
+    recorded_at: datetime
+    exchanges: tuple[Exchange, ...]
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: int) -> int:
+        if value != CASSETTE_FORMAT:
+            raise ValueError(f"cassette format {value} is not {CASSETTE_FORMAT}, the one this version reads")
+        return value
+
+    def to_json(self) -> str:
+        """The cassette file's text: the request and response bodies as they were, for a reviewer to read."""
+        return json.dumps(self.model_dump(mode="json", exclude_none=True), indent=2, ensure_ascii=False) + "\n"
+
+
+def load_cassette(path: Path) -> Cassette:
+    try:
+        cassette = Cassette.model_validate_json(path.read_bytes())
+    except (OSError, ValidationError) as exc:
+        raise CaseError(f"{path}: not a valid cassette: {exc}") from None
+    if cassette.case != path.stem:
+        raise CaseError(f"{path}: the cassette is for case {cassette.case!r}, but its file is named {path.stem!r}")
+    return cassette
+
+
+def load_cassettes(directory: Path) -> dict[str, Cassette]:
+    """Every ``*.json`` cassette in ``directory`` by case name; an empty dict when there is no such directory."""
+    if not directory.is_dir():
+        return {}
+    return {path.stem: load_cassette(path) for path in sorted(directory.glob("*.json"))}
+
+
+class CassetteMissError(LLMRequestError):
+    """A replay asked the model something the cassette holds no answer for: the case must be re-recorded."""
+
+
+class Tape:
+    """One case's exchanges: filled by a recording transport (:meth:`add`), or answering a replay (:meth:`answer`).
+
+    A tape belongs to one case, and a case makes its model calls one after another, so it needs no lock.
+    """
+
+    def __init__(self, cassette: Cassette | None = None) -> None:
+        self.cassette = cassette
+        self.exchanges: list[Exchange] = []
+        self.differences: list[str] = []
+        """For a replay: how each request differs from the recorded one, in words (empty: the same request)."""
+
+    def add(self, exchange: Exchange) -> None:
+        self.exchanges.append(exchange)
+
+    def answer(self, request: RecordedRequest) -> RecordedResponse:
+        """The recorded response to the next request, noting how ``request`` differs from the one recorded.
+
+        Raises:
+            CassetteMissError: the cassette has no more exchanges (the code now calls the model more often).
+        """
+        if self.cassette is None:
+            raise ValueError("a recording tape answers nothing; replay a Cassette")
+        recorded = self.cassette.exchanges
+        n = len(self.exchanges)
+        if n >= len(recorded):
+            raise CassetteMissError(
+                "cassette",
+                f"case {self.cassette.case!r} recorded {len(recorded)} model call(s) and this replay made call "
+                f"{n + 1}: the code now asks the model something it was never asked; re-record the case "
+                f"(--record {self.cassette.model})",
+            )
+        exchange = recorded[n]
+        self.exchanges.append(Exchange(request=request, response=exchange.response))
+        where = (
+            f"{request.method} {request.url} (recorded {exchange.request.method} {exchange.request.url})"
+            if (request.method, request.url) != (exchange.request.method, exchange.request.url)
+            else first_difference(exchange.request.body, request.body)
+        )
+        if where is not None:
+            call = f"call {n + 1}: " if len(recorded) > 1 else ""
+            self.differences.append(f"{call}{where}")
+        return exchange.response
+
+
+def first_difference(recorded: JSON, now: JSON, path: str = "body") -> str | None:
+    """Where two JSON values first differ, in words (``body.messages[1].content: recorded '...', now '...'``)."""
+    if isinstance(recorded, dict) and isinstance(now, dict):
+        for key in [*recorded, *(k for k in now if k not in recorded)]:
+            if key not in now:
+                return f"{path}.{key} was recorded, now it is not sent"
+            if key not in recorded:
+                return f"{path}.{key} is new: {_excerpt(now[key])}"
+            found = first_difference(recorded[key], now[key], f"{path}.{key}")
+            if found is not None:
+                return found
+        return None
+    if isinstance(recorded, list) and isinstance(now, list):
+        for i, (a, b) in enumerate(zip(recorded, now, strict=False)):
+            found = first_difference(a, b, f"{path}[{i}]")
+            if found is not None:
+                return found
+        if len(recorded) != len(now):
+            return f"{path} had {len(recorded)} items, now {len(now)}"
+        return None
+    if type(recorded) is type(now) and recorded == now:
+        return None
+    if isinstance(recorded, str) and isinstance(now, str):
+        at = next(
+            (i for i, (a, b) in enumerate(zip(recorded, now, strict=False)) if a != b), min(len(recorded), len(now))
+        )
+        start = max(0, at - 20)
+        return f"{path} at character {at}: recorded {_excerpt(recorded[start:])}, now {_excerpt(now[start:])}"
+    return f"{path}: recorded {_excerpt(recorded)}, now {_excerpt(now)}"
+
+
+def _excerpt(value: JSON, width: int = 60) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return repr(text if len(text) <= width else text[:width] + "...")
+
+
+def staleness(cassette: Cassette, prompt: Prompt, differences: Sequence[str]) -> str:
+    """Why a replay of ``cassette`` with ``prompt`` is not what the model saw, or ``""`` when it is."""
+    if cassette.prompt.hash != prompt.hash:
+        return (
+            f"recorded with prompt {cassette.prompt.id} (hash {cassette.prompt.hash[:12]}), now {prompt.ref} "
+            f"(hash {prompt.hash[:12]}): the model never saw this prompt; re-record to test it "
+            f"(--record {cassette.model})"
+        )
+    if differences:
+        return (
+            f"the request differs from the one recorded ({'; '.join(differences)}): the model never saw it; "
+            f"re-record (--record {cassette.model})"
+        )
+    return ""
+
+
+@dataclass(frozen=True)
+class Recording:
+    """What :func:`record_eval` ran: the report, a cassette per recorded case, and why the others were not."""
+
+    report: Report
+    cassettes: dict[str, Cassette]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def _named(cases: Sequence[Case]) -> None:
+    names = [c.name for c in cases]
+    if "" in names or len(set(names)) != len(names):
+        raise CaseError("recording and replaying need cases with distinct names (the file names of load_cases)")
+
+
+def record_eval(
+    agent: Agent,
+    cases: Sequence[Case],
+    *,
+    model: str,
+    base_url: str,
+    llm_for_tape: Callable[[Tape], LLM],
+    recorded_at: datetime | None = None,
+    prompts: PromptLibrary | None = None,
+    prompt_version: int | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> Recording:
+    """Run each case against ``model`` (a real provider) and keep its HTTP exchanges as a cassette.
+
+    ``llm_for_tape(tape)`` builds the provider's adapter with an HTTP client that adds every exchange to ``tape``
+    (``base_url`` is the one it was built with: the cassette keeps it). A cassette holds what the model answered,
+    so a case that reached no provider (a timeout, a refused connection) or whose last answer was not a 2xx (a
+    rate limit, a 5xx, a wrong key or model name) gets none: ``skipped`` says why.
+    """
+    _named(cases)
+    prompt = _prepare(agent, cases, prompts, prompt_version, concurrency)
+    tapes = {case.name: Tape() for case in cases}
+    results = _each(
+        cases, concurrency, lambda case: _run_case(case, agent, llm_for_tape(tapes[case.name]), prompt, model)
+    )
+    when = (recorded_at or datetime.now(UTC)).replace(microsecond=0)
+    cassettes: dict[str, Cassette] = {}
+    skipped: dict[str, str] = {}
+    for case, result in zip(cases, results, strict=True):
+        exchanges = tapes[case.name].exchanges
+        if not exchanges:
+            skipped[case.name] = result.reason or "no HTTP request reached the provider"
+            continue
+        status = exchanges[-1].response.status
+        if not 200 <= status < 300:
+            skipped[case.name] = f"the provider answered HTTP {status}, not a model answer: {result.reason}"
+            continue
+        cassettes[case.name] = Cassette(
+            agent=agent.name,
+            case=case.name,
+            model=model,
+            base_url=base_url,
+            prompt=RecordedPrompt(id=prompt.ref, version=prompt.version, hash=prompt.hash),
+            recorded_at=when,
+            exchanges=tuple(exchanges),
+        )
+    report = Report(agent.name, prompt.ref, prompt.hash, model, results, source="(recording)")
+    return Recording(report, cassettes, skipped)
+
+
+def replay_eval(
+    agent: Agent,
+    cases: Sequence[Case],
+    cassettes: Mapping[str, Cassette],
+    *,
+    llm_for_tape: Callable[[Tape], LLM],
+    prompts: PromptLibrary | None = None,
+    prompt_version: int | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> Report:
+    """Run each case with its cassette: ``llm_for_tape(tape)`` builds the adapter of ``tape.cassette.model`` with
+    ``tape.cassette.base_url`` and an HTTP client that answers from ``tape`` (:meth:`Tape.answer`).
+
+    Every cassette must be of ``agent`` and all of one model (the report's). A case without a cassette is
+    ``missing``; one whose request is not the recorded one is ``stale`` (module docstring, "Cassettes").
+    Tokens and cost are the recording's (what the model reported then); the replay itself spends nothing.
+    """
+    _named(cases)
+    prompt = _prepare(agent, cases, prompts, prompt_version, concurrency)
+    strangers = sorted(name for name, c in cassettes.items() if c.agent != agent.name)
+    if strangers:
+        raise CaseError(f"cassettes {', '.join(strangers)} were recorded for another agent than {agent.name}")
+    used = [cassettes[c.name] for c in cases if c.name in cassettes]
+    models = sorted({c.model for c in used})
+    if not used:
+        raise CaseError(f"no cassette for any of the {len(cases)} cases of {agent.name}; record them with --record")
+    if len(models) > 1:
+        by_model = ", ".join(f"{m}: {', '.join(c.case for c in used if c.model == m)}" for m in models)
+        raise CaseError(
+            f"the cassettes of {agent.name} were recorded with different models ({by_model}); "
+            "re-record them all with one --record MODEL"
+        )
+
+    def one(case: Case) -> CaseResult:
+        cassette = cassettes.get(case.name)
+        if cassette is None:
+            return CaseResult(
+                case.name,
+                case.description,
+                case.expect.describe(),
+                got="(no cassette)",
+                passed=False,
+                cassette="missing",
+                note=f"this case has no cassette, so no recorded model answer was checked (--record {models[0]})",
+            )
+        tape = Tape(cassette)
+        result = _run_case(case, agent, llm_for_tape(tape), prompt, cassette.model, cost=_replayed_cost)
+        why = staleness(cassette, prompt, tape.differences)
+        return replace(result, cassette="stale" if why else "fresh", note=why)
+
+    results = _each(cases, concurrency, one)
+    days = sorted({c.recorded_at.date().isoformat() for c in used})
+    recorded = days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
+    source = f"(replayed from cassettes recorded {recorded})"
+    return Report(agent.name, prompt.ref, prompt.hash, models[0], results, source=source)
 
 
 # --- comparing two runs --------------------------------------------------------------------------------------

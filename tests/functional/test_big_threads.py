@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict
 from core.adapters.llm.scripted import Say, ScriptedLLM
 from core.adapters.store.dynamodb import DynamoThreadStore, create_table
 from core.kernel.agent import Agent, StepContext
-from core.kernel.context import approx_tokens, render
+from core.kernel.context import LEGEND, approx_tokens, notation, render
 from core.kernel.events import (
     Error,
     Event,
@@ -322,14 +322,14 @@ def test_it_renders_within_the_agents_token_budget(stored: Stored) -> None:
     seconds = time.perf_counter() - started
     assert options.count_tokens(text) <= options.max_tokens
     assert approx_tokens(text) <= options.max_tokens
-    assert text.startswith("<user_input>read every page and tell me what changed</user_input>\n<omitted events=")
+    assert text.startswith(f"{LEGEND}\n<user_input>read every page and tell me what changed</user_input>\n<omitted ")
     last_big = max(BIG_STEPS)
-    clipped = f'<tool_result name="fetch" id="call_{last_big}">'
+    clipped = f"\n→ fetch(page={last_big})\n← "
     assert clipped in text, "the newest 1 MB result is recent enough to be in the context"
-    block = text[text.index(clipped) :].split("</tool_result>", 1)[0]
-    full = len(json.dumps(big_result(last_big), separators=(",", ":"), sort_keys=True))
-    assert f"...[truncated: {full - options.max_result_chars} more chars]" in block
-    assert len(block) < options.max_result_chars + 200
+    line = text[text.index(clipped) + len(clipped) :].split("\n", 1)[0]
+    full = len(notation(big_result(last_big)))
+    assert line.endswith(f"...[truncated: {full - options.max_result_chars} more chars]")
+    assert len(line) < options.max_result_chars + 200
     for n in BIG_STEPS[:-1]:
-        assert f'id="call_{n}"' not in text  # older results were dropped whole, not cut mid-block
+        assert f"→ fetch(page={n})\n" not in text  # older results were dropped whole, not cut mid-line
     print(f"\nrendered {len(text):,} chars (~{approx_tokens(text):,} tokens) in {seconds:.2f}s")

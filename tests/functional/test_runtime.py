@@ -95,7 +95,7 @@ def test_rejection_is_fed_back_to_the_model_which_replans(stack: LocalStack) -> 
     assert isinstance(model, ScriptedLLM)
     seen = [r for r in model.calls if "rejected by bob" in r.context]
     assert seen, "the model's context after the rejection shows the reviewer's reason"
-    assert 'status="rejected"' in seen[0].context
+    assert "← NOT RUN - rejected by bob" in seen[0].context
     assert "deploy to staging first" in seen[0].context
 
 

@@ -85,7 +85,6 @@ TRANSACTION_ITEMS = {
     "ConditionCheck": "dynamodb:ConditionCheckItem",
 }
 NOT_AWS = {
-    ("core/kernel/context.py", "render", "count_tokens"),
     ("functions/timeline.py", "model_view", "count_tokens"),
 }
 """Calls that share a name with an AWS operation (bedrock-runtime CountTokens) but are ``ContextOptions``'."""

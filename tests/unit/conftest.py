@@ -5,11 +5,15 @@ extends the thread with each outcome's events, and answers each human request wi
 :class:`~core.kernel.events.HumanResponse` field dict (``{"decision": "approve"}``, ``{"decision": "answer", "answer":
 "5"}``).
 It stops at ``done``/``failed``/``paused``, or at ``await_human`` once the responses run out.
+
+``snapshot`` is syrupy's, storing each snapshot as one text file ``tests/unit/snapshots/<module>/<test>.txt``:
+``assert text == snapshot``, in a test whose name says ``snapshot``. ``make snapshots`` (syrupy's
+``--snapshot-update``) writes the missing and changed ones and deletes those no test uses; a plain run never writes,
+fails on an unused one, and a failed comparison names the file and that command.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,7 +21,11 @@ from pathlib import Path
 from typing import Any, TypeVar, get_args
 
 import pytest
+import syrupy
 from pydantic import BaseModel
+from syrupy.assertion import SnapshotAssertion
+from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
+from syrupy.location import PyTestLocation
 
 from agents import build_llm, deploybot, triage
 from core.adapters.llm import LLM
@@ -28,7 +36,8 @@ from core.kernel.thread import Thread, ThreadState, fold, start_thread
 
 FIXED_NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 SNAPSHOTS = Path(__file__).parent / "snapshots"
-UPDATE_SNAPSHOTS = os.environ.get("UPDATE_SNAPSHOTS") == "1"
+UPDATE_COMMAND = "make snapshots"
+"""What writes the snapshots: the Makefile target, which runs pytest with syrupy's ``--snapshot-update``."""
 
 E = TypeVar("E", bound=BaseModel)
 
@@ -191,22 +200,42 @@ def _reset_example_services() -> Iterator[None]:
     triage.TRACKER.reset()
 
 
-def _check_snapshot(name: str, text: str) -> None:
-    path = SNAPSHOTS / f"{name}.txt"
-    if UPDATE_SNAPSHOTS:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        return
-    if not path.is_file():
-        raise AssertionError(f"no snapshot {path}; run `make snapshots` and review the file it writes")
-    expected = path.read_text(encoding="utf-8")
-    assert text == expected, f"{path} differs from the output; if the change is intended, run `make snapshots`"
+class TextSnapshot(SingleFileSnapshotExtension):
+    """One UTF-8 text file per snapshot, ``tests/unit/snapshots/<test module>/<test name>[<parameters>].txt``,
+    compared exactly (``\n`` line ends), so a snapshot reads, and diffs in review, as the text itself."""
+
+    _write_mode = WriteMode.TEXT
+    file_extension = "txt"
+
+    @classmethod
+    def dirname(cls, *, test_location: PyTestLocation) -> str:
+        return str(SNAPSHOTS / test_location.basename)
 
 
 @pytest.fixture
-def snapshot() -> Callable[[str, str], None]:
-    """``snapshot(name, text)``: compare ``text`` with ``tests/unit/snapshots/<name>.txt`` exactly."""
-    return _check_snapshot
+def snapshot(snapshot: SnapshotAssertion, request: pytest.FixtureRequest) -> SnapshotAssertion:
+    """syrupy's ``snapshot``, stored as :class:`TextSnapshot` files: ``assert text == snapshot``."""
+    if "snapshot" not in request.node.name:
+        raise AssertionError(
+            f"{request.node.name} compares with a snapshot, so its name must contain 'snapshot': "
+            f"`{UPDATE_COMMAND}` selects the tests whose snapshots it writes by that word (-k snapshot)"
+        )
+    return snapshot.use_extension(TextSnapshot)
+
+
+@pytest.hookimpl(tryfirst=True)  # before syrupy's own (also tryfirst; the later-registered conftest goes first)
+def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object, right: object) -> list[str] | None:
+    """syrupy's explanation of a failed snapshot, led by which file and the command that writes it."""
+    found = next((side for side in (right, left) if isinstance(side, SnapshotAssertion)), None)
+    if found is None or not found.num_executions:
+        return None
+    result = found.executions[found.num_executions - 1]  # the comparison that failed
+    where = Path(result.snapshot_location).relative_to(SNAPSHOTS.parents[2])
+    if result.recalled_data is None:
+        lead = f"output == {where}, but there is no snapshot: run `{UPDATE_COMMAND}` and review the file it writes"
+    else:
+        lead = f"output == {where}: if the change is intended, run `{UPDATE_COMMAND}` and review the diff"
+    return [lead, *(syrupy.pytest_assertrepr_compare(config, op, left, right) or [])]
 
 
 @pytest.fixture

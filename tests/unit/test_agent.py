@@ -330,10 +330,7 @@ def test_a_rejected_call_is_shown_to_the_model_and_never_runs(rec: Recorder, ctx
 
     assert _types(outcome.events) == ["llm_call", "tool_call", "done"]
     assert rec.runs == []
-    assert llm.calls[-1].context.endswith(
-        '<tool_result name="deploy" id="call_1" status="rejected">NOT RUN - rejected by alice: too risky today'
-        "</tool_result>"
-    )
+    assert llm.calls[-1].context.endswith("\n← NOT RUN - rejected by alice: too risky today")
 
 
 def test_an_expired_approval_never_runs(rec: Recorder, ctx: StepContext) -> None:
@@ -344,7 +341,7 @@ def test_an_expired_approval_never_runs(rec: Recorder, ctx: StepContext) -> None
 
     assert outcome.route == "done"
     assert rec.runs == []
-    assert 'status="expired">NOT RUN - approval expired' in llm.calls[-1].context
+    assert "\n← NOT RUN - approval expired" in llm.calls[-1].context
 
 
 def test_an_edited_call_runs_with_the_edited_args(rec: Recorder, ctx: StepContext) -> None:
@@ -785,8 +782,7 @@ def test_prefetch_runs_before_the_first_model_call_and_only_once(rec: Recorder, 
     assert (pre.tool, pre.args, pre.prefetch, pre.call_id) == ("fetch", {"n": 7}, True, "pre_1")
     assert not any(isinstance(e, ToolCall) and e.prefetch for e in second.events)
     assert rec.count("fetch") == 1
-    assert '<tool_call name="fetch" id="pre_1" by="code">{"n":7}</tool_call>' in llm.calls[0].context
-    assert '<tool_result name="fetch" id="pre_1">{"n":7,"ran":"fetch"}</tool_result>' in llm.calls[0].context
+    assert "\n→ fetch(n=7) [run by code]\n← n=7 ran=fetch" in llm.calls[0].context
     assert len(llm.calls[0].events) == 3
     assert fold(thread).calls_by_signature == {"ping:[('n', 0)]": 1, "done_for_now:[('answer', 'ok')]": 1}
 
@@ -853,7 +849,7 @@ def test_odd_tool_results_are_stored_as_the_json_a_store_reads_back(rec: Recorde
     assert outcome.route == "done"
     assert _one(thread.events, ToolResult).result == {"1": "one", "b": [2, 3]}
     assert Thread.from_json(thread.to_json()) == thread
-    assert '<tool_result name="weird" id="call_1">{"1":"one","b":[2,3]}</tool_result>' in llm.calls[1].context
+    assert '\n→ weird(n=0)\n← "1"=one b=[2,3]' in llm.calls[1].context
 
 
 # --- token budget, stale results, result size (Factor 8 limits) -----------------------------------

@@ -12,11 +12,11 @@ import io
 import json
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from syrupy.assertion import SnapshotAssertion
 
 from agents import AGENTS, build_llm, deploybot
 from core.adapters.llm import LLM, LLMRequest, LLMRequestError, LLMResponse, Usage
@@ -45,7 +45,6 @@ DEPLOYBOT = AGENTS["deploybot"]
 EXAMPLES = ("calculator", "deploybot", "triage")
 """The example agents the issue asks five cases of; agents added since ship their own under evals/<agent>/."""
 EVALS = Path(__file__).resolve().parents[2] / "evals"
-Snapshot = Callable[[str, str], None]
 
 
 def _staging_thread(drive: Driver) -> Thread:
@@ -129,10 +128,10 @@ def test_the_deploybot_brain_follows_the_rules_of_the_prompt_it_is_given() -> No
     assert deploybot.prompt_rules("we never always deploy to production").environment is None
 
 
-def test_the_broken_v2_prompt_snapshot(snapshot: Snapshot) -> None:
+def test_the_broken_v2_prompt_snapshot(snapshot: SnapshotAssertion) -> None:
     prompt = PromptLibrary().load("deploybot", 2)
 
-    snapshot("prompt_deploybot_v2", prompt.render(agent="deploybot", tools=", ".join(DEPLOYBOT.registry.names)))
+    assert prompt.render(agent="deploybot", tools=", ".join(DEPLOYBOT.registry.names)) == snapshot
     assert "DELIBERATELY BROKEN" in prompt.description
     assert DEPLOYBOT.prompt_version == 1, "v2 exists to be caught by evals, never to be pinned"
 

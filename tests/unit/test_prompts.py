@@ -1,7 +1,8 @@
 """Prompts are code (Factor 2): versioned files, content hashes, clear errors, and snapshots of what each agent says.
 
-Each agent's rendered system prompt is compared exactly with ``tests/unit/snapshots/prompt_<agent>_v1.txt``
-so a prompt change shows up in review. Both tests run over the registry (agents/), so an agent added there is
+Each agent's rendered system prompt is compared exactly with its snapshot,
+``tests/unit/snapshots/test_prompts/test_each_agent_system_prompt_snapshot[<agent>].txt``, so a prompt change shows
+up in review. Both tests run over the registry (agents/), so an agent added there is
 covered without editing this file. After an intended change, or for a new agent, write them and review the diff::
 
     make snapshots
@@ -10,15 +11,13 @@ covered without editing this file. After an intended change, or for a new agent,
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from syrupy.assertion import SnapshotAssertion
 
 from agents import AGENTS
 from core.kernel.prompts import DEFAULT_ROOT, PromptError, PromptLibrary, parse_prompt
-
-Snapshot = Callable[[str, str], None]
 
 GOOD = """---
 id: demo
@@ -56,13 +55,13 @@ def test_each_agent_prompt_loads_and_its_hash_is_the_files_sha256(agent: str) ->
 
 
 @pytest.mark.parametrize("agent", sorted(AGENTS))
-def test_each_agent_system_prompt_snapshot(agent: str, snapshot: Snapshot) -> None:
+def test_each_agent_system_prompt_snapshot(agent: str, snapshot: SnapshotAssertion) -> None:
     spec = AGENTS[agent]
     prompt = PromptLibrary().load(spec.prompt_id, spec.prompt_version)
 
     rendered = prompt.render(agent=spec.name, tools=", ".join(spec.registry.names))
 
-    snapshot(f"prompt_{spec.prompt_id}_v{spec.prompt_version}", rendered)
+    assert rendered == snapshot
     assert "${" not in rendered
     assert f"You are {agent}" in rendered
 

@@ -2,9 +2,11 @@
 
 The three files are written into a copy of the tree (never into this one: the registry discovers every module of
 agents/, and other test runs share the checkout), and everything the README promises is run there in fresh
-interpreters: the registry finds the agent and its brain, its own test passes, the prompt snapshot is missing until
-the documented ``make snapshots`` command writes it, the tests that cover every agent pass unchanged, ruff and
-mypy --strict accept the files, and ``make demo`` runs a thread of it on the local stack through its scripted brain.
+interpreters: the registry finds the agent and its brain, its own test passes, the prompt snapshot is missing (a plain
+run fails naming the command, and writes nothing) until the documented ``make snapshots`` command writes it where the
+README says, the tests that cover every agent pass unchanged, ruff and mypy --strict accept the files, and ``make
+demo`` runs a thread of it on the local stack through its scripted brain. When the agent goes again, its snapshot is
+unused: a run fails on it and ``make snapshots`` deletes it.
 """
 
 from __future__ import annotations
@@ -19,8 +21,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
-TREE = ("agents", "core", "functions", "infra", "prompts", "tests", "pyproject.toml", "template.yaml", "Makefile")
-"""What the copy needs: the packages, the prompts, the tests that cover every agent, and their configuration."""
+TREE = (
+    "agents",
+    "core",
+    "evals",
+    "functions",
+    "infra",
+    "prompts",
+    "tests",
+    "pyproject.toml",
+    "template.yaml",
+    "Makefile",
+)
+"""What the copy needs: the packages, the prompts, the eval cases, the tests that cover every agent (and those that
+`make snapshots` runs), and their configuration."""
 BIN = Path(sys.executable).parent
 
 
@@ -52,16 +66,32 @@ def _copy_tree(dest: Path) -> Path:
     return dest
 
 
-def _run(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``args`` in ``root``, whose packages shadow the installed ones (PYTHONPATH and the working directory)."""
-    inherited = {k: v for k, v in os.environ.items() if k != "UPDATE_SNAPSHOTS"}
-    full = {**inherited, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
+    full = {**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
     return subprocess.run(args, cwd=root, env=full, capture_output=True, text=True, check=False, timeout=300)
 
 
 def _ok(done: subprocess.CompletedProcess[str]) -> str:
     assert done.returncode == 0, f"{done.args} exited {done.returncode}:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
     return done.stdout
+
+
+def _snapshot_named_in(section: str) -> str:
+    """The path of the new agent's prompt snapshot, as the README's walkthrough names it."""
+    found = re.findall(r"`(tests/unit/snapshots/[^`]+\.txt)`", section)
+    assert len(found) == 1, f"the walkthrough names one snapshot file, not {found}"
+    return str(found[0])
+
+
+def _snapshots_recipe(root: Path, python: str) -> list[str]:
+    """The Makefile's ``snapshots`` command, run with this interpreter (``setup`` is this environment)."""
+    recipe = re.search(r"^snapshots:.*\n\t(.+)$", (root / "Makefile").read_text(encoding="utf-8"), flags=re.M)
+    assert recipe is not None
+    command = recipe.group(1).replace("$(BIN)/python", python).split()
+    assert command[:3] == [python, "-m", "pytest"], command
+    assert "--snapshot-update" in command, "snapshots are written by syrupy's flag only, never by a plain run"
+    return command
 
 
 _DISCOVERED = """
@@ -74,9 +104,14 @@ print(json.dumps({"agents": list(AGENTS), "brains": list(BRAINS), "default": Set
 
 def test_write_your_own_agent_runs_verbatim(tmp_path: Path) -> None:
     section = _section("Write your own agent")
-    assert [lang for lang, _ in _blocks(section)] == ["markdown", "python", "python"]
+    assert [lang for lang, _ in _blocks(section)] == ["markdown", "python", "python", "json"]
     files = _files(section)
-    assert list(files) == ["prompts/travel/v1.md", "agents/travel.py", "tests/unit/test_travel.py"]
+    assert list(files) == [
+        "prompts/travel/v1.md",
+        "agents/travel.py",
+        "tests/unit/test_travel.py",
+        "evals/travel/checks_the_weather_first.json",
+    ]
     assert len(files["agents/travel.py"].strip().splitlines()) < 60, "a new agent, with its brain, in under 60 lines"
     assert "make snapshots" in section
 
@@ -101,25 +136,32 @@ def test_write_your_own_agent_runs_verbatim(tmp_path: Path) -> None:
     _ok(_run(root, python, "-m", "mypy", "--cache-dir", str(tmp_path / "mypy"), *created))
 
     # the tests that cover every agent pick it up; its snapshot is missing until `make snapshots` writes it
-    every = ("tests/unit/test_prompts.py", "tests/unit/test_example_agents.py")
+    every = ("tests/unit/test_prompts.py", "tests/unit/test_example_agents.py", "tests/unit/test_eval_cases.py")
+    snapshot = root / _snapshot_named_in(section)
     missing = _run(root, python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *every, "-k", "travel")
     assert missing.returncode == 1
-    assert "no snapshot" in missing.stdout
-    assert "run `make snapshots`" in missing.stdout
-    recipe = re.search(r"^snapshots:.*\n\t(.+)$", (root / "Makefile").read_text(encoding="utf-8"), flags=re.M)
-    assert recipe is not None
-    command = recipe.group(1).replace("$(BIN)/python", python).split()
-    assert command[0] == "UPDATE_SNAPSHOTS=1"
-    _ok(_run(root, *command[1:], env={"UPDATE_SNAPSHOTS": "1"}))
-    assert (root / "tests/unit/snapshots/prompt_travel_v1.txt").read_text(encoding="utf-8").startswith("You are travel")
+    assert f"{snapshot.relative_to(root)}, but there is no snapshot: run `make snapshots`" in missing.stdout
+    assert not snapshot.exists(), "a plain run never writes a snapshot (CI must fail, not record)"
+    _ok(_run(root, *_snapshots_recipe(root, python)))
+    assert snapshot.read_text(encoding="utf-8").startswith("You are travel")
     picked = ("-k", "travel or registry or unknown or kernel")
     passed = _ok(_run(root, python, "-m", "pytest", "-v", "-p", "no:cacheprovider", *every, *picked))
-    assert len(re.findall(r"\[travel\] PASSED", passed)) == 3, "prompt hash, prompt snapshot, a run of its brain"
+    assert len(re.findall(r"\[travel\] PASSED", passed)) == 5, "prompt hash and snapshot, its brain, its evals"
 
     # offline on the local stack: `make demo` runs a thread of it through its brain, approving the booking
     demo = _ok(_run(root, python, "-m", "infra.local.demo"))
     assert "travel: from agents/, with its scripted brain" in demo
     assert re.search(r"^  travel +done .*1 human decision\(s\): Booked Lisbon for 2026-12-01\.$", demo, flags=re.M)
+
+    # and when the agent goes, its snapshot is unused: a run of the tests fails on it, `make snapshots` deletes it
+    for rel in files:
+        (root / rel).unlink()
+    stale = _run(root, python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit/test_prompts.py")
+    assert stale.returncode == 1
+    assert "1 snapshot unused" in stale.stdout
+    _ok(_run(root, *_snapshots_recipe(root, python)))
+    assert not snapshot.exists()
+    _ok(_run(root, python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit/test_prompts.py"))
 
 
 def test_the_readme_opens_with_the_demo_and_the_test_commands() -> None:
