@@ -56,26 +56,79 @@ clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .aws-sam
 
 # --- SAM build targets (infra) ---
-# `sam build` calls build-<LogicalId> for the functions of template.yaml (Metadata: BuildMethod: makefile).
-# All three share one CodeUri (the repo root), so SAM builds once and copies the result. The package holds
-# core/, agents/, functions/, prompts/ and requirements-lambda.txt installed for arm64 / CPython 3.12 - no tests,
-# venvs or caches. LAMBDA_PIP must be a pip that can reach PyPI; the interpreter does not need to be 3.12.
+# `sam build` calls build-<LogicalId> for the functions of template.yaml (Metadata: BuildMethod: makefile), each with
+# its own ARTIFACTS_DIR. Each function's package holds core/, agents/, functions/ and prompts/ (no tests, venvs or
+# caches) and, of requirements-lambda.txt, only the packages it imports (LAMBDA_NEEDS_<LogicalId>), installed for
+# arm64 / CPython 3.12; functions/templates only where HTML is rendered. LAMBDA_PIP must be a pip that can reach
+# PyPI; its interpreter need not be 3.12.
+#
+# The package ships bytecode: Lambda's file system is read-only, so without .pyc every cold start compiles every
+# module it imports. .pyc is specific to a Python minor version, so it is compiled by LAMBDA_PYTHON, which must be
+# CPython $(LAMBDA_PY_VERSION): LAMBDA_PYC=auto (the default) warns and ships sources only without one, =1 stops the
+# build instead, =0 always ships sources only.
+# unchecked-hash: the runtime never stats or hashes the source to validate it (timestamps would not survive a zip;
+# checked hashes would read every source). co_filename is rewritten to /var/task, where Lambda unpacks the code.
+#
+# LAMBDA_PLATFORM / LAMBDA_PY_VERSION let benchmarks/cold_start.py build the same package for this machine.
 LAMBDA_PIP ?= python3 -m pip
+LAMBDA_PY_VERSION ?= 3.12
+LAMBDA_PLATFORM ?= manylinux2014_aarch64
+LAMBDA_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/$(LAMBDA_PY_VERSION).*/bin/python$(LAMBDA_PY_VERSION)) \
+	$(shell command -v python$(LAMBDA_PY_VERSION) 2>/dev/null) python$(LAMBDA_PY_VERSION))
+LAMBDA_PYC ?= auto
+LAMBDA_PYC_OK := $(shell "$(LAMBDA_PYTHON)" -c 'import sys; v = "%d.%d" % sys.version_info[:2]; \
+	sys.exit(v != "$(LAMBDA_PY_VERSION)" or sys.implementation.name != "cpython")' 2>/dev/null && echo 1)
 LAMBDA_SOURCES := core agents functions prompts
+LAMBDA_NEEDS_COMMON := aws-lambda-powertools pydantic
+# httpx: model providers and replies (step), notifications (request_human, record_end); jinja2: the HTML pages.
+LAMBDA_NEEDS_StepFunction := httpx
+LAMBDA_NEEDS_RequestHumanFunction := httpx
+LAMBDA_NEEDS_RecordEndFunction := httpx
+LAMBDA_NEEDS_ApiFunction := jinja2 httpx
+LAMBDA_NEEDS_ApprovalsFunction := jinja2
+LAMBDA_NEEDS_AuthorizerFunction :=
+LAMBDA_NEEDS_TriggersFunction :=
+LAMBDA_HTML_FUNCTIONS := ApiFunction ApprovalsFunction
+LAMBDA_FUNCTIONS := StepFunction RequestHumanFunction ApiFunction ApprovalsFunction AuthorizerFunction \
+	TriggersFunction RecordEndFunction
 
-.PHONY: build-StepFunction build-RequestHumanFunction build-ApiFunction build-ApprovalsFunction build-AuthorizerFunction build-TriggersFunction build-RecordEndFunction lambda-package
+.PHONY: build-StepFunction build-RequestHumanFunction build-ApiFunction build-ApprovalsFunction build-AuthorizerFunction build-TriggersFunction build-RecordEndFunction lambda-package lambda-packages
 
-build-StepFunction build-RequestHumanFunction build-ApiFunction build-ApprovalsFunction build-AuthorizerFunction build-TriggersFunction build-RecordEndFunction: lambda-package
+build-StepFunction build-RequestHumanFunction build-ApiFunction build-ApprovalsFunction build-AuthorizerFunction build-TriggersFunction build-RecordEndFunction:
+	$(MAKE) --no-print-directory lambda-package LAMBDA_FUNCTION=$(@:build-%=%)
+
+# Every function's package under LAMBDA_OUT/<LogicalId> (what `sam build` would make, without SAM CLI).
+LAMBDA_OUT ?= .aws-sam/build
+lambda-packages:
+	$(foreach f,$(LAMBDA_FUNCTIONS),$(MAKE) --no-print-directory lambda-package LAMBDA_FUNCTION=$(f) \
+		ARTIFACTS_DIR="$(abspath $(LAMBDA_OUT))/$(f)" &&) true
 
 lambda-package:
 	test -n "$(ARTIFACTS_DIR)"
+	@case " $(LAMBDA_FUNCTIONS) " in *" $(LAMBDA_FUNCTION) "*) ;; \
+		*) echo "LAMBDA_FUNCTION must be one of: $(LAMBDA_FUNCTIONS) (got '$(LAMBDA_FUNCTION)')" >&2; exit 2;; esac
+	@if [ "$(LAMBDA_PYC)" != 0 ] && [ "$(LAMBDA_PYC_OK)" != 1 ]; then \
+		echo "LAMBDA_PYTHON='$(LAMBDA_PYTHON)' is not CPython $(LAMBDA_PY_VERSION): the package's .pyc must be" \
+			"compiled by the runtime's version. Set LAMBDA_PYTHON=/path/to/python$(LAMBDA_PY_VERSION)." >&2; \
+		if [ "$(LAMBDA_PYC)" = 1 ]; then exit 2; fi; \
+		echo "WARNING: shipping sources only (LAMBDA_PYC=auto): every cold start compiles what it imports." >&2; fi
+	rm -rf "$(ARTIFACTS_DIR)"
 	mkdir -p "$(ARTIFACTS_DIR)"
 	cp -R $(LAMBDA_SOURCES) "$(ARTIFACTS_DIR)/"
+	find "$(ARTIFACTS_DIR)" -depth \( -name __pycache__ -o -name '*.pyc' -o -name py.typed \) -exec rm -rf {} +
+	$(if $(filter $(LAMBDA_FUNCTION),$(LAMBDA_HTML_FUNCTIONS)),,rm -rf "$(ARTIFACTS_DIR)/functions/templates")
+	reqs=$$(grep -E '^($(subst $(eval) ,|,$(strip $(LAMBDA_NEEDS_COMMON) $(LAMBDA_NEEDS_$(LAMBDA_FUNCTION)))))==' \
+		requirements-lambda.txt); \
+	test "$$(echo "$$reqs" | wc -l)" -eq $(words $(LAMBDA_NEEDS_COMMON) $(LAMBDA_NEEDS_$(LAMBDA_FUNCTION))) || \
+		{ echo "requirements-lambda.txt must pin each of: $(LAMBDA_NEEDS_COMMON) $(LAMBDA_NEEDS_$(LAMBDA_FUNCTION))" >&2; exit 2; }; \
 	$(LAMBDA_PIP) install --quiet --disable-pip-version-check --no-compile \
-		--platform manylinux2014_aarch64 --only-binary=:all: --implementation cp --python-version 3.12 \
-		--target "$(ARTIFACTS_DIR)" -r requirements-lambda.txt
-	find "$(ARTIFACTS_DIR)" -depth \( -name __pycache__ -o -name '*.pyc' \) -exec rm -rf {} +
+		--platform $(LAMBDA_PLATFORM) --only-binary=:all: --implementation cp --python-version $(LAMBDA_PY_VERSION) \
+		--target "$(ARTIFACTS_DIR)" $$reqs
 	rm -rf "$(ARTIFACTS_DIR)/bin"
+	find "$(ARTIFACTS_DIR)" -depth \( -name __pycache__ -o -name '*.pyc' \) -exec rm -rf {} +
+	@if [ "$(LAMBDA_PYC)" != 0 ] && [ "$(LAMBDA_PYC_OK)" = 1 ]; then \
+		"$(LAMBDA_PYTHON)" -m compileall -q -j0 --invalidation-mode unchecked-hash \
+			-s "$(ARTIFACTS_DIR)" -p /var/task "$(ARTIFACTS_DIR)" >/dev/null || { echo "compileall failed" >&2; exit 1; }; fi
 
 # --- serve (cli) ---
 # The local stack and its HTTP API on http://127.0.0.1:8765; prints the URL, the API key and each approval link.

@@ -294,6 +294,8 @@ def prologue(target: Target, *, smoke: bool = False) -> str:
     if smoke and target.smoke_requirements:
         paths.append(str(target.smoke_directory))
     lines = ["import sys, site, os", f"os.chdir({str(ROOT)!r})"]
+    if not target.source:  # `-c` puts the working directory first: the repo's agents/ would shadow a peer's
+        lines.append("sys.path[:] = [p for p in sys.path if p not in ('', '.')]")
     lines += [f"site.addsitedir({p!r})" for p in paths]
     if target.source:
         lines.append(f"sys.path.append({str(ROOT)!r})")

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
     # boto3's client types, from the mypy-boto3-* stubs: a dev dependency, never in the Lambda package
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_ses import SESClient
     from mypy_boto3_stepfunctions import SFNClient
@@ -683,8 +684,37 @@ def warn_unpriced_override(model: str | None, agents: Mapping[str, Agent]) -> li
     return limited
 
 
+class LazyClient:
+    """A boto3 client made at its first use (any attribute: a call, ``exceptions``, ``meta``).
+
+    Making a client loads its service model, tens of milliseconds each: a cold start pays only for the clients
+    its function calls (the step calls DynamoDB; S3 only for a large event, Step Functions never).
+    """
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def made(self) -> bool:
+        return self._client is not None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # copy/pickle probes and our own fields: never make a client for them
+            raise AttributeError(name)
+        with self._lock:
+            if self._client is None:
+                self._client = self._make()
+        return getattr(self._client, name)
+
+
 def build_runtime(settings: Settings | None = None) -> Runtime:
-    """Clients for the real AWS (or whatever ``AWS_ENDPOINT_URL`` points boto3 at)."""
+    """Clients for the real AWS (or whatever ``AWS_ENDPOINT_URL`` points boto3 at).
+
+    DynamoDB's client is made here (every function reads the table); S3's and Step Functions' at their first use
+    (:class:`LazyClient`), Secrets Manager's and SES's when a key is read or an email sent.
+    """
     import boto3  # noqa: PLC0415 - keep import time off the module
 
     from core.adapters.store.approvals_dynamodb import DynamoApprovalStore  # noqa: PLC0415
@@ -693,9 +723,9 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     settings = settings or Settings.from_env()
     session = boto3.session.Session()
     dynamodb = session.client("dynamodb")
-    s3 = session.client("s3")
+    s3 = cast("S3Client", LazyClient(lambda: session.client("s3")))
     threads = DynamoThreadStore(settings.table, dynamodb, s3, settings.bucket, offload_bytes=settings.offload_bytes)
-    sfn = session.client("stepfunctions")
+    sfn = cast("SFNClient", LazyClient(lambda: session.client("stepfunctions")))
     prompts = PromptLibrary()
     rt = Runtime(
         settings=settings,

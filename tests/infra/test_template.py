@@ -303,3 +303,79 @@ def test_lambda_requirements_follow_pyproject() -> None:
         assert spec.operator == "==", f"{name}: pin an exact version"
         assert wanted[name].specifier.contains(spec.version), f"{name} {spec.version} breaks {wanted[name]}"
         assert requirement.extras == wanted[name].extras, f"{name}: extras differ from pyproject.toml"
+
+
+# --- one package per function ------------------------------------------------------------------------------------
+
+LAMBDA_PROVIDED_MODULES = {"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3"}
+"""Top-level modules the Lambda Python runtime has itself (boto3 and its dependencies)."""
+
+_MODULES_AFTER_IMPORT = """
+import importlib, json, sys
+importlib.import_module({module!r})
+std = set(sys.stdlib_module_names)
+print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}} - std)))
+"""
+
+
+def _makefile_needs() -> dict[str, set[str]]:
+    """``LAMBDA_NEEDS_<LogicalId>`` of the Makefile, each with ``LAMBDA_NEEDS_COMMON``, as distribution names."""
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    found = dict(re.findall(r"^LAMBDA_NEEDS_(\w+) :=[ \t]*(.*)$", makefile, re.MULTILINE))
+    common = set(found.pop("COMMON").split())
+    return {name: {canonicalize_name(n) for n in common | set(value.split())} for name, value in found.items()}
+
+
+def _closure(names: set[str]) -> set[str]:
+    """The distributions ``names`` install (their requirements without extras, recursively), as installed here."""
+    from importlib.metadata import distribution  # noqa: PLC0415
+
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = canonicalize_name(todo.pop())
+        if name in seen:
+            continue
+        seen.add(name)
+        for line in distribution(name).requires or []:
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                todo.append(requirement.name)
+    return seen
+
+
+def test_every_function_has_a_package_recipe_and_pins_what_it_needs() -> None:
+    needs = _makefile_needs()
+    assert set(needs) == set(_resources("AWS::Serverless::Function")), "LAMBDA_NEEDS_<LogicalId> per function"
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    (listed,) = re.findall(r"^LAMBDA_FUNCTIONS := ((?:.*\\\n)*.*)$", makefile, re.MULTILINE)
+    assert set(listed.replace("\\\n", " ").split()) == set(needs)
+    lines = (ROOT / "requirements-lambda.txt").read_text(encoding="utf-8").splitlines()
+    pinned = {canonicalize_name(Requirement(ln).name) for ln in lines if ln and ln[0] != "#"}
+    for name, wanted in needs.items():
+        assert wanted <= pinned, f"{name} needs {wanted - pinned}, which requirements-lambda.txt does not pin"
+
+
+@pytest.mark.parametrize("name", sorted(CONTRACT_HANDLERS))
+def test_each_package_holds_what_its_handler_imports(name: str) -> None:
+    """Importing the handler (the function's init) loads only modules its package ships or the runtime has."""
+    from importlib.metadata import packages_distributions  # noqa: PLC0415
+
+    module = CONTRACT_HANDLERS[name].rsplit(".", 1)[0]
+    done = subprocess.run(
+        [sys.executable, "-c", _MODULES_AFTER_IMPORT.format(module=module)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    loaded = set(json.loads(done.stdout)) - {"core", "agents", "functions"} - LAMBDA_PROVIDED_MODULES
+    shipped = _closure(_makefile_needs()[name])
+    owners = packages_distributions()
+    missing = {
+        top
+        for top in loaded
+        if not top.startswith("_") and not {canonicalize_name(d) for d in owners.get(top, [top])} & shipped
+    }
+    assert missing == set(), f"{name} imports {sorted(missing)}, which its package (LAMBDA_NEEDS_{name}) lacks"

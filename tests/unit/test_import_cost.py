@@ -45,3 +45,69 @@ def test_importing_the_kernel_loads_no_heavy_dependency(module: str) -> None:
 
 def test_the_probe_would_notice_a_heavy_import() -> None:
     assert "httpx" in _heavy_after_import("core.adapters.llm.openai")
+
+
+_MODULES = """
+import json, sys
+import {module}
+print(json.dumps(sorted(sys.modules)))
+"""
+
+STEP_NEVER_IMPORTS = (
+    "boto3",  # imported by the first invocation (functions._wiring.build_runtime), never at init
+    "httpx",  # a model provider's, at the first call of an HTTP model
+    "jinja2",
+    "functions._html",  # the HTML pages: the API and the approval pages
+    "functions.routes",
+    "functions.timeline",
+    "functions.api",
+    "functions.approvals",
+    "functions.triggers",
+    "core.adapters.store.dynamodb",  # built at the first invocation
+    "core.adapters.store.approvals_dynamodb",
+    "core.adapters.llm.openai",
+    "core.adapters.llm.anthropic",
+    "core.adapters.llm.bedrock",
+    "core.services.replay",
+    "aws_xray_sdk",  # only when tracing is active (functions._observe.tracer_or_none)
+)
+
+
+def _modules_after_import(module: str) -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", _MODULES.format(module=module)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return set(json.loads(done.stdout))
+
+
+def test_the_step_function_imports_only_what_a_step_needs() -> None:
+    loaded = _modules_after_import("functions.step")
+    leaked = sorted(m for m in loaded if any(m == n or m.startswith(n + ".") for n in STEP_NEVER_IMPORTS))
+    assert leaked == []
+    assert {"functions.step", "functions._wiring", "core.kernel.runner"} <= loaded  # the probe saw the step
+
+
+def test_the_first_invocation_makes_only_the_dynamodb_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """S3 (large events) and Step Functions clients are made at their first use, not by the step's cold start."""
+    from functions._wiring import LazyClient, build_runtime  # noqa: PLC0415
+
+    for key, value in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_XRAY_DAEMON_ADDRESS", raising=False)
+    rt = build_runtime()
+    lazy = {name: client for name, client in rt.clients.items() if isinstance(client, LazyClient)}
+    assert set(lazy) == {"s3", "stepfunctions"}
+    assert not isinstance(rt.clients["dynamodb"], LazyClient)
+    assert [name for name, client in lazy.items() if client.made] == []
+    assert rt.sfn.meta.service_model.service_name == "stepfunctions"  # the first use makes the real client
+    assert lazy["stepfunctions"].made
+    assert not lazy["s3"].made
