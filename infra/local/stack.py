@@ -9,6 +9,7 @@ function name, to the handler the template names, with real Lambda event and con
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import importlib
@@ -18,7 +19,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ ACCOUNT = "123456789012"
 REGION = "us-east-1"
 FAST = {"RetryIntervalSeconds": 1, "RetryMaxAttempts": 3}
 """Substitutions that keep retries short locally; the ASL file is the same one that is deployed."""
+TEST_TIME_SCALE = 0.01
+"""The ``time_scale`` the functional tests build their stack with: a 4 s backoff is waited as 40 ms."""
 
 _TEST_RUNNER_ENV = "PYTEST_"
 """Variables the test runner sets while the stack runs (the current test's name): :meth:`LocalStack.reset` leaves
@@ -74,6 +77,23 @@ class LambdaContext:
 
 
 @dataclass(frozen=True)
+class RetryWait:
+    """One wait of the ASL's Retry before its state runs again, as moto's engine computed it."""
+
+    execution: str
+    """The execution's name (``<thread>-<seq>``)."""
+    state: str
+    retry: int
+    """1 before this entry into the state is first retried, 2 before the second retry, ..."""
+    ceiling: float
+    """What the Retrier's backoff allows this time: ``IntervalSeconds x BackoffRate^(retry-1)``, capped by
+    ``MaxDelaySeconds`` (moto keeps the multiplier per execution, not per entry into the state)."""
+    seconds: float
+    """What the Retrier asked to wait: ``ceiling``, or with ``JitterStrategy: FULL`` anything from 0 to it. The stack
+    waited ``seconds x time_scale``."""
+
+
+@dataclass(frozen=True)
 class Invocation:
     """One routed Lambda invoke, kept for tests and the demo."""
 
@@ -92,7 +112,18 @@ class LocalStack:
         root: Path = ROOT,
         substitutions: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
+        time_scale: float = 1.0,
     ) -> None:
+        """``time_scale``: the fraction of each Retry wait of the ASL the stack really waits (1, the default, is
+        real timing, for ``stepfold serve`` and the demo; the tests use :data:`TEST_TIME_SCALE`). The Retry itself
+        is unchanged: the same attempts, the same backoff and jitter, each wait recorded in :attr:`retry_waits`."""
+        if not (isinstance(time_scale, int | float) and 0 <= time_scale <= 1):
+            raise ValueError(
+                f"time_scale must be a number from 0 to 1 (the fraction of each Retry wait really waited), "
+                f"got {time_scale!r}"
+            )
+        self.time_scale = float(time_scale)
+        self.retry_waits: list[RetryWait] = []
         self.root = root
         self.template: Template = load_template(root / "template.yaml")
         self.substitution_overrides = {**FAST, **(substitutions or {})}
@@ -150,6 +181,8 @@ class LocalStack:
         _serialize_dynamodb()
         _fill_start_execution_gap()
         _fill_stop_execution_gap()
+        _scale_retry_waits()
+        _RETRY_CLOCK.run_for(self)
         import boto3  # noqa: PLC0415
 
         for name in ("dynamodb", "s3", "lambda", "stepfunctions", "iam", "secretsmanager"):
@@ -255,23 +288,31 @@ class LocalStack:
         install_runtime(built)
         with self._lock:
             self.invocations = []
+            self.retry_waits = []
             self.bytes_written = self.write_requests = 0
         self.listeners = []
 
     def busy_executions(self) -> list[str]:
         """Executions, of any state machine, that are mid-step (running and not parked on a human)."""
-        sfn = self.clients["stepfunctions"]
-        busy = []
-        for machine in sfn.list_state_machines()["stateMachines"]:
-            running = sfn.list_executions(stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING")
-            busy += [e["executionArn"] for e in running["executions"] if not self._waiting_for_human(e["executionArn"])]
-        return busy
+        return [e.exec_arn for e in self._running() if not _parked_on_human(e)]
+
+    def _running(self) -> list[Any]:
+        """moto's running executions, of every state machine, as its engine holds them. Read there rather than
+        through the API (list, then one history per execution): these checks run after every test and on every
+        poll of :meth:`wait`, and a stack with a hundred threads parked on a human made each one take half a
+        second of serializing histories."""
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends  # noqa: PLC0415
+
+        backend = stepfunctions_parser_backends[ACCOUNT][REGION]
+        machines: list[Any] = list(backend.state_machines)
+        return [e for m in machines for e in list(m.executions) if e.exec_status == _RUNNING]
 
     def stop(self) -> None:
         from moto.awslambda_simple.models import LambdaSimpleBackend  # noqa: PLC0415
 
         self.wait_idle()
         install_runtime(None)
+        _RETRY_CLOCK.release(self)
         if self._saved_invoke is not None:
             LambdaSimpleBackend.invoke = self._saved_invoke  # type: ignore[method-assign]
             self._saved_invoke = None
@@ -400,6 +441,10 @@ class LocalStack:
         for listener in self.listeners:
             listener(invocation)
 
+    def _record_retry(self, wait: RetryWait) -> None:
+        with self._lock:
+            self.retry_waits.append(wait)
+
     def _count_write(self, request: Any, **_: Any) -> None:
         with self._lock:
             self.write_requests += 1
@@ -440,6 +485,16 @@ class LocalStack:
 
     def execution_status(self, execution_arn: str) -> str:
         status: str = self.clients["stepfunctions"].describe_execution(executionArn=execution_arn)["status"]
+        return status
+
+    def wait_execution(self, execution_arn: str, *, timeout: float = 30.0) -> str:
+        """Poll until the execution has ended (even one parked on a human); returns how (``SUCCEEDED``, ``FAILED``,
+        ``ABORTED``, ``TIMED_OUT``)."""
+        deadline = time.monotonic() + timeout
+        while (status := self.execution_status(execution_arn)) == "RUNNING":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"execution {execution_arn} is still RUNNING after {timeout}s")
+            time.sleep(0.02)
         return status
 
     def thread(self, thread_id: str) -> Thread:
@@ -483,34 +538,16 @@ class LocalStack:
         return not self.running_executions(thread.id)
 
     def running_executions(self, thread_id: str) -> list[str]:
-        sfn = self.clients["stepfunctions"]
-        arns = [
-            e["executionArn"]
-            for e in sfn.list_executions(stateMachineArn=self.state_machine_arn, statusFilter="RUNNING")["executions"]
-            if e["name"].startswith(f"{thread_id}-")
-        ]
-        return [a for a in arns if not self._waiting_for_human(a)]
-
-    def _waiting_for_human(self, execution_arn: str) -> bool:
-        history = self.clients["stepfunctions"].get_execution_history(executionArn=execution_arn)
-        for event in sorted(history["events"], key=lambda e: int(e["id"]), reverse=True):  # moto ignores reverseOrder
-            if event["type"] == "TaskStateEntered":
-                return bool(event["stateEnteredEventDetails"]["name"] == "WaitForHuman")
-            if event["type"] in ("TaskStateExited", "PassStateEntered", "ChoiceStateEntered"):
-                return False
-        return False
+        """The thread's executions (of any state machine) that are mid-step."""
+        return [e.exec_arn for e in self._running() if e.name.startswith(f"{thread_id}-") and not _parked_on_human(e)]
 
     def wait_idle(self, timeout: float = 10.0) -> None:
         """Wait until no execution is mid-step (so stopping the mock does not cut one in half)."""
-        if not self.state_machine_arn or self._mock is None:
+        if self._mock is None:
             return
         deadline = time.monotonic() + timeout
-        sfn = self.clients["stepfunctions"]
-        while time.monotonic() < deadline:
-            running = sfn.list_executions(stateMachineArn=self.state_machine_arn, statusFilter="RUNNING")["executions"]
-            if all(self._waiting_for_human(e["executionArn"]) for e in running):
-                return
-            time.sleep(0.05)
+        while self.busy_executions() and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def execution_ended(self, execution_arn: str) -> list[Any]:
         """What EventBridge does when an execution ends: build the "Step Functions Execution Status Change" event
@@ -571,6 +608,25 @@ class LocalStack:
         return count, size
 
 
+_RUNNING = "RUNNING"
+
+
+def _parked_on_human(execution: Any) -> bool:
+    """Whether a running execution of moto's engine waits in ``WaitForHuman`` (for a task token, not mid-step):
+    the last state it entered, read from the history its engine keeps."""
+    worker = execution.exec_worker
+    env = worker.env if worker is not None else None
+    if env is None:  # not started yet
+        return False
+    for event in reversed(env.event_manager.get_event_history()):
+        kind = event["type"]  # a str enum: equal to its name
+        if kind == "TaskStateEntered":
+            return bool(event["stateEnteredEventDetails"]["name"] == "WaitForHuman")
+        if kind in ("TaskStateExited", "PassStateEntered", "ChoiceStateEntered"):
+            return False
+    return False
+
+
 _TORN_READS = frozenset({"Query", "Scan"})
 """Requests DynamoDB runs read-committed item by item: they may see some items of a transaction and not others."""
 
@@ -593,6 +649,10 @@ class _DynamoGate:
     request order, releasing ``engine`` between items (``between_items`` is called there): a Query or Scan can
     land in between and see the transaction half-applied, exactly what real DynamoDB allows, while a failed
     transaction is never visible and moto's dicts are never read while they change.
+
+    moto backs a transaction up by deep-copying every table it writes, once per item it writes: a step on a
+    10,000-event thread deep-copied 40,000 items. The gate has it back up only what a transaction can change
+    (:class:`_TransactionBackup`): the same rollback, for the cost of copying the table's item maps.
     """
 
     def __init__(self) -> None:
@@ -621,7 +681,8 @@ class _DynamoGate:
                 return original(handler)
             # moto updates items in place: keep copies of the before-images, taken before it runs.
             befores = [copy.deepcopy(_get_item(backend, name, key)) for name, key in targets]
-            response = original(handler)
+            with _backups_from(list(zip(targets, befores, strict=True))):
+                response = original(handler)
             if not (isinstance(response, tuple) and response and response[0] == 200):
                 return response  # cancelled: moto rolled every item back, nobody saw anything
             afters = [_get_item(backend, name, key) for name, key in targets]
@@ -656,7 +717,10 @@ def _get_item(backend: Any, table_name: str, key: tuple[Any, Any]) -> Any:
 
 def _set_item(backend: Any, table_name: str, key: tuple[Any, Any], item: Any) -> None:
     """Put ``item`` (a moto Item, or ``None`` for absent) at ``key`` directly: no stream record, no conditions."""
-    table = backend.get_table(table_name)
+    _place(backend.get_table(table_name), key, item)
+
+
+def _place(table: Any, key: tuple[Any, Any], item: Any) -> None:
     hash_value, range_value = key
     if item is None:
         if range_value is not None:
@@ -667,6 +731,55 @@ def _set_item(backend: Any, table_name: str, key: tuple[Any, Any], item: Any) ->
         table.items[hash_value][range_value] = item
     else:
         table.items[hash_value] = item
+
+
+class _TransactionBackup:
+    """Stands in for the ``copy`` module in moto's DynamoDB backend while one TransactWriteItems runs there.
+
+    moto's ``transact_write_items`` backs up each table it writes with ``copy.deepcopy(table)`` and, when the
+    transaction is cancelled, puts the backup in the table's place. A transaction changes nothing of a table but
+    the items it names (a Put or Delete replaces the item in the table's maps; an Update changes the item object in
+    place), so the backup here is a shallow copy of the table whose item maps are copied and hold deep copies of
+    the named items (their before-images): what a deep copy would restore, without copying every other item. A
+    table with a stream (whose records a rollback also takes back) and any other object get a real deep copy.
+    """
+
+    def __init__(self, befores: list[tuple[tuple[str, tuple[Any, Any]], Any]]) -> None:
+        self._befores = befores
+        self._made: dict[int, Any] = {}
+
+    def deepcopy(self, value: Any, memo: Any = None) -> Any:
+        from moto.dynamodb.models.table import Table  # noqa: PLC0415
+
+        if not isinstance(value, Table) or value.stream_shard is not None:
+            return copy.deepcopy(value, memo)
+        if id(value) not in self._made:  # moto asks once per item; the table is the same until all are asked
+            backup = copy.copy(value)
+            backup.items = copy.copy(value.items)  # moto's maps: hash -> item, or hash -> {range -> item}
+            if value.range_key_attr is not None:
+                for hash_value, entries in value.items.items():
+                    backup.items[hash_value] = dict(entries)
+            for (name, key), before in self._befores:
+                if name == value.name:
+                    _place(backup, key, copy.deepcopy(before))
+            self._made[id(value)] = backup
+        return self._made[id(value)]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(copy, name)
+
+
+@contextlib.contextmanager
+def _backups_from(befores: list[tuple[tuple[str, tuple[Any, Any]], Any]]) -> Iterator[None]:
+    """While moto runs one transaction (the gate's ``engine`` held), it backs tables up with a
+    :class:`_TransactionBackup`."""
+    models: Any = importlib.import_module("moto.dynamodb.models")
+    saved = models.copy
+    models.copy = _TransactionBackup(befores)
+    try:
+        yield
+    finally:
+        models.copy = saved
 
 
 _DYNAMO_GATE = _DynamoGate()
@@ -728,6 +841,73 @@ def _fill_stop_execution_gap() -> None:
     StepFunctionsParserBackend._stepfold_filled = True  # type: ignore[attr-defined]
 
 
+class _RetryClock:
+    """Stands in for the ``time`` module in moto's retrier module, whose one use of it is the wait before a retry.
+
+    moto's Retrier computes the interval (IntervalSeconds, BackoffRate, MaxDelaySeconds, then the jitter) and
+    sleeps it. The clock records each wait for the running stack (:class:`RetryWait`: the ceiling is taken just before
+    the jitter, on the same engine thread) and sleeps it scaled by the stack's ``time_scale``. Nothing else of the
+    engine is touched: which errors retry, how many times and what is caught stay moto's reading of the real ASL.
+    """
+
+    def __init__(self) -> None:
+        self.scale = 1.0
+        self.stack: LocalStack | None = None
+        self._pending = threading.local()
+
+    def run_for(self, stack: LocalStack) -> None:
+        """Scale and record the waits for ``stack``, the one running in this process (moto's mock is global)."""
+        self.stack, self.scale = stack, stack.time_scale
+
+    def release(self, stack: LocalStack) -> None:
+        """Real timing again, nothing recorded, once ``stack`` stops."""
+        if self.stack is stack:
+            self.stack, self.scale = None, 1.0
+
+    def before_jitter(self, env: Any, ceiling: float) -> None:
+        self._pending.wait = (env, ceiling)
+
+    def sleep(self, seconds: float) -> None:
+        env, ceiling = getattr(self._pending, "wait", None) or (None, seconds)
+        self._pending.wait = None
+        stack = self.stack
+        if stack is not None and env is not None:
+            context = env.states.context_object.context_object_data
+            state = context["State"]
+            stack._record_retry(
+                RetryWait(
+                    execution=context["Execution"]["Name"],
+                    state=state["Name"],
+                    retry=int(state["RetryCount"]) + 1,  # moto counts the retry once its wait is over
+                    ceiling=float(ceiling),
+                    seconds=float(seconds),
+                )
+            )
+        time.sleep(seconds * self.scale)
+
+
+_RETRY_CLOCK = _RetryClock()
+
+
+def _scale_retry_waits() -> None:
+    """Route the wait of moto's Retrier through :data:`_RETRY_CLOCK` (see :class:`_RetryClock`). Idempotent."""
+    package = "moto.stepfunctions.parser.asl.component.common.retry"
+    retrier_decl: Any = importlib.import_module(f"{package}.retrier_decl")
+    jitter: Any = importlib.import_module(f"{package}.jitter_strategy_decl").JitterStrategyDecl
+    if retrier_decl.time is _RETRY_CLOCK:
+        return
+    if retrier_decl.time is not time:
+        raise RuntimeError("moto's retrier no longer waits with time.sleep: the local stack cannot scale its waits")
+    jittered = jitter._eval_body
+
+    def eval_body(self: Any, env: Any) -> None:
+        _RETRY_CLOCK.before_jitter(env, env.stack[-1])  # the backoff's interval, before the jitter draws from it
+        jittered(self, env)
+
+    jitter._eval_body = eval_body
+    retrier_decl.time = _RETRY_CLOCK
+
+
 def _serialize_dynamodb() -> None:
     """Give moto's DynamoDB the real service's isolation for the executions running on moto's threads.
 
@@ -745,3 +925,37 @@ def _serialize_dynamodb() -> None:
 
     call_action._stepfold_serialized = True  # type: ignore[attr-defined]
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+    _answer_reads_as_json()
+
+
+_PLAIN_READS = frozenset({"Query", "Scan"})
+"""Reads whose answer moto builds as the wire's JSON already: items of attribute values, counts, a key."""
+
+
+def _answer_reads_as_json() -> None:
+    """Answer a Query or Scan with its result as JSON, instead of through moto's serializer.
+
+    moto builds these answers as the JSON DynamoDB sends (attribute values are ``{"S": ...}`` maps) and then walks
+    the operation's output shape value by value to serialize them, which made reading a 10,000-event thread take
+    seconds. ``json.dumps`` writes the same document (binary values base64, as the serializer does; no member left
+    empty); ``test_local_moto.py`` compares the two on every attribute type. Other operations, and errors, go
+    through moto's serializer as before. Called by :func:`_serialize_dynamodb`, once per process.
+    """
+    from moto.dynamodb.responses import DynamoHandler  # noqa: PLC0415
+
+    serialized = DynamoHandler.serialized
+
+    def answer(handler: Any, action_result: Any) -> Any:
+        result = action_result.result
+        if not (isinstance(result, dict) and handler._get_action() in _PLAIN_READS):
+            return serialized(handler, action_result)
+        body = json.dumps({k: v for k, v in result.items() if v is not None}, default=_base64)
+        return 200, {"Content-Type": "application/x-amz-json-1.0", **handler.response_headers}, body
+
+    DynamoHandler.serialized = answer  # type: ignore[method-assign,assignment]
+
+
+def _base64(value: Any) -> str:
+    if not isinstance(value, bytes):
+        raise TypeError(f"{type(value).__name__} in a DynamoDB read's answer: only binary values need encoding")
+    return base64.b64encode(value).decode("ascii")

@@ -5,11 +5,22 @@ user leases it (:meth:`Shared.lease`): the lease resets the stack to how it was 
 and bucket, no executions, the runtime as built, new recorders) and applies the user's environment as a cold start.
 The ``stack`` fixture is one lease per test; a module that shares threads or a server between its tests holds one
 lease for the module. Tests that bring their own ``mock_aws()`` ask for ``no_local_stack``: moto's mocks nest and
-share one set of backends, so the shared stack is stopped first (and started again by the next lease).
+share one set of backends, so the shared stack is stopped first (and started again by the next lease). Tests of
+the stores themselves need no stack, only moto: :func:`scratch_aws` gives them a table and a bucket of their own in
+the shared stack's moto (and deletes them after), so the stack is never stopped for them.
 
 Whatever a test leaves behind that would reach the next one fails that test, after being cleaned up
 (:func:`_no_leaks`): a changed environment, an execution still mid-step, a botocore hook left on the stack's
 clients, a patched Lambda adapter, a listener, another runtime installed.
+
+The stack is built with :data:`~infra.local.stack.TEST_TIME_SCALE`: the ASL's Retry waits a hundredth of its
+interval (the same attempts and backoff, see ``test_retry_clock.py``).
+
+Property and fuzz tests take their hypothesis settings from :func:`fuzz`, under the profile ``STEPFOLD_FUZZ``
+names (:data:`FUZZ_PROFILES`). ``ci``, the default, on a developer's machine as in CI, draws the same examples on
+every run: a red run is never a new draw, and what passed here passes there. ``deep`` draws ten times as many, new
+ones each run (and replays, from hypothesis' example database, any that failed): a run that hunts for bugs rather
+than guards, ``STEPFOLD_FUZZ=deep pytest tests/functional -k "fuzz or properties"``.
 """
 
 from __future__ import annotations
@@ -17,15 +28,43 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import boto3
 import pytest
+from hypothesis import HealthCheck, settings
 
 from agents import deploybot, triage
+from core.adapters.store.dynamodb import create_table
 from functions import _wiring
-from infra.local.stack import LocalStack
+from infra.local.stack import REGION, TEST_TIME_SCALE, LocalStack
+
+FUZZ_PROFILES = {"ci": 1, "deep": 10}
+"""Each profile and how many times the examples a test asks for (:func:`fuzz`) it runs."""
+FUZZ_PROFILE = os.environ.get("STEPFOLD_FUZZ") or "ci"
+if FUZZ_PROFILE not in FUZZ_PROFILES:
+    raise pytest.UsageError(f"STEPFOLD_FUZZ must be one of {', '.join(FUZZ_PROFILES)}; got {FUZZ_PROFILE!r}")
+for _name in FUZZ_PROFILES:
+    settings.register_profile(
+        f"stepfold-functional-{_name}",
+        derandomize=_name == "ci",
+        **({"database": None} if _name == "ci" else {}),
+        deadline=None,  # a request through the stack takes what it takes; speed is the benchmarks' business
+        print_blob=True,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+
+def fuzz(examples: int) -> settings:
+    """The hypothesis settings of a functional property or fuzz test that draws ``examples`` examples (times the
+    profile's scale), under the profile ``STEPFOLD_FUZZ`` names. Registered, not loaded: the other tiers keep theirs."""
+    return settings(
+        settings.get_profile(f"stepfold-functional-{FUZZ_PROFILE}"), max_examples=examples * FUZZ_PROFILES[FUZZ_PROFILE]
+    )
+
 
 QUIET = {"POWERTOOLS_LOG_LEVEL": "WARNING"}
 SETTLE_S = 30.0
@@ -44,7 +83,7 @@ class Shared:
 
     def running(self) -> LocalStack:
         if self.stack is None:
-            self.stack = LocalStack(env=QUIET)
+            self.stack = LocalStack(env=QUIET, time_scale=TEST_TIME_SCALE)
             self.stack.start()
             self._transition()
         return self.stack
@@ -213,6 +252,52 @@ def shared() -> Shared:
 def stack() -> Iterator[LocalStack]:
     with SHARED.lease() as running:
         yield running
+
+
+@dataclass(frozen=True)
+class ScratchAws:
+    """A threads table and a bucket of their own in the session's moto, with clients of their own (hooks a test
+    registers on them stay with them)."""
+
+    dynamodb: Any
+    s3: Any
+    table: str
+    bucket: str
+
+
+@contextlib.contextmanager
+def scratch_aws(config: Any = None) -> Iterator[ScratchAws]:
+    """A table (the store's schema, :func:`~core.adapters.store.dynamodb.create_table`) and a bucket with unique
+    names in the shared stack's moto, deleted afterwards; ``config`` is a botocore ``Config`` for the clients."""
+    stack = SHARED.running()
+    name = f"scratch-{uuid.uuid4().hex[:16]}"
+    dynamodb = boto3.client("dynamodb", region_name=REGION, config=config)
+    s3 = boto3.client("s3", region_name=REGION, config=config)
+    create_table(dynamodb, name)
+    s3.create_bucket(Bucket=name)
+    try:
+        yield ScratchAws(dynamodb, s3, name, name)
+    finally:
+        if SHARED.stack is stack:  # else it was stopped meanwhile, and moto forgot everything with it
+            _delete_scratch(stack, name)
+
+
+def _delete_scratch(stack: LocalStack, name: str) -> None:
+    """With the stack's clients: the test's may still have faults queued on them."""
+    ddb, s3 = stack.clients["dynamodb"], stack.clients["s3"]
+    ddb.delete_table(TableName=name)
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=name, Delete={"Objects": keys})
+    s3.delete_bucket(Bucket=name)
+
+
+@pytest.fixture
+def scratch() -> Iterator[ScratchAws]:
+    """:func:`scratch_aws` for one test."""
+    with scratch_aws() as aws:
+        yield aws
 
 
 @pytest.fixture

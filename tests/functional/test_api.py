@@ -10,13 +10,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 from openapi_spec_validator import validate
 
 from agents import deploybot
-from core.adapters.store.dynamodb import DynamoThreadStore, create_table
+from core.adapters.store.dynamodb import DynamoThreadStore
 from core.adapters.store.memory import MemoryThreadStore
 from core.kernel.events import Done, Event, Failed, HumanResponse, Paused, UserInput
 from core.kernel.store import InvalidCursorError, ThreadLister, ThreadListing
@@ -24,6 +22,7 @@ from core.kernel.thread import fold, start_thread
 from functions import api
 from infra.local.stack import LambdaContext, LocalStack
 from tests.functional._http import http_event
+from tests.functional.conftest import ScratchAws
 
 
 @dataclass(frozen=True)
@@ -66,13 +65,9 @@ def executions(stack: LocalStack, thread_id: str) -> list[dict[str, Any]]:
     return [e for e in listed if e["name"].startswith(f"{thread_id}-")]
 
 
-def ended(stack: LocalStack, execution_arn: str, timeout: float = 20.0) -> str:
+def ended(stack: LocalStack, execution_arn: str) -> str:
     """The execution's final status, once it leaves RUNNING (a wait it was parked in ends a moment later)."""
-    deadline = time.monotonic() + timeout
-    while (status := stack.execution_status(execution_arn)) == "RUNNING":
-        assert time.monotonic() < deadline, f"{execution_arn} still running after {timeout}s"
-        time.sleep(0.02)
-    return status
+    return stack.wait_execution(execution_arn, timeout=20)
 
 
 def last_state(stack: LocalStack, execution_arn: str) -> str:
@@ -270,70 +265,64 @@ def test_list_threads_by_status_and_agent_with_a_cursor(stack: LocalStack) -> No
     assert_error(call("GET", "/threads", query={"status": "sleeping"}), 422, "invalid_request")
 
 
-def _stores() -> Iterator[tuple[str, Callable[[Callable[[], datetime]], ThreadLister]]]:
-    yield "memory", lambda clock: MemoryThreadStore()
+def _stores() -> Iterator[tuple[str, Callable[[Callable[[], datetime], ScratchAws], ThreadLister]]]:
+    yield "memory", lambda clock, _: MemoryThreadStore()
 
-    def dynamo(clock: Callable[[], datetime]) -> ThreadLister:
-        ddb = boto3.client("dynamodb", region_name="us-east-1")
-        s3 = boto3.client("s3", region_name="us-east-1")
-        create_table(ddb, "listing")
-        s3.create_bucket(Bucket="listing")
-        return DynamoThreadStore("listing", ddb, s3, "listing", clock=clock, cache=False)
+    def dynamo(clock: Callable[[], datetime], aws: ScratchAws) -> ThreadLister:
+        return DynamoThreadStore(aws.table, aws.dynamodb, aws.s3, aws.bucket, clock=clock, cache=False)
 
     yield "dynamodb", dynamo
 
 
-@pytest.mark.usefixtures("no_local_stack")  # its own mock_aws()
 @pytest.mark.parametrize(("kind", "make"), list(_stores()), ids=["memory", "dynamodb"])
 def test_listing_contract_pages_through_every_status_in_time_order(
-    kind: str, make: Callable[[Callable[[], datetime]], ThreadLister]
+    kind: str, make: Callable[[Callable[[], datetime], ScratchAws], ThreadLister], scratch: ScratchAws
 ) -> None:
     """Both stores: newest first, filters, and a cursor that visits every thread exactly once."""
     base = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
     now = [base]
-    with mock_aws():
-        store = make(lambda: now[0])
-        assert isinstance(store, MemoryThreadStore | DynamoThreadStore)
-        expected: list[ThreadListing] = []
-        plan = ["done", "running", "paused", "done", "failed", "running", "done", "paused", "done"]
-        for i, status in enumerate(plan):
-            now[0] = base + timedelta(minutes=i)
-            agent = "calculator" if i % 3 else "deploybot"
-            thread = store.create(start_thread(f"th_{i:02d}", agent, "go", now=now[0]))
-            ending = _ending(status, now[0])
-            if ending is not None:
-                store.append(thread.id, 1, [ending])
-            expected.append(ThreadListing(thread.id, agent, fold(store.load(thread.id)).status, now[0]))
-        newest = sorted(expected, key=lambda r: r.updated_at, reverse=True)
+    store = make(lambda: now[0], scratch)
+    assert isinstance(store, MemoryThreadStore | DynamoThreadStore)
+    expected: list[ThreadListing] = []
+    plan = ["done", "running", "paused", "done", "failed", "running", "done", "paused", "done"]
+    for i, status in enumerate(plan):
+        now[0] = base + timedelta(minutes=i)
+        agent = "calculator" if i % 3 else "deploybot"
+        thread = store.create(start_thread(f"th_{i:02d}", agent, "go", now=now[0]))
+        ending = _ending(status, now[0])
+        if ending is not None:
+            store.append(thread.id, 1, [ending])
+        expected.append(ThreadListing(thread.id, agent, fold(store.load(thread.id)).status, now[0]))
+    newest = sorted(expected, key=lambda r: r.updated_at, reverse=True)
 
-        def pages(**query: Any) -> list[list[ThreadListing]]:
-            out: list[list[ThreadListing]] = []
-            cursor: str | None = None
-            while True:
-                rows, cursor = store.list_threads(cursor=cursor, **query)
-                out.append(rows)
-                if cursor is None:
-                    return out
-                assert len(out) < 20, "the cursor never ends"
+    def pages(**query: Any) -> list[list[ThreadListing]]:
+        out: list[list[ThreadListing]] = []
+        cursor: str | None = None
+        while True:
+            rows, cursor = store.list_threads(cursor=cursor, **query)
+            out.append(rows)
+            if cursor is None:
+                return out
+            assert len(out) < 20, "the cursor never ends"
 
-        assert [r for page in pages(limit=2) for r in page] == newest
-        assert all(len(page) <= 2 for page in pages(limit=2))
-        assert [r for page in pages(limit=50) for r in page] == newest
-        assert [r for page in pages(limit=1, status="done") for r in page] == [r for r in newest if r.status == "done"]
-        by_agent = [r for page in pages(limit=2, agent="deploybot") for r in page]
-        assert by_agent == [r for r in newest if r.agent == "deploybot"]
-        both = [r for page in pages(limit=1, status="running", agent="calculator") for r in page]
-        assert both == [r for r in newest if r.status == "running" and r.agent == "calculator"]
-        assert store.list_threads(status="awaiting_human") == ([], None)
-        _, cursor = store.list_threads(limit=1)
-        assert cursor is not None
-        with pytest.raises(InvalidCursorError):
-            store.list_threads(limit=1, status="done", cursor=cursor)
-        tampered = base64.urlsafe_b64encode(json.dumps({"q": [None, None], "p": {"done": {"x": 1}}}).encode())
-        with pytest.raises(InvalidCursorError):
-            store.list_threads(cursor=tampered.decode())
-        with pytest.raises(ValueError, match="limit"):
-            store.list_threads(limit=0)
+    assert [r for page in pages(limit=2) for r in page] == newest
+    assert all(len(page) <= 2 for page in pages(limit=2))
+    assert [r for page in pages(limit=50) for r in page] == newest
+    assert [r for page in pages(limit=1, status="done") for r in page] == [r for r in newest if r.status == "done"]
+    by_agent = [r for page in pages(limit=2, agent="deploybot") for r in page]
+    assert by_agent == [r for r in newest if r.agent == "deploybot"]
+    both = [r for page in pages(limit=1, status="running", agent="calculator") for r in page]
+    assert both == [r for r in newest if r.status == "running" and r.agent == "calculator"]
+    assert store.list_threads(status="awaiting_human") == ([], None)
+    _, cursor = store.list_threads(limit=1)
+    assert cursor is not None
+    with pytest.raises(InvalidCursorError):
+        store.list_threads(limit=1, status="done", cursor=cursor)
+    tampered = base64.urlsafe_b64encode(json.dumps({"q": [None, None], "p": {"done": {"x": 1}}}).encode())
+    with pytest.raises(InvalidCursorError):
+        store.list_threads(cursor=tampered.decode())
+    with pytest.raises(ValueError, match="limit"):
+        store.list_threads(limit=0)
 
 
 def _ending(status: str, ts: datetime) -> Event | None:

@@ -1,21 +1,23 @@
 """API fuzzing: schemathesis against the served OpenAPI document, over HTTP, through the local front door.
 
 A LocalStack (moto) and the HTTP front door run on 127.0.0.1 with an API key. Every operation of the document gets
-schemathesis' examples, coverage (boundary values, wrong types, unexpected methods) and a bounded, seeded fuzzing
-run, valid and invalid requests, sent to the live server with the key. The acceptance bar: no request gets a 5xx.
+schemathesis' examples, coverage (boundary values, wrong types, unexpected methods) and a bounded fuzzing
+run (seeded, unless ``STEPFOLD_FUZZ=deep``: see ``conftest.py``), valid and invalid requests, sent to the live server
+with the key. The acceptance bar: no request gets a 5xx.
 Responses must also match their documented schema and content type, invalid requests must be refused, and a route
 that needs the key must refuse a request without it (schemathesis re-sends one without credentials).
 
 The document is what ``ApiFunction`` answers to ``GET /openapi.json``, asked at import time so that
 ``schema.parametrize`` can make one test per operation; ``test_the_fuzzed_document_is_the_served_one`` fetches it
 from the running server too and compares. (``schemathesis.pytest.from_fixture`` would load it from the server alone,
-but with pytest 9 it fails: ``'Function' object has no attribute '_nodeid'``. Also with pytest 9, the per-operation
-test ids lose their ``[METHOD /path]`` suffix; a failure's report names the operation and a curl command.)
+but with pytest 9 it fails: ``'Function' object has no attribute '_nodeid'``. Also with pytest 9, schemathesis gives
+every operation's test the same node id, and anything that goes by node id, pytest-xdist first, silently runs one of
+them: a second parametrization, the fuzz profile, gives each test its own, ``...[POST /threads][ci]``.)
 
 A thread id in a generated request is, half the time, a real thread: one waiting for an approval (deploybot), one
 waiting for an answer (calculator), one done (orders). So the routes get past "thread not found" and into their
-state handling with garbage input. A request that changed one (a 2xx POST) gets it replaced by a new one, so every
-request meets a thread in the state its placeholder names.
+state handling with garbage input. A thread that a request changed (any event appended) is replaced by a new one, so
+every request meets a thread in the state its placeholder names.
 """
 
 from __future__ import annotations
@@ -40,13 +42,15 @@ from functions import api
 from infra.local.http import FrontDoor, front_door
 from infra.local.stack import LambdaContext
 from tests.functional._http import http_event
-from tests.functional.conftest import Shared
+from tests.functional.conftest import FUZZ_PROFILE, FUZZ_PROFILES, Shared
 
 KEY = "fuzz-test-key"
 AUTH = {"authorization": f"Bearer {KEY}"}
-MAX_EXAMPLES = 25
-"""Fuzzing examples per operation; the examples and coverage phases add a bounded few of their own."""
+MAX_EXAMPLES = 25 * FUZZ_PROFILES[FUZZ_PROFILE]
+"""Fuzzing examples per operation (times the profile's scale, see ``conftest.py``); the examples and coverage
+phases add a bounded few of their own."""
 SEED = 20_240_601
+"""The seed of the ``ci`` profile's run; ``deep`` draws anew each time."""
 THREADS = {"approval-thread": "deploybot", "question-thread": "calculator", "done-thread": "orders"}
 """Values the generator may put in ``{thread_id}``; the test swaps each for a real thread of that agent."""
 TEXT = "what is 2+2? deploy the latest backend to production"
@@ -61,11 +65,12 @@ CHECKS = [
 413/415 on any route, but the document lists only each route's own errors. Not ``positive_data_acceptance``: a
 schema-valid request can still be a 400/404 (an unknown agent, a cursor we did not issue, a fork past the end)."""
 
+REPRODUCIBLE = FUZZ_PROFILE == "ci"
 CONFIG = schemathesis.Config.from_dict(
     {
-        "seed": SEED,
+        **({"seed": SEED} if REPRODUCIBLE else {}),
         "auth": {"openapi": {"bearer": {"bearer": KEY}, "apiKey": {"api_key": KEY}}},
-        "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"},
+        "generation": {"max-examples": MAX_EXAMPLES, "deterministic": REPRODUCIBLE, "database": "none"},
         "dictionaries": {"threads": {"values": list(THREADS)}},
         "parameters": {"path.thread_id": {"dictionary": "threads", "probability": 0.5}},
         # API Gateway's HTTP API methods; the local server has no TRACE (nor QUERY) and would answer 501.
@@ -90,24 +95,24 @@ def http(door: FrontDoor) -> Iterator[httpx.Client]:
 
 
 class Threads:
-    """Real threads for the placeholder ids, launched on first use; ``changed`` drops one so the next use relaunches."""
+    """Real threads for the placeholder ids, launched on first use and again once a request changed one."""
 
     def __init__(self, door: FrontDoor, http: httpx.Client) -> None:
         self.door = door
         self.http = http
-        self.ids: dict[str, str] = {}
+        self.ids: dict[str, tuple[str, int]] = {}
 
     def get(self, placeholder: str) -> str:
-        if placeholder not in self.ids:
-            launched = self.http.post("/threads", json={"agent": THREADS[placeholder], "input": TEXT})
-            assert launched.status_code == 201, launched.text
-            thread_id: str = launched.json()["thread_id"]
-            self.door.stack.wait(thread_id)
-            self.ids[placeholder] = thread_id
-        return self.ids[placeholder]
-
-    def changed(self, placeholder: str) -> None:
-        self.ids.pop(placeholder, None)
+        """A thread of the placeholder's agent, in the state it had when it was launched and settled."""
+        if placeholder in self.ids:
+            known, version = self.ids[placeholder]
+            if self.door.stack.thread(known).version == version:
+                return known
+        launched = self.http.post("/threads", json={"agent": THREADS[placeholder], "input": TEXT})
+        assert launched.status_code == 201, launched.text
+        thread_id: str = launched.json()["thread_id"]
+        self.ids[placeholder] = (thread_id, self.door.stack.wait(thread_id).version)
+        return thread_id
 
 
 @pytest.fixture(scope="module")
@@ -134,13 +139,12 @@ def operations(loaded: schemathesis.BaseSchema) -> set[str]:
 
 
 @schema.parametrize()
-def test_no_request_gets_a_server_error(case: Any, door: FrontDoor, threads: Threads) -> None:
+@pytest.mark.parametrize("profile", [FUZZ_PROFILE])  # in the node id: see the module's docstring
+def test_no_request_gets_a_server_error(case: Any, door: FrontDoor, threads: Threads, profile: str) -> None:
     placeholder = (case.path_parameters or {}).get("thread_id")
     if placeholder in THREADS:
         case.path_parameters["thread_id"] = threads.get(placeholder)
-    response = case.call_and_validate(base_url=door.base_url, checks=CHECKS)
-    if placeholder in THREADS and case.method != "GET" and response.status_code < 300:
-        threads.changed(placeholder)
+    case.call_and_validate(base_url=door.base_url, checks=CHECKS)
 
 
 # --- what the fuzzer found -------------------------------------------------------------------------------------

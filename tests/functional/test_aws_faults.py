@@ -11,24 +11,19 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
-from moto import mock_aws
 
 from core.adapters.store import StoreUnavailableError, ThreadNotFoundError, VersionConflictError
 from core.adapters.store.approvals_dynamodb import DynamoApprovalStore
-from core.adapters.store.dynamodb import CorruptEventError, DynamoThreadStore, create_table
+from core.adapters.store.dynamodb import CorruptEventError, DynamoThreadStore
 from core.adapters.store.spend_dynamodb import DynamoSpendLedger
 from core.kernel.events import UserInput
 from core.kernel.thread import start_thread
 from core.services.approvals import Approval
+from tests.functional.conftest import ScratchAws, scratch_aws
 
-pytestmark = pytest.mark.usefixtures("no_local_stack_in_module")  # each brings its own mock_aws()
-
-TABLE = "stepfold-threads"
-BUCKET = "stepfold-payloads"
 TS = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 Hook = Callable[..., Any]
 
@@ -59,14 +54,14 @@ def cancelled(*codes: str) -> tuple[_ErrorResponse, dict[str, Any]]:
     return answer(400, "TransactionCanceledException", message, CancellationReasons=reasons)
 
 
+ONE_ATTEMPT = Config(retries={"total_max_attempts": 1, "mode": "standard"})
+"""One attempt per call: the SDK's own retries would hide the fault; the store must see what is left."""
+
+
 class Aws:
-    def __init__(self) -> None:
-        # One attempt per call: the SDK's own retries would hide the fault; the store must see what is left.
-        config = Config(retries={"total_max_attempts": 1, "mode": "standard"})
-        self.dynamodb = boto3.client("dynamodb", region_name="us-east-1", config=config)
-        self.s3 = boto3.client("s3", region_name="us-east-1", config=config)
-        create_table(self.dynamodb, TABLE)
-        self.s3.create_bucket(Bucket=BUCKET)
+    def __init__(self, scratch: ScratchAws) -> None:
+        self.dynamodb, self.s3 = scratch.dynamodb, scratch.s3
+        self.table, self.bucket = scratch.table, scratch.bucket
         self.calls: list[str] = []
 
     def fail(self, client: Any, operation: str, *answers: Any) -> None:
@@ -86,17 +81,13 @@ class Aws:
         client.meta.events.register(f"before-call.{service}.{operation}", hook)
 
     def threads(self, **options: Any) -> DynamoThreadStore:
-        return DynamoThreadStore(TABLE, self.dynamodb, self.s3, BUCKET, **options)
+        return DynamoThreadStore(self.table, self.dynamodb, self.s3, self.bucket, **options)
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
-        yield Aws()
+def aws() -> Iterator[Aws]:
+    with scratch_aws(ONE_ATTEMPT) as scratch:
+        yield Aws(scratch)
 
 
 def _started(aws: Aws, thread_id: str = "t-1") -> DynamoThreadStore:
@@ -225,7 +216,7 @@ def _offloaded(aws: Aws) -> str:
     store = _started(aws)
     store.append("t-1", 1, [UserInput(seq=1, ts=TS, text="z" * 40_000)])
     key: str = aws.dynamodb.get_item(
-        TableName=TABLE, Key={"PK": {"S": "THREAD#t-1"}, "SK": {"S": "EV#0000000001"}}, ConsistentRead=True
+        TableName=aws.table, Key={"PK": {"S": "THREAD#t-1"}, "SK": {"S": "EV#0000000001"}}, ConsistentRead=True
     )["Item"]["s3"]["S"]
     return key
 
@@ -257,7 +248,7 @@ def test_access_denied_on_a_payload_says_it_is_missing_or_unreadable(aws: Aws) -
         aws.threads().load("t-1")
 
     message = str(raised.value)
-    assert f"s3://{BUCKET}/{key} is missing or unreadable" in message
+    assert f"s3://{aws.bucket}/{key} is missing or unreadable" in message
     assert "s3:GetObject" in message
     assert "s3:ListBucket" in message
     assert "seq=1" in message
@@ -279,7 +270,7 @@ def _approval(approval_id: str = "ap-1") -> Approval:
 
 
 def test_a_throttled_approval_write_is_retryable(aws: Aws) -> None:
-    approvals = DynamoApprovalStore(TABLE, aws.dynamodb)
+    approvals = DynamoApprovalStore(aws.table, aws.dynamodb)
     aws.fail(aws.dynamodb, "PutItem", answer(400, "ProvisionedThroughputExceededException"))
 
     with pytest.raises(StoreUnavailableError, match=r"put pending approval 'ap-1'.*PutItem answered"):
@@ -288,7 +279,7 @@ def test_a_throttled_approval_write_is_retryable(aws: Aws) -> None:
 
 
 def test_a_failing_approval_read_and_decision_are_retryable(aws: Aws) -> None:
-    approvals = DynamoApprovalStore(TABLE, aws.dynamodb)
+    approvals = DynamoApprovalStore(aws.table, aws.dynamodb)
     approvals.put_pending(_approval())
     aws.fail(aws.dynamodb, "GetItem", answer(500, "InternalServerError"))
     aws.fail(aws.dynamodb, "UpdateItem", ReadTimeoutError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com"))
@@ -307,7 +298,7 @@ def test_a_failing_approval_read_and_decision_are_retryable(aws: Aws) -> None:
 
 
 def test_a_throttled_spend_update_is_retryable_and_adds_nothing(aws: Aws) -> None:
-    ledger = DynamoSpendLedger(TABLE, aws.dynamodb)
+    ledger = DynamoSpendLedger(aws.table, aws.dynamodb)
     aws.fail(aws.dynamodb, "UpdateItem", answer(400, "ThrottlingException", "Rate exceeded"))
 
     with pytest.raises(StoreUnavailableError, match=r"spend of agent 'demo' on 2025-01-02.*UpdateItem answered"):
@@ -317,7 +308,7 @@ def test_a_throttled_spend_update_is_retryable_and_adds_nothing(aws: Aws) -> Non
 
 
 def test_an_unreachable_ledger_is_retryable(aws: Aws) -> None:
-    ledger = DynamoSpendLedger(TABLE, aws.dynamodb)
+    ledger = DynamoSpendLedger(aws.table, aws.dynamodb)
     aws.fail(aws.dynamodb, "GetItem", EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com"))
 
     with pytest.raises(StoreUnavailableError, match="EndpointConnectionError"):

@@ -22,13 +22,11 @@ from datetime import UTC, datetime, timedelta
 from itertools import count
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 from pydantic import BaseModel, ConfigDict
 
 from core.adapters.llm.scripted import Say, ScriptedLLM
-from core.adapters.store.dynamodb import DynamoThreadStore, create_table
+from core.adapters.store.dynamodb import DynamoThreadStore
 from core.kernel.agent import Agent, StepContext
 from core.kernel.context import LEGEND, approx_tokens, notation, render
 from core.kernel.events import (
@@ -46,11 +44,8 @@ from core.kernel.model import LLMRequest
 from core.kernel.runner import advance
 from core.kernel.thread import Thread, fold, start_thread
 from core.kernel.tools import Tool, ToolContext
+from tests.functional.conftest import scratch_aws
 
-pytestmark = pytest.mark.usefixtures("no_local_stack_in_module")  # each brings its own mock_aws()
-
-TABLE = "big-threads"
-BUCKET = "big-payloads"
 THREAD = "th_big"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 EVENTS = 10_000
@@ -176,14 +171,16 @@ class Meter:
 class Aws:
     dynamodb: Any
     s3: Any
+    table: str
+    bucket: str
 
     def store(self, **options: Any) -> DynamoThreadStore:
-        return DynamoThreadStore(TABLE, self.dynamodb, self.s3, BUCKET, **options)
+        return DynamoThreadStore(self.table, self.dynamodb, self.s3, self.bucket, **options)
 
     def items_from(self, thread_id: str, seq: int) -> list[Item]:
         """The header, then the event items from ``seq`` on, read straight from the table."""
         items: list[Item] = self.dynamodb.query(
-            TableName=TABLE,
+            TableName=self.table,
             KeyConditionExpression="PK = :pk AND SK >= :from",
             ExpressionAttributeValues={":pk": {"S": f"THREAD#{thread_id}"}, ":from": {"S": f"EV#{seq:010d}"}},
             ConsistentRead=True,
@@ -208,21 +205,13 @@ class Aws:
         items.append({"PK": pk, "SK": {"S": "META"}, "version": {"N": str(thread.version)}, **header})
         for start in range(0, len(items), 25):
             chunk = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
-            self.dynamodb.batch_write_item(RequestItems={TABLE: chunk})
+            self.dynamodb.batch_write_item(RequestItems={self.table: chunk})
 
 
 @pytest.fixture(scope="module")
 def aws() -> Iterator[Aws]:
-    with pytest.MonkeyPatch.context() as env, mock_aws():
-        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-            env.setenv(key, "testing")
-        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        env.delenv("AWS_PROFILE", raising=False)
-        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        s3 = boto3.client("s3", region_name="us-east-1")
-        create_table(dynamodb, TABLE)
-        s3.create_bucket(Bucket=BUCKET)
-        yield Aws(dynamodb, s3)
+    with scratch_aws() as scratch:
+        yield Aws(scratch.dynamodb, scratch.s3, scratch.table, scratch.bucket)
 
 
 @dataclass(frozen=True)
@@ -270,7 +259,7 @@ def test_it_loads_back_intact_from_a_fresh_store(aws: Aws, stored: Stored) -> No
     seconds = time.perf_counter() - started
     assert loaded.version >= EVENTS  # the step test may have run first and added its events
     assert Thread(id=THREAD, agent=AGENT.name, events=loaded.events[:EVENTS], labels=loaded.labels) == stored.thread
-    offloaded = [k["Key"] for k in aws.s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+    offloaded = [k["Key"] for k in aws.s3.list_objects_v2(Bucket=aws.bucket).get("Contents", [])]
     assert len(offloaded) == len(BIG_STEPS)  # only the 1 MB results left DynamoDB
     assert meter.read > len(BIG_STEPS) * MB
     print(f"\nseeded in {stored.seconds:.1f}s; a cold load read {meter.read / MB:.1f} MB in {seconds:.1f}s")

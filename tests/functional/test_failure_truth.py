@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -452,13 +451,7 @@ def test_a_payload_missing_from_s3_fails_the_thread_and_says_where(w: World) -> 
     rt.agents = {**AGENTS, "bulky": bulky}
     rt.use_provider_config(ProviderConfig(scripted=lambda n: brain if n == "bulky" else scripted_model(n)))
     thread = stack.launch("bulky", "write the report")
-    sfn = stack.clients["stepfunctions"]
-    arn = stack.execution_arn(thread.id)
-    deadline = time.monotonic() + 60
-    while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
-        assert time.monotonic() < deadline, "the execution never ended"
-        time.sleep(0.1)
-    assert sfn.describe_execution(executionArn=arn)["status"] == "FAILED"
+    assert stack.wait_execution(stack.execution_arn(thread.id), timeout=60) == "FAILED"
     rows, _ = rt.threads.list_threads(status="failed", agent="bulky")  # type: ignore[attr-defined]
     assert [r.thread_id for r in rows] == [thread.id], "the listing says failed, not running"
     header = stack.clients["dynamodb"].get_item(

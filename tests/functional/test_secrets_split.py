@@ -10,11 +10,13 @@ Issue 15: the secrets are read through Powertools Parameters, which keeps them f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
@@ -25,7 +27,6 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
 from agents import AGENTS
 from core.adapters.llm import LLMRequest, ToolSpec
@@ -33,9 +34,8 @@ from core.services.notify import Alert, RecordingNotifier
 from functions._boundary import DependencyUnavailable, classify
 from functions._wiring import SECRET_SOURCES, DeferredNotifier, Secrets, SecretsLoader, Settings, build_runtime
 from infra.local.template import load_template
+from tests.functional.conftest import Shared
 from tests.provider_server import ProviderServer
-
-pytestmark = pytest.mark.usefixtures("no_local_stack_in_module")  # each brings its own mock_aws()
 
 ROOT = Path(__file__).resolve().parents[2]
 VALUES = {
@@ -75,14 +75,26 @@ READS = {
 """Per function: the secrets it reads and the keys it ends up with (issue 13's split)."""
 
 
+@contextlib.contextmanager
+def secrets(client: Any, values: dict[str, str]) -> Iterator[dict[str, str]]:
+    """Secrets (name -> SecretString) under names of their own in the session's moto (the shared stack's), deleted
+    afterwards; yields name -> ARN."""
+    prefix = f"stepfold-{uuid.uuid4().hex[:12]}"
+    arns = {
+        name: client.create_secret(Name=f"{prefix}-{name}", SecretString=value)["ARN"] for name, value in values.items()
+    }
+    try:
+        yield arns
+    finally:
+        for arn in arns.values():
+            client.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
+
+
 @pytest.fixture
-def secretsmanager() -> Iterator[tuple[Any, dict[str, str], list[str]]]:
-    with mock_aws():
-        client = boto3.client("secretsmanager", region_name="us-east-1")
-        arns = {
-            name: client.create_secret(Name=f"stepfold-{name}", SecretString=json.dumps(value))["ARN"]
-            for name, value in VALUES.items()
-        }
+def secretsmanager(shared: Shared) -> Iterator[tuple[Any, dict[str, str], list[str]]]:
+    shared.running()
+    client = boto3.client("secretsmanager", region_name="us-east-1")
+    with secrets(client, {name: json.dumps(value) for name, value in VALUES.items()}) as arns:
         read: list[str] = []
         client.meta.events.register(
             "provide-client-params.secrets-manager.GetSecretValue", lambda params, **_: read.append(params["SecretId"])
@@ -233,14 +245,13 @@ class _Body:
         yield self._data
 
 
-def test_a_throttled_secrets_manager_is_a_retryable_error_not_a_wrapped_one() -> None:
+def test_a_throttled_secrets_manager_is_a_retryable_error_not_a_wrapped_one(shared: Shared) -> None:
     """Powertools wraps every read error in GetParameterError; the loader raises the client's own again, so the
     boundary still sees a throttled Secrets Manager (ARCHITECTURE.md "Errors": DependencyUnavailable)."""
-    with mock_aws():
-        client = boto3.client(
-            "secretsmanager", region_name="us-east-1", config=Config(retries={"total_max_attempts": 1})
-        )
-        arn = client.create_secret(Name="stepfold-model-keys", SecretString="{}")["ARN"]
+    shared.running()
+    client = boto3.client("secretsmanager", region_name="us-east-1", config=Config(retries={"total_max_attempts": 1}))
+    with secrets(client, {"model-keys": "{}"}) as arns:
+        arn = arns["model-keys"]
 
         def throttled(request: Any, **_: Any) -> AWSResponse:
             body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
@@ -263,10 +274,13 @@ def test_a_throttled_secrets_manager_is_a_retryable_error_not_a_wrapped_one() ->
         ('["sk-in-a-list"]', "STEPFOLD_MODEL_KEYS_SECRET_ARN names holds a JSON list; it must hold an object"),
     ],
 )
-def test_a_secret_that_is_not_an_object_of_keys_says_so_without_its_value(stored: str, message: str) -> None:
-    with mock_aws():
-        client = boto3.client("secretsmanager", region_name="us-east-1")
-        arn = client.create_secret(Name="stepfold-model-keys", SecretString=stored)["ARN"]
+def test_a_secret_that_is_not_an_object_of_keys_says_so_without_its_value(
+    shared: Shared, stored: str, message: str
+) -> None:
+    shared.running()
+    client = boto3.client("secretsmanager", region_name="us-east-1")
+    with secrets(client, {"model-keys": stored}) as arns:
+        arn = arns["model-keys"]
         settings = Settings.from_env({"STEPFOLD_MODEL_KEYS_SECRET_ARN": arn})
         with pytest.raises(ValueError, match=message) as caught:
             Secrets.load(settings, client, env={})

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from core.adapters.store import (
     MemoryThreadStore,
@@ -19,7 +17,7 @@ from core.adapters.store import (
     ThreadNotFoundError,
     VersionConflictError,
 )
-from core.adapters.store.dynamodb import CorruptEventError, DynamoThreadStore, create_table
+from core.adapters.store.dynamodb import CorruptEventError, DynamoThreadStore
 from core.kernel.events import (
     Done,
     Error,
@@ -34,11 +32,8 @@ from core.kernel.events import (
 )
 from core.kernel.thread import Thread, fold, start_thread
 from infra.local.stack import _DYNAMO_GATE, _serialize_dynamodb
+from tests.functional.conftest import ScratchAws
 
-pytestmark = pytest.mark.usefixtures("no_local_stack_in_module")  # each brings its own mock_aws()
-
-TABLE = "stepfold-threads"
-BUCKET = "stepfold-payloads"
 TS = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 Item = dict[str, Any]
 
@@ -65,19 +60,19 @@ class Traffic:
 
 
 class Aws:
-    def __init__(self) -> None:
-        self.dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        self.s3 = boto3.client("s3", region_name="us-east-1")
-        create_table(self.dynamodb, TABLE)
-        self.s3.create_bucket(Bucket=BUCKET)
+    """A table and a bucket of the test's own (in the session's moto), and the DynamoDB traffic to them."""
+
+    def __init__(self, scratch: ScratchAws) -> None:
+        self.dynamodb, self.s3 = scratch.dynamodb, scratch.s3
+        self.table, self.bucket = scratch.table, scratch.bucket
         self.traffic = Traffic(self.dynamodb)
 
     def store(self, **options: Any) -> DynamoThreadStore:
-        return DynamoThreadStore(TABLE, self.dynamodb, self.s3, BUCKET, **options)
+        return DynamoThreadStore(self.table, self.dynamodb, self.s3, self.bucket, **options)
 
     def items(self, thread_id: str) -> list[Item]:
         pages = self.dynamodb.get_paginator("query").paginate(
-            TableName=TABLE,
+            TableName=self.table,
             KeyConditionExpression="PK = :pk",
             ExpressionAttributeValues={":pk": {"S": f"THREAD#{thread_id}"}},
             ConsistentRead=True,
@@ -86,12 +81,12 @@ class Aws:
 
     def item(self, thread_id: str, sk: str) -> Item:
         key = {"PK": {"S": f"THREAD#{thread_id}"}, "SK": {"S": sk}}
-        item: Item = self.dynamodb.get_item(TableName=TABLE, Key=key, ConsistentRead=True)["Item"]
+        item: Item = self.dynamodb.get_item(TableName=self.table, Key=key, ConsistentRead=True)["Item"]
         return item
 
     def set_attr(self, thread_id: str, sk: str, name: str, value: Item) -> None:
         self.dynamodb.update_item(
-            TableName=TABLE,
+            TableName=self.table,
             Key={"PK": {"S": f"THREAD#{thread_id}"}, "SK": {"S": sk}},
             UpdateExpression="SET #a = :v",
             ExpressionAttributeNames={"#a": name},
@@ -107,18 +102,13 @@ class Aws:
         """
         items = [header_item(thread), *(event_item(thread.id, event) for event in thread.events)]
         for start in range(0, len(items), 25):
-            chunk = items[start : start + 25]
-            self.dynamodb.batch_write_item(RequestItems={TABLE: [{"PutRequest": {"Item": item}} for item in chunk]})
+            chunk = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
+            self.dynamodb.batch_write_item(RequestItems={self.table: chunk})
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
-        yield Aws()
+def aws(scratch: ScratchAws) -> Aws:
+    return Aws(scratch)
 
 
 def event_item(thread_id: str, event: Event) -> Item:
@@ -360,7 +350,7 @@ def test_a_1mb_tool_result_goes_to_s3_and_comes_back_intact(aws: Aws, result: An
     assert item_bytes(item) < 400 + 300
     key = item["s3"]["S"]
     assert key.startswith("threads/t-1/events/0000000001-")
-    assert len(aws.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()) == size
+    assert len(aws.s3.get_object(Bucket=aws.bucket, Key=key)["Body"].read()) == size
     loaded = aws.store().load("t-1")
     assert loaded == thread
     assert isinstance(loaded.events[1], ToolResult)
@@ -553,7 +543,7 @@ def test_a_missing_s3_payload_names_the_thread_and_the_key(aws: Aws) -> None:
     store.create(start_thread("t-1", "demo", "hello", now=TS))
     store.append("t-1", 1, [UserInput(seq=1, ts=TS, text="z" * 40_000)])
     key = aws.item("t-1", "EV#0000000001")["s3"]["S"]
-    aws.s3.delete_object(Bucket=BUCKET, Key=key)
+    aws.s3.delete_object(Bucket=aws.bucket, Key=key)
 
     with pytest.raises(CorruptEventError, match=f"thread 't-1': stored event seq=1 .*{key}.* is missing"):
         aws.store().load("t-1")
@@ -648,10 +638,10 @@ def test_events_visible_before_their_header_are_read_again_not_taken_as_the_thre
     events = events_from(3, 3)
     # Another writer's transaction that lists its events before the header (any order is legal).
     transaction = [
-        *({"Put": {"TableName": TABLE, "Item": event_item("t-1", event)}} for event in events),
+        *({"Put": {"TableName": aws.table, "Item": event_item("t-1", event)}} for event in events),
         {
             "Update": {
-                "TableName": TABLE,
+                "TableName": aws.table,
                 "Key": header,
                 "UpdateExpression": "SET version = :v",
                 "ConditionExpression": "version = :old",
@@ -673,18 +663,36 @@ def test_events_visible_before_their_header_are_read_again_not_taken_as_the_thre
     assert thread.version == 6
 
 
+class WatchedLock:
+    """The gate's ``commit`` lock, telling when a thread had to wait for it (``waiting``)."""
+
+    def __init__(self, lock: Any) -> None:
+        self.lock = lock
+        self.waiting = threading.Event()
+
+    def __enter__(self) -> WatchedLock:
+        if not self.lock.acquire(blocking=False):
+            self.waiting.set()
+            self.lock.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
 def test_point_reads_and_writes_wait_for_a_transaction_to_land_whole(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
     """TransactWriteItems is serializable against GetItem and other writes; only Query and Scan see it torn."""
     writer = aws.store()
     writer.create(long_thread("t-1", 2))
+    lock = WatchedLock(_DYNAMO_GATE.commit)
+    monkeypatch.setattr(_DYNAMO_GATE, "commit", lock)
     commit = PausedCommit(monkeypatch, after_items=1)
     appending = commit.run(lambda: writer.append("t-1", 3, events_from(3, 3)))
     got: list[Item] = []
     reader = threading.Thread(target=lambda: got.append(aws.item("t-1", "EV#0000000005")), daemon=True)
     reader.start()
-    reader.join(0.3)
     try:
-        assert reader.is_alive()
+        assert lock.waiting.wait(10), "the GetItem never had to wait for the transaction"
         assert not got
         assert len(aws.items("t-1")) == 4  # a Query does not wait: the header and three old events
     finally:
@@ -694,3 +702,36 @@ def test_point_reads_and_writes_wait_for_a_transaction_to_land_whole(aws: Aws, m
 
     assert got
     assert got[0]["SK"] == {"S": "EV#0000000005"}
+
+
+def test_a_cancelled_transaction_takes_back_what_it_had_already_changed(aws: Aws) -> None:
+    """moto applies a transaction's items in order and rolls back when a later one fails; an Update changes the item
+    in place, a Put adds one: both are taken back, and the items the transaction never named stay as they were."""
+    aws.store().create(long_thread("t-1", 2))
+    aws.store().create(long_thread("t-2", 2))
+    before = {thread_id: aws.items(thread_id) for thread_id in ("t-1", "t-2")}
+    header = {"PK": {"S": "THREAD#t-1"}, "SK": {"S": "META"}}
+    transaction = [
+        {
+            "Update": {
+                "TableName": aws.table,
+                "Key": header,
+                "UpdateExpression": "SET version = :v",
+                "ExpressionAttributeValues": {":v": {"N": "9"}},
+            }
+        },
+        {"Put": {"TableName": aws.table, "Item": event_item("t-1", events_from(3, 1)[0])}},
+        {
+            "Put": {
+                "TableName": aws.table,
+                "Item": event_item("t-1", events_from(1, 1)[0]),
+                "ConditionExpression": "attribute_not_exists(PK)",
+            }
+        },
+    ]
+
+    with pytest.raises(aws.dynamodb.exceptions.TransactionCanceledException):
+        aws.dynamodb.transact_write_items(TransactItems=transaction)
+
+    assert {thread_id: aws.items(thread_id) for thread_id in ("t-1", "t-2")} == before
+    assert aws.store(cache=False).load("t-1") == long_thread("t-1", 2)
