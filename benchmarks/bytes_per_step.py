@@ -1,26 +1,44 @@
-"""1. Bytes written and read per step vs thread length: stepfold's DynamoDB store vs LangGraph's DynamoDB saver.
+"""1. Bytes and write units per step vs thread length: stepfold's DynamoDB store vs LangGraph's DynamoDB saver.
 
 Both run on the same moto, in this process, and every byte is counted through botocore's event hooks: the body
 of every write request (TransactWriteItems, PutItem, UpdateItem, BatchWriteItem, S3 PutObject) and of every read
-response (Query, GetItem, BatchGetItem, S3 GetObject).
+response (Query, GetItem, BatchGetItem, S3 GetObject). Write units (WRU) are counted from the same write requests
+by DynamoDB's item-size rules (moto does not meter capacity): each item written costs one unit per started KB, two
+in a transaction; an UpdateItem is counted at the size of what it sets (the items it updates here are well under
+1 KB either way). Base-table units; the status index's writes are counted apart.
 
-- stepfold: ``core.kernel.runner.advance`` (what the step Lambda runs) on ``DynamoThreadStore``, warm container.
+- stepfold: ``core.kernel.runner.advance`` (what the step Lambda runs) on ``DynamoThreadStore``, twice per length:
+  in a warm container (one store, which keeps the thread) and with a cache miss every step (a new store each step,
+  as a new container reads it: the header, the latest snapshot and the events after it).
 - LangGraph: the equivalent tool-calling graph (``benchmarks/_langgraph.py``) on
-  ``langgraph-checkpoint-amazon-dynamodb``, one ``invoke`` per step.
+  ``langgraph-checkpoint-amazon-dynamodb``, one ``invoke`` per step; its "cache miss" steps use a new saver (new
+  clients) each step. It keeps no thread between invokes, so the two read the same.
 
 At 10, 100, 500 and 2,000 events (stepfold's count; the LangGraph thread holds the same conversation, two
-messages a step) the thread is seeded, then ``MEASURED`` real steps are metered and averaged. moto deep-copies a
-table for every item of a transaction, so writing 2,000 events one step at a time gets slow: stepfold's threads
-are seeded through the store's documented layout (module docstring of ``core/adapters/store/dynamodb.py``) with events
-made by the real kernel on the memory store, LangGraph's through ``update_state`` (its public API). Totals for
-the whole thread come from a real run to ``REAL_EVENTS`` events for both, and are extrapolated to 2,000 events
-from the measured per-step bytes (marked est.).
+messages a step) the thread is seeded, then real steps are metered and averaged. moto deep-copies a table for every
+item of a transaction, so writing 2,000 events one step at a time gets slow: stepfold's threads are seeded through
+the store's documented layout (module docstring of ``core/adapters/store/dynamodb.py``: one item per event and a
+header, no snapshot) with events made by the real kernel on the memory store, LangGraph's through ``update_state``
+(its public API). stepfold: one step, not measured, writes the snapshot the seeded log lacks (as the steps that
+made the thread would have); then ``MEASURED`` warm steps, then cache-miss steps over one snapshot period (from
+the step after a snapshot to the step that writes the next, at most ``CYCLE``; ``MEASURED`` where the thread is
+too short to have one), so the snapshot a period writes and the events it lets a new container skip are in the
+write, WRU and cache-miss averages. LangGraph: ``MEASURED`` steps of each kind (its cost per step does not
+cycle). Totals for the whole thread come from a real run to ``REAL_EVENTS`` events for both, and are extrapolated
+to 2,000 events from the measured per-step bytes (marked est.).
 
-Run: ``python benchmarks/bytes_per_step.py`` (about two minutes).
+The scripted model reads only the rendered context, as a real model does (a model that reads ``request.events``
+makes a step on a snapshot read the whole log: see ``core/kernel/compaction.py``).
+
+Run: ``python benchmarks/bytes_per_step.py`` (a few minutes).
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import math
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -48,17 +66,24 @@ from benchmarks._common import (
     print_report,
     verdict,
 )
+from core.adapters.llm.scripted import Say, ScriptedLLM
 from core.adapters.store.memory import MemoryThreadStore
 from core.kernel.events import dump_event
+from core.kernel.model import LLMRequest
 from core.kernel.runner import advance
 from core.kernel.thread import Thread, fold, start_thread
 
 LENGTHS = (10, 100, 500, 2000)
+CYCLE = 60
+"""At most this many cache-miss steps per length: one snapshot period (about 30 steps at 2,000 events)."""
 MEASURED = 3
 REAL_EVENTS = 500
 TARGET = 1.1
+COLD_TARGET = 1.5
+WRU_TARGET = 5.0
 ITEM_LIMIT = 400 * 1024
 AGENTS = {BENCH_AGENT.name: BENCH_AGENT}
+_LOOKUP = re.compile(r"lookup\(n=(\d+)\)")
 
 
 def steps_for(events: int) -> int:
@@ -66,12 +91,113 @@ def steps_for(events: int) -> int:
     return max(1, round((events - 1) / EVENTS_PER_STEP))
 
 
+def context_brain(request: LLMRequest) -> Say:
+    """The bench brain, reading what a real model reads (the context), not ``request.events``: look up the record
+    after the last one looked up."""
+    done = _LOOKUP.findall(request.context)
+    return Say("lookup", {"n": int(done[-1]) + 1 if done else 0})
+
+
+# --- write units ------------------------------------------------------------------------------------------------
+
+
+def attribute_bytes(value: dict[str, Any]) -> int:
+    """An attribute value's size by DynamoDB's rules (docs: "Item sizes and formats")."""
+    (kind, inner), *_ = value.items()
+    if kind == "S":
+        return len(inner.encode())
+    if kind == "N":
+        digits = inner.lstrip("-").replace(".", "").lstrip("0") or "0"
+        return math.ceil(len(digits) / 2) + 1 + int(inner.startswith("-"))
+    if kind == "B":
+        return len(base64.b64decode(inner))
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "M":
+        return 3 + sum(len(k.encode()) + attribute_bytes(v) + 1 for k, v in inner.items())
+    if kind == "L":
+        return 3 + sum(attribute_bytes(v) + 1 for v in inner)
+    if kind == "SS":
+        return sum(len(s.encode()) for s in inner)
+    if kind == "NS":
+        return sum(attribute_bytes({"N": n}) for n in inner)
+    if kind == "BS":
+        return sum(len(base64.b64decode(b)) for b in inner)
+    raise ValueError(f"unknown attribute type {kind}")
+
+
+def item_bytes(item: dict[str, Any]) -> int:
+    return sum(len(name.encode()) + attribute_bytes(value) for name, value in item.items())
+
+
+def units(size: int) -> int:
+    return max(1, math.ceil(size / 1024))
+
+
+class WriteUnits:
+    """Base-table write units of every write request, by DynamoDB's item-size rules; header writes that move the
+    status index's keys (``status``/``updated_at``) are counted apart, as the index's delete + put."""
+
+    def __init__(self) -> None:
+        self.table = 0
+        self.index = 0
+
+    def attach(self, client: Any) -> WriteUnits:
+        for op in ("PutItem", "UpdateItem", "TransactWriteItems", "BatchWriteItem", "DeleteItem"):
+            client.meta.events.register(f"before-send.dynamodb.{op}", self._sent)
+        return self
+
+    def _sent(self, request: Any, event_name: str, **_: Any) -> None:
+        body = json.loads(request.body or b"{}")
+        op = event_name.rsplit(".", 1)[-1]
+        if op == "PutItem":
+            self.table += units(item_bytes(body["Item"]))
+        elif op == "UpdateItem":
+            self._update(body, 1)
+        elif op == "DeleteItem":
+            self.table += 1
+        elif op == "BatchWriteItem":
+            for requests in body["RequestItems"].values():
+                for one in requests:
+                    put = one.get("PutRequest")
+                    self.table += units(item_bytes(put["Item"])) if put else 1
+        else:
+            for action in body["TransactItems"]:
+                if "Put" in action:
+                    self.table += 2 * units(item_bytes(action["Put"]["Item"]))
+                elif "Update" in action:
+                    self._update(action["Update"], 2)
+                else:
+                    self.table += 2
+
+    def _update(self, update: dict[str, Any], price: int) -> None:
+        values = update.get("ExpressionAttributeValues", {})
+        size = item_bytes(update["Key"]) + sum(attribute_bytes(v) for v in values.values())
+        self.table += price * units(size)
+        names = set(update.get("ExpressionAttributeNames", {}).values())
+        if {"status", "updated_at"} & names:
+            self.index += 2 * units(size)  # the index's old entry deleted, the new one put
+
+    def take(self) -> tuple[int, int]:
+        out = (self.table, self.index)
+        self.table = self.index = 0
+        return out
+
+
+# --- the contenders' figures ------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class PerStep:
     write: float
     read: float
-    cold_read: int = 0
+    cold_read: float
+    wru: float
+    index_wru: float = 0.0
     largest_write: int = 0
+    first_cold_read: int = 0
+    steps: int = MEASURED
+    """How many steps the cache-miss, write and WRU figures average."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +227,10 @@ def _interpolate(points: list[tuple[int, PerStep]], step: int) -> tuple[float, f
     return last.write, last.read
 
 
+def _mean(values: list[float] | list[int]) -> float:
+    return sum(values) / len(values)
+
+
 # --- stepfold ---------------------------------------------------------------------------------------------------
 
 
@@ -117,8 +247,6 @@ def _kernel_thread(thread_id: str, steps: int) -> Thread:
 
 def _seed_dynamodb(ddb: Any, table: str, thread: Thread) -> None:
     """Write ``thread`` in the store's documented layout: a META header and one ``EV#<seq>`` item per event."""
-    import json
-
     pk = {"S": f"THREAD#{thread.id}"}
     stamp = {"S": T0.isoformat()}
     items: list[dict[str, Any]] = [
@@ -153,34 +281,70 @@ def measure_ours() -> Contender:
         s3.create_bucket(Bucket="bench")
         meter = Meter().attach(ddb)
         meter.attach(s3)
-        ctx, llm = bench_context(), bench_llm()
+        wru = WriteUnits().attach(ddb)
+        look = boto3.client("dynamodb", region_name="us-east-1")  # unmetered: which snapshot is stored
+        ctx, llm = bench_context(), ScriptedLLM(context_brain, name="bench")
 
         def run(store: DynamoThreadStore, thread_id: str, seq: int) -> int:
             result = advance(store, thread_id, seq, agents=AGENTS, llm_for=lambda _: llm, ctx=ctx)
             assert result.route == "continue", result
             return result.seq
 
+        def new_store(table: str) -> DynamoThreadStore:
+            return DynamoThreadStore(table, ddb, s3, "bench")
+
+        def snapshot_at(table: str, thread_id: str) -> int | None:
+            key = {"PK": {"S": f"THREAD#{thread_id}"}, "SK": {"S": "SNAP"}}
+            item = look.get_item(TableName=table, Key=key, ProjectionExpression="version").get("Item")
+            return int(item["version"]["N"]) if item else None
+
         for length in LENGTHS:
             table = f"ours-{length}"
             create_table(ddb, table, ttl_attribute=None)
             thread = _kernel_thread(f"t{length}", steps_for(length))
             _seed_dynamodb(ddb, table, thread)
-            store = DynamoThreadStore(table, ddb, s3, "bench")  # a new container
             meter.take()
-            seq = store.load(thread.id).version
-            _, cold = meter.take()
-            writes, reads, largest = [], [], 0
+            cold_store = new_store(table)
+            first_cold = getattr(cold_store, "load_recent", cold_store.load)(thread.id)  # the seeded log
+            _, first_cold_read = meter.take()
+            store = new_store(table)
+            seq = run(store, thread.id, first_cold.version)  # not measured: the snapshot the seeded log lacks
+            meter.take()
+            wru.take()
+            reads = []
             for _ in range(MEASURED):
                 seq = run(store, thread.id, seq)
+                reads.append(meter.take()[1])
+            wru.take()
+            # A new container every step, for one snapshot period: from the step after one snapshot to the step
+            # that writes the next (or CYCLE steps when there is none), so its write is in the averages.
+            writes, cold_reads, table_units, index_units, largest = [], [], [], [], 0
+            snapshot = snapshot_at(table, thread.id)
+            for _ in range(CYCLE if snapshot is not None else MEASURED):
+                seq = run(new_store(table), thread.id, seq)
                 largest = max(largest, meter.largest_write)
                 w, r = meter.take()
+                t, i = wru.take()
                 writes.append(w)
-                reads.append(r)
-            per_length[length] = PerStep(sum(writes) / MEASURED, sum(reads) / MEASURED, cold, largest)
+                cold_reads.append(r)
+                table_units.append(t)
+                index_units.append(i)
+                if snapshot is not None and snapshot_at(table, thread.id) != snapshot:
+                    break
+            per_length[length] = PerStep(
+                _mean(writes),
+                _mean(reads),
+                _mean(cold_reads),
+                _mean(table_units),
+                _mean(index_units),
+                largest,
+                first_cold_read,
+                len(cold_reads),
+            )
 
         # The whole thread, for real, from the first step.
         create_table(ddb, "ours-real", ttl_attribute=None)
-        store = DynamoThreadStore("ours-real", ddb, s3, "bench")
+        store = new_store("ours-real")
         meter.take()
         seq = store.create(start_thread("real", BENCH_AGENT.name, BENCH_TASK, now=T0)).version
         steps = steps_for(REAL_EVENTS)
@@ -199,31 +363,44 @@ def measure_langgraph() -> Contender:
 
     from benchmarks import _langgraph as lg
 
+    def metered(table: str, meter: Meter, wru: WriteUnits) -> Any:
+        checkpointer = lg.saver(table)
+        for client in lg.clients(checkpointer):
+            meter.attach(client)
+            wru.attach(client)
+        return lg.graph(checkpointer)
+
     per_length: dict[int, PerStep] = {}
     with mock_aws():
         for length in LENGTHS:
-            checkpointer = lg.saver(f"lg-{length}")
-            meter = Meter()
-            for client in lg.clients(checkpointer):
-                meter.attach(client)
-            app = lg.graph(checkpointer)
+            meter, wru = Meter(), WriteUnits()
+            app = metered(f"lg-{length}", meter, wru)
             thread_id = f"t{length}"
             lg.seed(app, thread_id, steps_for(length))
             meter.take()
-            writes, reads, largest = [], [], 0
-            for _ in range(MEASURED):
-                lg.step(app, thread_id)
-                largest = max(largest, meter.largest_write)
-                w, r = meter.take()
-                writes.append(w)
-                reads.append(r)
-            per_length[length] = PerStep(sum(writes) / MEASURED, sum(reads) / MEASURED, reads[0], largest)
+            wru.take()
+            writes: list[int] = []
+            reads: list[int] = []
+            cold_reads: list[int] = []
+            table_units: list[int] = []
+            largest = 0
+            for warm in (True, False):
+                for _ in range(MEASURED):
+                    if not warm:
+                        meter, wru = Meter(), WriteUnits()
+                        app = metered(f"lg-{length}", meter, wru)  # a new saver: what a new container builds
+                    lg.step(app, thread_id)
+                    largest = max(largest, meter.largest_write)
+                    w, r = meter.take()
+                    writes.append(w)
+                    (reads if warm else cold_reads).append(r)
+                    table_units.append(wru.take()[0])
+            per_length[length] = PerStep(
+                _mean(writes), _mean(reads), _mean(cold_reads), _mean(table_units), 0.0, largest, cold_reads[0]
+            )
 
-        checkpointer = lg.saver("lg-real")
-        meter = Meter()
-        for client in lg.clients(checkpointer):
-            meter.attach(client)
-        app = lg.graph(checkpointer)
+        meter, wru = Meter(), WriteUnits()
+        app = metered("lg-real", meter, wru)
         steps = steps_for(REAL_EVENTS)
         lg.start(app, "real")
         for _ in range(steps - 1):
@@ -258,6 +435,12 @@ def first_failing_steps(low: int, high: int) -> int | None:
 
 # --- report -----------------------------------------------------------------------------------------------------
 
+KINDS = {
+    "write": ("write bytes", "write"),
+    "read": ("read bytes (warm container)", "read"),
+    "cold_read": ("read bytes (cache miss: a new container)", "cold_read"),
+}
+
 
 def run() -> Report:
     fake_aws_env()
@@ -277,36 +460,53 @@ def run() -> Report:
 
     for length in LENGTHS:
         o = ours.per_length[length]
-        report.say(f"step at {length:>4} events: wrote {o.write:.0f} bytes, read {o.read:.0f} bytes")
+        report.say(
+            f"step at {length:>4} events: wrote {o.write:.0f} bytes ({o.wru:.2f} WRU), read {o.read:.0f} bytes "
+            f"warm, {o.cold_read:.0f} bytes on a cache miss"
+        )
         if theirs is not None:
             t = theirs.per_length[length]
-            report.say(f"  LangGraph at {length:>4} events: wrote {t.write:.0f} bytes, read {t.read:.0f} bytes")
-    for kind in ("write", "read"):
+            report.say(
+                f"  LangGraph at {length:>4} events: wrote {t.write:.0f} bytes ({t.wru:.2f} WRU), read "
+                f"{t.read:.0f} bytes warm, {t.cold_read:.0f} bytes on a cache miss"
+            )
+    first, last = LENGTHS[0], LENGTHS[-1]
+    for kind, (label, attr) in KINDS.items():
         for length in LENGTHS:
             report.row(
-                f"{kind} bytes per step at {length} events",
-                ours=f"{getattr(ours.per_length[length], kind):,.0f}",
-                langgraph=cell(theirs, partial(_bytes_at, kind=kind, length=length)),
+                f"{label} per step at {length} events",
+                ours=f"{getattr(ours.per_length[length], attr):,.0f}",
+                langgraph=cell(theirs, partial(_figure, attr=attr, length=length)),
             )
-        first, last = LENGTHS[0], LENGTHS[-1]
-        g = _growth(ours, kind)
-        report.say(f"{kind} ratio: {g:.3f}")
+        g = _growth(ours, attr)
+        line = {"write": "write ratio", "read": "read ratio", "cold_read": "cold read ratio"}[kind]
+        report.say(f"{line}: {g:.3f}")
+        goal = COLD_TARGET if kind == "cold_read" else TARGET
         report.row(
-            f"{kind} growth, step at {last} / step at {first} events" + (" (warm container)" if kind == "read" else ""),
-            target=f"<= {TARGET}",
-            verdict=verdict(g <= TARGET),
+            f"{label} growth, step at {last} / step at {first} events",
+            target=f"<= {goal}",
+            verdict=verdict(g <= goal),
             ours=f"{g:.2f}",
-            langgraph=cell(theirs, partial(_growth_cell, kind=kind)),
+            langgraph=cell(theirs, partial(_growth_cell, attr=attr)),
         )
-    last = LENGTHS[-1]
+    for length in LENGTHS:
+        o = ours.per_length[length]
+        report.row(
+            f"write units (WRU) per step at {length} events",
+            ours=f"{o.wru:.2f}" + (f" (+{o.index_wru:.2f} status index)" if o.index_wru else ""),
+            langgraph=cell(theirs, partial(_wru_cell, length=length)),
+            target=f"<= {WRU_TARGET}" if length == last else "",
+            verdict=verdict(o.wru <= WRU_TARGET) if length == last else "",
+        )
+    report.say(f"wru per step: {ours.per_length[last].wru:.2f}")
     report.row(
-        f"first read in a new container at {last} events",
-        ours=human_bytes(ours.per_length[last].cold_read),
-        langgraph=cell(theirs, lambda c: human_bytes(c.per_length[last].cold_read)),
+        f"first read in a new container at {last} events, before any snapshot (stepfold: the whole log)",
+        ours=human_bytes(ours.per_length[last].first_cold_read),
+        langgraph=cell(theirs, lambda c: human_bytes(c.per_length[last].first_cold_read)),
     )
     report.row(
         f"largest write request at {last} events",
-        ours=f"{human_bytes(ours.per_length[last].largest_write)} (one transaction)",
+        ours=f"{human_bytes(ours.per_length[last].largest_write)} (a snapshot PutItem)",
         langgraph=cell(theirs, lambda c: f"{human_bytes(c.per_length[last].largest_write)} (one checkpoint PutItem)"),
     )
     report.row(
@@ -331,31 +531,42 @@ def run() -> Report:
         at = f"{limit} steps ({1 + EVENTS_PER_STEP * limit:,} stepfold events)" if limit else "none found"
         report.row(
             "longest thread the store can hold",
-            ours="unbounded (one item per event; payloads > 32 KB go to S3)",
+            ours="unbounded (one item per commit; payloads > 32 KB go to S3)",
             langgraph=f"fails at {at}: checkpoint item > 400 KB",
         )
     report.notes.append(
-        f"each per-step figure is the mean of {MEASURED} real steps on a thread seeded to that length. A stepfold "
-        "step writes two transactions (the intent, then the result: header update + new events) and reads one "
-        f"Query (the header; a warm container caches the events). {EVENTS_PER_STEP} events a step (llm_call, "
-        "tool_call, tool_result); LangGraph's thread holds the same conversation, 2 messages a step, and writes "
-        "the whole checkpoint (every message) as one item per super-step (2 a step) plus its pending writes"
+        f"stepfold: warm reads are the mean of {MEASURED} steps in one store; writes, WRU and cache-miss reads the "
+        "mean over one snapshot period, a new store every step ("
+        + ", ".join(f"{n} events: {ours.per_length[n].steps} steps" for n in LENGTHS)
+        + f"); LangGraph: {MEASURED} steps each. A stepfold step writes two items (the intent: llm_call + "
+        "tool_call; then the result), each one conditional PutItem, and a snapshot when the events since the last "
+        "one outweigh it; the header only when the status changes or its updated_at is a minute old (then with "
+        "the item, in one transaction). A warm step reads the header and what is new; a cache miss reads the "
+        f"header, the snapshot and the events after it. {EVENTS_PER_STEP} events a step (llm_call, tool_call, "
+        "tool_result); LangGraph's thread holds the same conversation, 2 messages a step, and writes the whole "
+        "checkpoint (every message) as one item per super-step (2 a step) plus its pending writes. WRU by "
+        "DynamoDB's item-size rules (1 per started KB, x2 in a transaction), base table only; the status index's "
+        "writes, where any, in brackets"
     )
     if theirs is None:
         report.notes.append(f"{LANGGRAPH}: {missing}")
     return report
 
 
-def _bytes_at(c: Contender, *, kind: str, length: int) -> str:
-    return f"{getattr(c.per_length[length], kind):,.0f}"
+def _figure(c: Contender, *, attr: str, length: int) -> str:
+    return f"{getattr(c.per_length[length], attr):,.0f}"
 
 
-def _growth(c: Contender, kind: str) -> float:
-    return float(getattr(c.per_length[LENGTHS[-1]], kind) / getattr(c.per_length[LENGTHS[0]], kind))
+def _wru_cell(c: Contender, *, length: int) -> str:
+    return f"{c.per_length[length].wru:.2f}"
 
 
-def _growth_cell(c: Contender, *, kind: str) -> str:
-    return f"{_growth(c, kind):.1f}"
+def _growth(c: Contender, attr: str) -> float:
+    return float(getattr(c.per_length[LENGTHS[-1]], attr) / getattr(c.per_length[LENGTHS[0]], attr))
+
+
+def _growth_cell(c: Contender, *, attr: str) -> str:
+    return f"{_growth(c, attr):.1f}"
 
 
 def main() -> int:

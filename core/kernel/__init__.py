@@ -10,6 +10,7 @@ validated tool call (:mod:`core.kernel.tools`) and one commit through the
 __all__ = [
     "agent",
     "budget",
+    "compaction",
     "context",
     "errors",
     "events",

@@ -18,7 +18,8 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, Literal
 
-from core.kernel.context import ContextOptions, render
+from core.kernel.compaction import WholeEvents, render_context, uncompacted
+from core.kernel.context import ContextOptions
 from core.kernel.errors import clip
 from core.kernel.events import (
     JSON,
@@ -213,6 +214,9 @@ class StepContext:
     """What this agent spent today across its threads (set by the runner when the agent has a daily budget)."""
     model: str | None = None
     """Overrides the agent's model string for recording and pricing (``STEPFOLD_MODEL``)."""
+    history: Callable[[], Thread] | None = None
+    """Reads the whole thread (the runner passes the store's ``load``): what a step on a compacted thread (one read
+    from a snapshot) uses for what the snapshot cannot answer, e.g. a scripted model reading every event."""
 
 
 def step(
@@ -236,9 +240,7 @@ def step(
     if (limit := _limit_reached(agent.limits, state, thread) or _over_daily_budget(agent, state, ctx)) is not None:
         b.add(Error, kind="limit", message=limit)
         return _escalate(b, agent, ctx, "limit", limit)
-    if not any(isinstance(e, LLMCall) for e in thread.events) and not any(
-        isinstance(e, ToolCall) and e.prefetch for e in thread.events
-    ):
+    if not state.steps and not state.prefetched:
         _prefetch(b, agent, ctx)
     return _decide(b, agent, llm, ctx, state)
 
@@ -304,10 +306,13 @@ def _escalate(b: _Builder, agent: Agent, ctx: StepContext, origin: Literal["erro
 
 
 def _prefetch(b: _Builder, agent: Agent, ctx: StepContext) -> None:
+    if not agent.prefetch:
+        return
+    source = b.thread if b.thread.base is None or ctx.history is None else uncompacted(b.thread, ctx.history())
     for fetch in agent.prefetch:
         tool = agent.registry[fetch.tool]
         call_id = ctx.ids("pre")
-        raw_args = fetch.args_for(b.thread)
+        raw_args = fetch.args_for(source)
         checked = agent.registry.validate(tool.name, raw_args)
         if isinstance(checked, InvalidCall):
             raise ValueError(f"agent {agent.name}: prefetch {fetch.tool} has invalid args: {checked.message}")
@@ -390,14 +395,20 @@ def system_prompt(agent: Agent, prompt: Prompt) -> str:
     return prompt.render(agent=agent.name, tools=", ".join(agent.registry.names))
 
 
-def model_request(thread: Thread, agent: Agent, prompt: Prompt, model: str) -> LLMRequest:
-    """The one model request a step makes for ``thread`` (evals and the timeline rebuild it the same way)."""
+def model_request(
+    thread: Thread, agent: Agent, prompt: Prompt, model: str, whole: Callable[[], Thread] | None = None
+) -> LLMRequest:
+    """The one model request a step makes for ``thread`` (evals and the timeline rebuild it the same way).
+
+    For a compacted thread the context is rendered from what it keeps (exactly the whole thread's render, or read
+    from ``whole()``), and ``events`` reads the whole log only if something looks at them (a scripted model)."""
+    events = thread.events if thread.base is None else WholeEvents(thread, whole)
     return LLMRequest(
         model,
         system_prompt(agent, prompt),
-        render(thread, agent.context),
+        render_context(thread, agent.context, whole),
         agent.registry.specs(),
-        thread.events,
+        events,
         prompt.hash,
     )
 
@@ -406,7 +417,7 @@ def _call_model(b: _Builder, agent: Agent, llm: LLM, ctx: StepContext) -> tuple[
     thread = b.thread.extend(b.events) if b.events else b.thread
     prompt = ctx.prompts.load(agent.prompt_id, agent.prompt_version_for(thread))
     model = agent.model_for(ctx.model)
-    request = model_request(thread, agent, prompt, model)
+    request = model_request(thread, agent, prompt, model, ctx.history)
     started = time.perf_counter()
     b.llm_calls += 1
     try:

@@ -14,7 +14,7 @@ from core.kernel.agent import Agent, Route, StepContext, StepOutcome, route_of, 
 from core.kernel.budget import SpendLedger, day_of
 from core.kernel.events import Event, LLMCall
 from core.kernel.model import LLM
-from core.kernel.store import ThreadStore, VersionConflictError
+from core.kernel.store import ThreadStore, VersionConflictError, load_for_step
 from core.kernel.thread import Thread, fold
 
 RESULT_COMMIT_ATTEMPTS = 5
@@ -60,9 +60,11 @@ def advance(
 
     The thread is folded once: that fold decides whether this is a retry and is the state the step
     starts from; the route after the commit needs no second fold unless other writers' events were
-    committed in between (:class:`Commit`).
+    committed in between (:class:`Commit`). The thread is read as a step needs it (``load_for_step``: from
+    the store's snapshot when it has one, compacted); the step may read the whole log through
+    ``StepContext.history`` when that cannot answer (see :mod:`core.kernel.compaction`).
     """
-    thread = store.load(thread_id)
+    thread = load_for_step(store, thread_id)
     if thread.version < seq:
         raise StaleStepError(f"thread {thread_id} is at version {thread.version}, the caller asked for {seq}")
     agent = agents[thread.agent]
@@ -73,7 +75,7 @@ def advance(
     daily = spend is not None and agent.limits.max_daily_cost_usd is not None
     spent_today = spend.spent(agent.name, day_of(ctx.clock())) if spend is not None and daily else None
     commit = Commit(store, thread)
-    step_ctx = replace(ctx, checkpoint=commit.append, spent_today=spent_today)
+    step_ctx = replace(ctx, checkpoint=commit.append, spent_today=spent_today, history=lambda: store.load(thread_id))
     outcome = step(thread, agent, llm_for(agent), step_ctx, state=state)
     route = commit.rest(outcome)
     cost = sum(e.cost_usd for e in outcome.events if isinstance(e, LLMCall))
@@ -127,7 +129,7 @@ class Commit:
             try:
                 self.append(events)
             except VersionConflictError:
-                self.thread = self.store.load(self.thread.id)
+                self.thread = load_for_step(self.store, self.thread.id)
                 pending = fold(self.thread).pending
                 call_ids = {getattr(e, "call_id", None) for e in events} - {None}
                 if pending is None or pending.call.call_id not in call_ids:

@@ -82,6 +82,23 @@ class ThreadStore(Protocol):
         ...
 
 
+@runtime_checkable
+class RecentLoader(Protocol):
+    """Stores that can give a step its thread without reading the whole log: from a snapshot, the thread comes
+    back compacted (``Thread.base``; see :mod:`core.kernel.compaction`), and folds, renders and steps exactly as
+    the whole one. ``load`` still returns the whole thread, the record. Apart from :class:`ThreadStore`, which
+    stays three methods."""
+
+    def load_recent(self, thread_id: str) -> Thread:
+        """The thread, whole or compacted; :class:`ThreadNotFoundError` if there is none."""
+        ...
+
+
+def load_for_step(store: ThreadStore, thread_id: str) -> Thread:
+    """What a step reads: the store's ``load_recent`` where it has one, else ``load``."""
+    return store.load_recent(thread_id) if isinstance(store, RecentLoader) else store.load(thread_id)
+
+
 # --- listings ------------------------------------------------------------------------------------------------
 
 STATUSES: tuple[Status, ...] = ("running", "awaiting_human", "paused", "done", "failed")

@@ -77,9 +77,15 @@ class Tool(Generic[A]):
             )
 
     def spec(self) -> ToolSpec:
-        schema = self.args.model_json_schema()
-        schema.pop("title", None)
-        return ToolSpec(self.name, self.description, schema)
+        """The tool as the model sees it; built once (pydantic's JSON schema costs about as much as the rest of a
+        step), so treat it as read-only."""
+        spec: ToolSpec | None = self.__dict__.get("_spec")
+        if spec is None:
+            schema = self.args.model_json_schema()
+            schema.pop("title", None)
+            spec = ToolSpec(self.name, self.description, schema)
+            object.__setattr__(self, "_spec", spec)  # a frozen dataclass: the cache goes around __setattr__
+        return spec
 
     def policy_for(self, args: BaseModel) -> Policy:
         """The policy for this call; see :meth:`policy_decision` for why an odd answer means approval."""
@@ -193,6 +199,7 @@ class ToolRegistry:
     """The tools one agent may use, plus the built-in intents. Explicit: nothing registers itself."""
 
     def __init__(self, tools: Iterable[Tool[Any]]) -> None:
+        self._specs: tuple[ToolSpec, ...] | None = None
         self._tools: dict[str, Tool[Any]] = {}
         for tool in (*tools, *INTENTS):
             if tool.name in self._tools:
@@ -210,8 +217,11 @@ class ToolRegistry:
         return list(self._tools)
 
     def specs(self) -> list[ToolSpec]:
-        """JSON schemas for the model: denied tools are not offered at all."""
-        return [t.spec() for t in self._tools.values() if t.policy != "deny"]
+        """JSON schemas for the model: denied tools are not offered at all. Built once per registry (an agent
+        keeps its registry), not once per step."""
+        if self._specs is None:
+            self._specs = tuple(t.spec() for t in self._tools.values() if t.policy != "deny")
+        return list(self._specs)
 
     def validate(self, name: str | None, raw: str | Mapping[str, Any]) -> ValidCall | InvalidCall:
         """Check the model's tool call; every failure is an :class:`InvalidCall` with a short reason."""

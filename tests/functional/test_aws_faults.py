@@ -19,7 +19,7 @@ from core.adapters.store import StoreUnavailableError, ThreadNotFoundError, Vers
 from core.adapters.store.approvals_dynamodb import DynamoApprovalStore
 from core.adapters.store.dynamodb import CorruptEventError, DynamoThreadStore
 from core.adapters.store.spend_dynamodb import DynamoSpendLedger
-from core.kernel.events import UserInput
+from core.kernel.events import HumanRequest, UserInput
 from core.kernel.thread import start_thread
 from core.services.approvals import Approval
 from tests.functional.conftest import ScratchAws, scratch_aws
@@ -104,7 +104,7 @@ def test_a_throttled_item_in_the_append_transaction_is_retryable_and_writes_noth
     aws.fail(aws.dynamodb, "TransactWriteItems", cancelled("None", "ThrottlingError"))
 
     with pytest.raises(StoreUnavailableError) as raised:
-        store.append("t-1", 1, [UserInput(seq=1, ts=TS, text="more")])
+        store.append("t-1", 1, [HumanRequest(seq=1, ts=TS, kind="question", approval_id="a", question="?")])
 
     message = str(raised.value)
     assert "append thread 't-1'" in message
@@ -113,7 +113,10 @@ def test_a_throttled_item_in_the_append_transaction_is_retryable_and_writes_noth
     assert isinstance(raised.value.__cause__, ClientError)
     assert aws.threads(cache=False).load("t-1").version == 1
     # What Step Functions does next: run the step again, which succeeds.
-    assert store.append("t-1", 1, [UserInput(seq=1, ts=TS, text="more")]).version == 2
+    assert (
+        store.append("t-1", 1, [HumanRequest(seq=1, ts=TS, kind="question", approval_id="a", question="?")]).version
+        == 2
+    )
 
 
 def test_provisioned_throughput_exceeded_on_an_item_is_retryable_too(aws: Aws) -> None:
@@ -121,7 +124,7 @@ def test_provisioned_throughput_exceeded_on_an_item_is_retryable_too(aws: Aws) -
     aws.fail(aws.dynamodb, "TransactWriteItems", cancelled("ProvisionedThroughputExceeded", "None"))
 
     with pytest.raises(StoreUnavailableError, match=r"ProvisionedThroughputExceeded"):
-        store.append("t-1", 1, [UserInput(seq=1, ts=TS, text="more")])
+        store.append("t-1", 1, [HumanRequest(seq=1, ts=TS, kind="question", approval_id="a", question="?")])
 
 
 def test_throttling_alongside_a_transaction_conflict_is_retried_as_unavailable(aws: Aws) -> None:
@@ -129,7 +132,7 @@ def test_throttling_alongside_a_transaction_conflict_is_retried_as_unavailable(a
     aws.fail(aws.dynamodb, "TransactWriteItems", cancelled("TransactionConflict", "ThrottlingError"))
 
     with pytest.raises(StoreUnavailableError):
-        store.append("t-1", 1, [UserInput(seq=1, ts=TS, text="more")])
+        store.append("t-1", 1, [HumanRequest(seq=1, ts=TS, kind="question", approval_id="a", question="?")])
 
 
 def test_a_transaction_conflict_alone_is_still_a_version_conflict(aws: Aws) -> None:
@@ -137,7 +140,7 @@ def test_a_transaction_conflict_alone_is_still_a_version_conflict(aws: Aws) -> N
     aws.fail(aws.dynamodb, "TransactWriteItems", cancelled("TransactionConflict", "None"))
 
     with pytest.raises(VersionConflictError):
-        store.append("t-1", 1, [UserInput(seq=1, ts=TS, text="more")])
+        store.append("t-1", 1, [HumanRequest(seq=1, ts=TS, kind="question", approval_id="a", question="?")])
 
 
 def test_a_cancelled_transaction_for_a_real_reason_is_not_called_transient(aws: Aws) -> None:
@@ -145,7 +148,7 @@ def test_a_cancelled_transaction_for_a_real_reason_is_not_called_transient(aws: 
     aws.fail(aws.dynamodb, "TransactWriteItems", cancelled("None", "ValidationError"))
 
     with pytest.raises(ClientError, match="TransactionCanceledException"):
-        store.append("t-1", 1, [UserInput(seq=1, ts=TS, text="more")])
+        store.append("t-1", 1, [HumanRequest(seq=1, ts=TS, kind="question", approval_id="a", question="?")])
 
 
 def test_the_real_condition_failure_still_wins_over_throttling_noise(aws: Aws) -> None:
@@ -162,7 +165,7 @@ def test_the_real_condition_failure_still_wins_over_throttling_noise(aws: Aws) -
     )
 
     with pytest.raises(VersionConflictError, match="it is at 4"):
-        store.append("t-1", 1, [UserInput(seq=1, ts=TS, text="more")])
+        store.append("t-1", 1, [HumanRequest(seq=1, ts=TS, kind="question", approval_id="a", question="?")])
 
 
 def test_a_throttled_create_is_retryable_and_a_retry_creates_it(aws: Aws) -> None:

@@ -181,8 +181,12 @@ class Aws:
         """The header, then the event items from ``seq`` on, read straight from the table."""
         items: list[Item] = self.dynamodb.query(
             TableName=self.table,
-            KeyConditionExpression="PK = :pk AND SK >= :from",
-            ExpressionAttributeValues={":pk": {"S": f"THREAD#{thread_id}"}, ":from": {"S": f"EV#{seq:010d}"}},
+            KeyConditionExpression="PK = :pk AND SK BETWEEN :from AND :to",
+            ExpressionAttributeValues={
+                ":pk": {"S": f"THREAD#{thread_id}"},
+                ":from": {"S": f"EV#{seq:010d}"},
+                ":to": {"S": "META"},
+            },
             ConsistentRead=True,
         )["Items"]
         return [items[-1], *items[:-1]]
@@ -275,17 +279,21 @@ def test_it_steps_and_a_step_writes_only_what_it_adds(aws: Aws, stored: Stored) 
     result = advance(store, THREAD, EVENTS, agents={AGENT.name: AGENT}, llm_for=lambda _: llm, ctx=ctx)
 
     assert (result.route, result.llm_calls, result.tool_runs, result.seq) == ("continue", 1, 1, EVENTS + 3)
-    header, *added = aws.items_from(THREAD, EVENTS)
-    assert header["version"] == {"N": str(EVENTS + 3)}
-    llm_call, call, tool_result = (parse_event(item["e"]["S"]) for item in added)
+    header, intent, added = aws.items_from(THREAD, EVENTS)
+    assert header["version"] == {"N": str(EVENTS + 2)}  # written with the intent: its updated_at was a day old
+    llm_call, call = (parse_event(event) for event in json.loads(intent["e"]["S"]))
+    tool_result = parse_event(added["e"]["S"])
     assert isinstance(llm_call, LLMCall)
     assert isinstance(call, ToolCall)
     assert call.args == {"page": STEPS + 1}
     assert isinstance(tool_result, ToolResult)
     assert tool_result.result == fetch(Fetch(page=STEPS + 1), ToolContext(THREAD, call.call_id, AGENT.name))
-    # The step wrote its three events and the header twice (intent, then result): kilobytes, not the thread.
-    assert meter.writes == ["TransactWriteItems", "TransactWriteItems"], meter.writes
-    assert meter.written < 8_000, meter.written
+    # The step wrote its intent with the header (one transaction), its result (one PutItem) and, the thread having
+    # none yet, a snapshot: kilobytes, not the thread.
+    assert meter.writes == ["TransactWriteItems", "PutItem", "PutItem"], meter.writes
+    snapshot = aws.dynamodb.get_item(TableName=aws.table, Key={"PK": {"S": f"THREAD#{THREAD}"}, "SK": {"S": "SNAP"}})
+    assert int(snapshot["Item"]["version"]["N"]) == EVENTS + 2  # after the intent: the first append it could
+    assert meter.written < 8_000 + 2 * len(snapshot["Item"]["b"]["B"]), meter.written
     (request,) = llm.calls
     assert approx_tokens(request.context) <= AGENT.context.max_tokens
     cold_read, cold_written = meter.read, meter.written

@@ -155,7 +155,7 @@ def _inject_aws_faults(dynamodb: Any, s3: Any, fault: Fault) -> None:
 
     def throttle(params: dict[str, Any], **_: Any) -> Any:
         body = params.get("body") or b""  # the serialized request: does it commit a tool_call intent?
-        intent = b'{"S":"tool_call"}' in (body if isinstance(body, bytes) else body.encode()).replace(b" ", b"")
+        intent = b'tool_call"}' in (body if isinstance(body, bytes) else body.encode()).replace(b" ", b"")
         if intent and fault.fire("dynamodb throttles"):
             error = {"Code": "ProvisionedThroughputExceededException", "Message": "Rate of requests exceeds"}
             return _ErrorResponse(400), {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}
@@ -174,7 +174,7 @@ def _inject_aws_faults(dynamodb: Any, s3: Any, fault: Fault) -> None:
         client.meta.events.register(event, hook, unique_id=f"fault:{event}")
 
 
-_THROTTLED, _SLOWED = "before-call.dynamodb.TransactWriteItems", "before-call.s3.PutObject"
+_THROTTLED, _SLOWED = "before-call.dynamodb.PutItem", "before-call.s3.PutObject"
 
 
 def _remove_aws_faults(dynamodb: Any, s3: Any) -> None:
