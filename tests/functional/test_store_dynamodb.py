@@ -32,31 +32,11 @@ from core.kernel.events import (
 )
 from core.kernel.thread import Thread, fold, start_thread
 from infra.local.stack import _DYNAMO_GATE, _serialize_dynamodb
+from tests.functional._traffic import Traffic
 from tests.functional.conftest import ScratchAws
 
 TS = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 Item = dict[str, Any]
-
-
-class Traffic:
-    """Counts DynamoDB requests and bytes on the wire, through botocore's event hooks."""
-
-    def __init__(self, client: Any) -> None:
-        self.ops: list[str] = []
-        self.sent = 0
-        self.received = 0
-        client.meta.events.register("request-created.dynamodb", self._on_request)
-        client.meta.events.register("after-call.dynamodb", self._on_response)
-
-    def _on_request(self, request: Any, operation_name: str, **_: Any) -> None:
-        self.ops.append(operation_name)
-        self.sent += len(request.body or b"")
-
-    def _on_response(self, http_response: Any, **_: Any) -> None:
-        self.received += len(http_response.content)
-
-    def reset(self) -> None:
-        self.ops, self.sent, self.received = [], 0, 0
 
 
 class Aws:

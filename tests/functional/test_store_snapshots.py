@@ -32,6 +32,7 @@ from core.kernel.model import LLMRequest
 from core.kernel.runner import advance
 from core.kernel.store import RecentLoader, load_for_step
 from core.kernel.thread import Thread, fold, stale_results, start_thread
+from tests.functional._traffic import Traffic
 from tests.unit.test_compaction import RESEARCHER, kernel_like
 
 pytestmark = pytest.mark.usefixtures("no_local_stack_in_module")  # each brings its own mock_aws()
@@ -45,27 +46,6 @@ TABLE = "snapshots"
 BUCKET = "snapshot-payloads"
 TS = datetime(2026, 3, 1, tzinfo=UTC)
 Item = dict[str, Any]
-
-
-class Traffic:
-    """DynamoDB operations and the bytes of their responses, through botocore's event hooks."""
-
-    def __init__(self, client: Any) -> None:
-        self.ops: list[str] = []
-        self.received = 0
-        self.sent = 0
-        client.meta.events.register("request-created.dynamodb", self._on_request)
-        client.meta.events.register("after-call.dynamodb", self._on_response)
-
-    def _on_request(self, request: Any, operation_name: str, **_: Any) -> None:
-        self.ops.append(operation_name)
-        self.sent += len(request.body or b"")
-
-    def _on_response(self, http_response: Any, **_: Any) -> None:
-        self.received += len(http_response.content)
-
-    def reset(self) -> None:
-        self.ops, self.received, self.sent = [], 0, 0
 
 
 class Aws:
