@@ -102,10 +102,7 @@ def http_api_event(
     at = at.astimezone(UTC)
     epoch = at.timestamp()
 
-    grouped: dict[str, list[str]] = {}
-    for name, value in headers.items() if isinstance(headers, Mapping) else headers:
-        if name.lower() not in HOP_BY_HOP:
-            grouped.setdefault(name.lower(), []).append(value)
+    grouped = group_headers(headers)
     cookies = [c.strip() for line in grouped.pop("cookie", []) for c in line.split(";") if c.strip()]
     grouped.setdefault("x-forwarded-for", [source_ip])
     grouped.setdefault("x-forwarded-port", [str(port)])
@@ -154,6 +151,15 @@ def http_api_event(
     if body is not None:
         event["body"], event["isBase64Encoded"] = _wire_body(body, sent.get("content-type"), base64_body)
     return event
+
+
+def group_headers(headers: Headers) -> dict[str, list[str]]:
+    """Headers as API Gateway passes them on: names lower-cased, repeats kept in order, hop-by-hop ones dropped."""
+    grouped: dict[str, list[str]] = {}
+    for name, value in headers.items() if isinstance(headers, Mapping) else headers:
+        if name.lower() not in HOP_BY_HOP:
+            grouped.setdefault(name.lower(), []).append(value)
+    return grouped
 
 
 def is_text(content_type: str | None) -> bool:

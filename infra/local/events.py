@@ -22,7 +22,7 @@ from typing import Any
 from core.kernel.trigger_types import Schedule
 from core.services.triggers import iso, matches
 from infra.local.stack import LocalStack
-from infra.local.triggers import event_envelope
+from infra.local.triggers import event_envelope, invoke
 
 _log = logging.getLogger(__name__)
 SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
@@ -137,9 +137,8 @@ def fire(stack: LocalStack, schedule: TemplateSchedule, at: datetime) -> Any:
 
 
 def _invoke(stack: LocalStack, function: str, payload: Any) -> Any:
-    response = stack.clients["lambda"].invoke(FunctionName=function, Payload=json.dumps(payload).encode())
-    answer = json.loads(response["Payload"].read() or b"null")
-    if response.get("FunctionError"):
+    answer, raised = invoke(stack, function, payload)
+    if raised:
         return {"error": answer.get("errorType") if isinstance(answer, dict) else "Unhandled", "detail": answer}
     return answer
 

@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from core.kernel.parsing import ascii_int
-from infra.local.apigw import API_ID, authorizer_event, http_api_event
+from infra.local.apigw import API_ID, authorizer_event, group_headers, http_api_event
 from infra.local.stack import ACCOUNT, REGION, LambdaContext, LocalStack
 from infra.local.template import Template, TemplateError
 
@@ -287,9 +287,7 @@ class FrontDoor(ThreadingHTTPServer):
 
         if not path.startswith(admin.PREFIX):
             return None
-        headers: dict[str, str] = {}
-        for name, value in request.headers:
-            headers[name.lower()] = f"{headers[name.lower()]},{value}" if name.lower() in headers else value
+        headers = {name: ",".join(values) for name, values in group_headers(request.headers).items()}
         authorized = authenticate(headers, self.stack.rt.secrets.principals()) is not None
         try:
             local = admin.answer(self.stack, request.method, path, request.body, authorized)

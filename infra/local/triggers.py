@@ -122,12 +122,18 @@ def sqs_event(
     }
 
 
+def invoke(stack: LocalStack, function: str, payload: Any) -> tuple[Any, bool]:
+    """Invoke ``function`` through moto's Lambda, as a rule, a schedule or a queue would: (its answer, whether it
+    raised). A function that raised answers Lambda's ``{"errorType", "errorMessage"}``."""
+    response = stack.clients["lambda"].invoke(FunctionName=function, Payload=json.dumps(payload).encode())
+    return json.loads(response["Payload"].read() or b"null"), bool(response.get("FunctionError"))
+
+
 def deliver(stack: LocalStack, event: Mapping[str, Any]) -> Any:
     """Invoke the triggers function with ``event`` and return what it returned (raising what it raised)."""
     if FUNCTION in stack.function_arns:
-        response = stack.clients["lambda"].invoke(FunctionName=FUNCTION, Payload=json.dumps(event).encode())
-        payload = json.loads(response["Payload"].read() or b"null")
-        if response.get("FunctionError"):
+        payload, raised = invoke(stack, FUNCTION, event)
+        if raised:
             raise RuntimeError(f"{payload.get('errorType')}: {payload.get('errorMessage')}")
         return payload
     from functions.triggers import handler  # noqa: PLC0415 - template.yaml does not declare the function yet
