@@ -23,7 +23,7 @@ from agents import AGENTS
 from core.services.triggers import iso
 from infra.cli import Api, ApiError, follow
 
-OK, FAILED, USAGE = 0, 1, 2
+OK, FAILED = 0, 1
 Out = Callable[[str], None]
 
 
