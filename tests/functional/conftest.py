@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -178,10 +177,8 @@ def _leaks(stack: LocalStack | None, before: _Seen) -> list[str]:
                 del os.environ[key]
     if stack is None:
         return problems
-    deadline = time.monotonic() + SETTLE_S
-    while (busy := stack.busy_executions()) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    if busy:
+    stack.wait_idle(timeout=SETTLE_S)
+    if busy := stack.busy_executions():
         problems.append(f"executions still mid-step {SETTLE_S:.0f}s after the test: {', '.join(busy)}")
     for name, client in _clients(stack).items():
         if id(client) not in before.hooks:

@@ -6,7 +6,6 @@ import os
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,8 +32,10 @@ def _curl_blocks() -> list[str]:
     return [b for b in re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL) if "curl" in b]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def served(shared: Shared) -> Iterator[tuple[LocalStack, FrontDoor]]:
+    """A lease per test: an example's signed body names its thread, so in a stack one test shared with another that
+    ran the same example first, a launch would be a duplicate (the tests run in any order)."""
     with shared.lease({"POWERTOOLS_LOG_LEVEL": "WARNING", **SECRETS}) as stack, front_door(stack) as door:
         yield stack, door
 
@@ -74,10 +75,8 @@ def test_a_readme_curl_example_starts_its_agent(served: tuple[LocalStack, FrontD
 def test_a_tampered_readme_example_is_refused(served: tuple[LocalStack, FrontDoor]) -> None:
     _, door = served
     block = _curl_blocks()[0].replace('-hmac "$SECRET"', '-hmac "not-the-secret"')
-    before = time.monotonic()
     reply = _run(block, door.base_url)
     assert reply.status_code == 401, reply.text
-    assert time.monotonic() - before < 30
 
 
 def test_the_readme_github_example_replayed_with_a_new_delivery_id_starts_nothing_new(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import count
@@ -19,11 +19,10 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from core.adapters.llm.scripted import Say, ScriptedLLM
 from core.adapters.store import StoreUnavailableError, ThreadNotFoundError, VersionConflictError
-from core.adapters.store.dynamodb import DynamoThreadStore, create_table
+from core.adapters.store.dynamodb import DynamoThreadStore
 from core.kernel.agent import Limits, StepContext
 from core.kernel.compaction import render_context
 from core.kernel.context import ContextOptions, render
@@ -33,41 +32,38 @@ from core.kernel.runner import advance
 from core.kernel.store import RecentLoader, load_for_step
 from core.kernel.thread import Thread, fold, stale_results, start_thread
 from tests.functional._traffic import Traffic
+from tests.functional.conftest import ScratchAws
 from tests.unit.test_compaction import RESEARCHER, kernel_like
-
-pytestmark = pytest.mark.usefixtures("no_local_stack_in_module")  # each brings its own mock_aws()
 
 AGENT = replace(
     RESEARCHER, limits=Limits(max_steps=10**6, max_repeats=10**6, max_stale_results=10**6, max_consecutive_errors=10**6)
 )
 """The researcher of the unit tests, with limits far off: these threads are long runs, reviewed or not."""
 
-TABLE = "snapshots"
-BUCKET = "snapshot-payloads"
 TS = datetime(2026, 3, 1, tzinfo=UTC)
 Item = dict[str, Any]
 
 
 class Aws:
-    def __init__(self) -> None:
-        self.dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        self.s3 = boto3.client("s3", region_name="us-east-1")
-        create_table(self.dynamodb, TABLE)
-        self.s3.create_bucket(Bucket=BUCKET)
+    """A table and a bucket of the test's own (in the session's moto), and the DynamoDB traffic to them."""
+
+    def __init__(self, scratch: ScratchAws) -> None:
+        self.dynamodb, self.s3 = scratch.dynamodb, scratch.s3
+        self.table, self.bucket = scratch.table, scratch.bucket
         self.traffic = Traffic(self.dynamodb)
         self.look = boto3.client("dynamodb", region_name="us-east-1")  # reads the table without counting
 
     def store(self, **options: Any) -> DynamoThreadStore:
-        return DynamoThreadStore(TABLE, self.dynamodb, self.s3, BUCKET, **options)
+        return DynamoThreadStore(self.table, self.dynamodb, self.s3, self.bucket, **options)
 
     def item(self, thread_id: str, sk: str) -> Item | None:
         key = {"PK": {"S": f"THREAD#{thread_id}"}, "SK": {"S": sk}}
-        found: Item | None = self.look.get_item(TableName=TABLE, Key=key, ConsistentRead=True).get("Item")
+        found: Item | None = self.look.get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item")
         return found
 
     def keys(self, thread_id: str) -> list[str]:
         pages = self.look.get_paginator("query").paginate(
-            TableName=TABLE,
+            TableName=self.table,
             KeyConditionExpression="PK = :pk",
             ExpressionAttributeValues={":pk": {"S": f"THREAD#{thread_id}"}},
             ConsistentRead=True,
@@ -93,13 +89,8 @@ class Aws:
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
-        yield Aws()
+def aws(scratch: ScratchAws) -> Aws:
+    return Aws(scratch)
 
 
 def research(thread_id: str, steps: int, *, seed: int = 1) -> Thread:
@@ -171,7 +162,7 @@ def test_a_snapshot_that_cannot_be_read_is_passed_over_for_the_log(aws: Aws, cap
     thread = research("t-bad", 250)
     aws.write(thread)
     aws.look.update_item(
-        TableName=TABLE,
+        TableName=aws.table,
         Key={"PK": {"S": "THREAD#t-bad"}, "SK": {"S": "SNAP"}},
         UpdateExpression="SET b = :b",
         ExpressionAttributeValues={":b": {"B": zlib.compress(b'{"base": {"format": 99}, "events": []}')}},
