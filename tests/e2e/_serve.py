@@ -46,7 +46,7 @@ class Served:
         self.process = subprocess.Popen(
             [*STEPFOLD, "serve", "--port", "0", *extra_args],
             cwd=ROOT,
-            env=environment(STEPFOLD_API_KEY=KEY, **(env or {})),
+            env=environment(**{"STEPFOLD_API_KEY": KEY, **(env or {})}),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
