@@ -66,19 +66,25 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return _plain_error(415, "unsupported_media_type", "send the body as application/json")
     problem = _unsafe_input(event)
     if problem is not None:
-        return _plain_error(400, "invalid_body", problem)
+        return _plain_error(*problem)
     result: dict[str, Any] = app.resolve(event, context)
     return _with_security_headers(result)
 
 
-def _unsafe_input(event: Mapping[str, Any]) -> str | None:
-    """Why the request cannot go to the resolver (a 400), or None.
+ARRAY_BODY = "Input should be one JSON object, not an array"
+
+
+def _unsafe_input(event: Mapping[str, Any]) -> tuple[int, str, Any] | None:
+    """Why the request cannot go to the resolver (status, error, detail), or None.
 
     Two shapes of valid-looking input crash further down instead of failing validation: JSON nested deeply
     enough to exhaust the recursion limit (``json.loads`` or pydantic raise ``RecursionError``: a 500), and a
     ``\\ud800`` escape, which decodes to a lone surrogate that pydantic accepts as ``str`` and DynamoDB cannot
     encode (a 500 after the thread was half written). Both are refused here, before anything parses them.
     Bodies that are not JSON at all are left to the resolver, whose validation says where (422).
+
+    A JSON array is refused too (422): every body this API takes is one object, and Powertools' validation
+    reads a list given for a non-list field as its first element, so ``[{}]`` would pass as ``{}``.
     """
     body = event.get("body")
     text = body if isinstance(body, str) else ""
@@ -90,16 +96,20 @@ def _unsafe_input(event: Mapping[str, Any]) -> str | None:
     try:
         if text.strip():
             if json_depth(text) > MAX_JSON_DEPTH:
-                return f"the request body is nested deeper than {MAX_JSON_DEPTH} levels of arrays/objects; flatten it"
+                detail = f"the request body is nested deeper than {MAX_JSON_DEPTH} levels of arrays/objects; flatten it"
+                return 400, "invalid_body", detail
             try:
                 value = json.loads(text)
             except ValueError:
                 value = None
             check_text(value, what="the request body")
+            if isinstance(value, list):
+                problem = {"loc": ["body"], "type": "model_attributes_type", "msg": ARRAY_BODY}
+                return 422, "invalid_request", [problem]
         check_text(event.get("pathParameters") or {}, what="the request path")
         check_text(event.get("queryStringParameters") or {}, what="the query string")
     except BadInputError as exc:
-        return str(exc)
+        return 400, "invalid_body", str(exc)
     return None
 
 
@@ -114,7 +124,7 @@ def _with_security_headers(result: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _plain_error(status: int, error: str, detail: str) -> dict[str, Any]:
+def _plain_error(status: int, error: str, detail: Any) -> dict[str, Any]:
     """An error response made before the resolver runs."""
     body = json.dumps({"error": error, "detail": detail})
     headers = {"Content-Type": "application/json", **SECURITY_HEADERS}

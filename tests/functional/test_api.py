@@ -905,3 +905,37 @@ def test_an_authorizer_context_of_another_kind_grants_nothing(stack: LocalStack)
     event = http_event("GET", "/agents")
     event["requestContext"]["authorizer"] = {"iam": {"userArn": "arn:aws:iam::123456789012:user/x"}}
     assert_error(call("GET", "/agents", event=event), 403, "forbidden", "has no stepfold scope")
+
+
+def _json_body_routes() -> list[tuple[str, str]]:
+    """Every route of the OpenAPI document that takes a JSON body: (method, path template)."""
+    document = json.loads(api.openapi_json())
+    found = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            content = (operation.get("requestBody") or {}).get("content", {})
+            if "application/json" in content:
+                found.append((method.upper(), path))
+    return found
+
+
+def test_no_route_takes_a_json_array_so_the_api_may_refuse_every_array_body() -> None:
+    document = json.loads(api.openapi_json())
+    schemas = document["components"]["schemas"]
+    for method, path in _json_body_routes():
+        schema = document["paths"][path][method.lower()]["requestBody"]["content"]["application/json"]["schema"]
+        for option in schema.get("anyOf", [schema]):
+            resolved = schemas[option["$ref"].rsplit("/", 1)[1]] if "$ref" in option else option
+            assert resolved.get("type") != "array", f"{method} {path} takes an array: the refusal in api.py is wrong"
+
+
+def test_a_body_wrapped_in_an_array_is_422_on_every_route_not_its_first_element(stack: LocalStack) -> None:
+    """Powertools' validation reads a list given for a non-list field as its first element, so ``[{}]`` passed as
+    ``{}``: a pause, cancel or launch went through on a body that is not the documented object."""
+    thread_id = waiting_deploybot(stack)
+    routes = _json_body_routes()
+    assert {"/threads", "/threads/{thread_id}/pause", "/threads/{thread_id}/cancel"} <= {path for _, path in routes}
+    for method, path in routes:
+        reply = call(method, path.replace("{thread_id}", thread_id), [{}])
+        assert_error(reply, 422, "invalid_request", "model_attributes_type")
+    assert call("GET", f"/threads/{thread_id}").body["status"] == "awaiting_human"
