@@ -27,6 +27,7 @@ RUN: dict[tuple[str, str], str] = {
     ("Write your own agent", "from pydantic import BaseModel"): "tests/unit/test_readme.py",
     ("Write your own agent", "from datetime import UTC, datetime"): "tests/unit/test_readme.py",
     ("Write your own agent", "{"): "tests/unit/test_readme.py",
+    ("Use the kernel on its own", "from datetime import UTC, datetime"): "tests/unit/test_readme_kernel.py",
     ("The CLI and the HTTP API", "$ STEPFOLD_API_KEY=sk-local-demo stepfold serve"): "tests/e2e/test_readme_session.py",
     ("The CLI and the HTTP API", "$ stepfold launch deploybot"): "tests/e2e/test_readme_session.py",
     ("The CLI and the HTTP API", '{"ops-bot"'): "tests/unit/test_readme_blocks.py::test_the_api_keys_example_*",
