@@ -61,16 +61,20 @@ with open(sys.argv[2], "w", encoding="utf-8") as out:
 PY
 cfn-lint .aws-sam/transformed.json
 
+# Powertools, pydantic and the X-Ray SDK come from AWS's Powertools layer (template.yaml PowertoolsVersion), unless
+# the build bundles them (LAMBDA_POWERTOOLS=bundle, for a stack deployed with PowertoolsVersion=bundled).
+layer_has="aws_lambda_powertools pydantic pydantic_core aws_xray_sdk typing_extensions.py"
+if [ "${LAMBDA_POWERTOOLS:-layer}" = bundle ]; then bundled=$layer_has; layered=; else bundled=; layered=$layer_has; fi
 for fn in StepFunction RequestHumanFunction ApiFunction; do
   dir=.aws-sam/build/$fn
-  for required in core functions prompts pydantic aws_lambda_powertools httpx; do
+  for required in core functions prompts httpx $bundled; do
     test -e "$dir/$required" || { echo "sam.sh: $dir lacks $required" >&2; exit 1; }
   done
-  for forbidden in tests benchmarks infra .venv .venv-sam .git boto3 botocore; do
+  for forbidden in tests benchmarks infra .venv .venv-sam .git boto3 botocore $layered; do
     test ! -e "$dir/$forbidden" || { echo "sam.sh: $dir must not contain $forbidden" >&2; exit 1; }
   done
 done
 
-echo "== StepFunction artifact size"
-du -sh .aws-sam/build/StepFunction
+echo "== artifact sizes (unzipped, with .pyc; LAMBDA_POWERTOOLS=${LAMBDA_POWERTOOLS:-layer})"
+du -s --apparent-size --block-size=1K .aws-sam/build/*/ | sort -rn
 echo "sam.sh: ok in $((SECONDS - start)) s"

@@ -1,22 +1,27 @@
 """2. Cold start, measured the way Lambda runs it: the built package, a read-only bytecode cache, the first invocation.
 
 stepfold: the step function's package as the Makefile's ``lambda-package`` recipe builds it (the recipe ``sam build``
-runs), built for this machine's CPU and Python (``LAMBDA_PLATFORM``/``LAMBDA_PY_VERSION``; the wheels for arm64 /
+runs), plus AWS's Powertools layer the package leaves Powertools, pydantic and the X-Ray SDK to
+(:func:`powertools_layer`: ``aws-lambda-powertools[all]`` at the pinned versions, as AWS builds the layer, with
+bytecode, as recent layers ship it: the same bytes as the layer's, so the same import cost; only their location
+differs), built for this machine's CPU and Python (``LAMBDA_PLATFORM``/``LAMBDA_PY_VERSION``; the wheels for arm64 /
 3.12 would not load here) under ``.venv-bench/lambda/``, once with its shipped ``.pyc`` and once without
-(``LAMBDA_PYC=0``, what the package shipped before) to show what the bytecode buys. One sample is a fresh
-``python -S`` process whose path is the package, then boto3's directory (as Lambda's ``/var/task`` then
-``/var/runtime``), with ``PYTHONDONTWRITEBYTECODE=1``: like Lambda's read-only file system, nothing it compiles is
-kept for the next sample. It times the import of ``functions.step``, the first invocation's setup (``runtime()``:
-settings, clients) and one ``handler`` call that runs one agent step (the calculator agent and its scripted model)
-on the memory store, which is swapped in after ``runtime()`` built the DynamoDB one (this machine has no AWS).
+(``LAMBDA_PYC=0``, what the package shipped before) to show what the bytecode buys. One sample is a fresh ``python -S``
+process whose path is the package, the layer, then boto3's directory (as Lambda's ``/var/task``, ``/opt/python``, then
+``/var/runtime``), with ``PYTHONDONTWRITEBYTECODE=1``: like Lambda's read-only file system, nothing it compiles is kept
+for the next sample. It times the import of ``functions.step``, the first invocation's setup (``runtime()``: settings,
+clients) and one ``handler`` call that runs one agent step (the calculator agent and its scripted model) on the memory
+store, which is swapped in after ``runtime()`` built the DynamoDB one (this machine has no AWS).
 
-The floor is ``import boto3; boto3.client("dynamodb")``, measured the same way. The peers (each in its own
-``pip install --target`` directory, ``benchmarks/_targets.py``) time their imports only (no first invocation is
-counted for them), the same way; every directory but the source-only stepfold build is compiled once with
-``compileall --invalidation-mode unchecked-hash``, as a pip-installed package ships bytecode. Before timing, each
-peer runs one agent step with a fake model through its public API (the smoke in ``_targets.py``). ``ROUNDS`` rounds
-run every contender once each, in a rotated order, so drift on this shared machine hits them all alike. A peer
-whose directory cannot be installed (no network, no wheel) is reported as such, never given a number.
+The floor is ``import boto3; boto3.client("dynamodb")``, measured the same way. The peers (each in its own ``pip install
+--target`` directory, ``benchmarks/_targets.py``) time their imports only (no first invocation is counted for them), the
+same way; every directory but the source-only stepfold build is compiled once with ``compileall --invalidation-mode
+unchecked-hash``, as a pip-installed package ships bytecode. Before timing, each peer runs one agent step with a fake
+model through its public API (the smoke in ``_targets.py``). ``ROUNDS`` rounds run every contender once each, in a
+rotated order, so drift on this shared machine hits them all alike. A peer whose directory cannot be installed (no
+network, no wheel) is reported as such, never given a number.
+
+
 
 Run: ``python benchmarks/cold_start.py`` (builds the packages and installs the contenders' directories on first use).
 """
@@ -119,6 +124,53 @@ def build_package(*, pyc: bool) -> Path:
     return directory
 
 
+LAYER_RUNTIME_HAS = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3")
+"""What AWS's layer build removes (the Lambda runtime has them)."""
+
+
+def _pin(name: str) -> str:
+    for line in (ROOT / "requirements-lambda.txt").read_text(encoding="utf-8").splitlines():
+        if line.startswith(f"{name}=="):
+            return line.strip()
+    raise RuntimeError(f"requirements-lambda.txt pins no {name}")
+
+
+def powertools_layer(*, platform_tag: str, version: str, python: str = sys.executable, compile_with: str = "") -> Path:
+    """AWS's Powertools layer, rebuilt the way AWS builds it (``pip install aws-lambda-powertools[all]==<version>``,
+    boto3 & co removed), at requirements-lambda.txt's pins of Powertools and pydantic (the layer's pydantic is the one
+    AWS resolved when it built the layer; the pin is what the tests run), for ``platform_tag``/``version``. Bytecode
+    is compiled by ``compile_with`` (an interpreter of ``version``), or not at all without one."""
+    directory = PACKAGES / f"powertools-layer-{platform_tag}-py{version}{'-pyc' if compile_with else ''}"
+    stamp = directory / ".complete"
+    if stamp.exists():
+        return directory
+    shutil.rmtree(directory, ignore_errors=True)
+    pins = [_pin("aws-lambda-powertools").replace("==", "[all]=="), _pin("pydantic"), _pin("aws-xray-sdk")]
+    done = subprocess.run(
+        [
+            *(python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile"),
+            *("--platform", platform_tag, "--only-binary=:all:", "--implementation", "cp", "--python-version", version),
+            *("--target", str(directory), *pins),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the Powertools layer could not be installed:\n{done.stderr[-2000:]}")
+    for path in directory.iterdir():
+        if path.name.removesuffix(".py").split("-")[0] in (*LAYER_RUNTIME_HAS, "python_dateutil", "bin"):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    if compile_with:
+        subprocess.run(
+            [compile_with, "-m", "compileall", "-q", "-j0", "--invalidation-mode", "unchecked-hash", str(directory)],
+            capture_output=True,
+            check=False,
+        )
+    stamp.write_text("")
+    return directory
+
+
 def compile_directory(directory: Path) -> None:
     """Bytecode for a pip-installed directory, once (as ``pip install`` would ship it; unchecked, as ours is)."""
     stamp = directory / ".compiled"
@@ -190,11 +242,13 @@ def run() -> Report:
     install(boto3_target)
     compile_directory(boto3_target.directory)
     ours_pyc, ours_source = build_package(pyc=True), build_package(pyc=False)
+    version = "{}.{}".format(*sys.version_info[:2])
+    layer = powertools_layer(platform_tag=host_platform(), version=version, compile_with=sys.executable)
     report.say(f"step packages built (make lambda-package, {host_platform()}) in {time.perf_counter() - started:.0f}s")
     boto3_dir = boto3_target.directory
     contenders = [
-        Contender(OURS, (ours_pyc, boto3_dir), FIRST_INVOCATION),
-        Contender(SOURCE_ONLY, (ours_source, boto3_dir), FIRST_INVOCATION),
+        Contender(OURS, (ours_pyc, layer, boto3_dir), FIRST_INVOCATION),
+        Contender(SOURCE_ONLY, (ours_source, layer, boto3_dir), FIRST_INVOCATION),
         Contender(BOTO3, (boto3_dir,), BOTO3_CODE),
     ]
     unavailable: dict[str, str] = {}
@@ -278,7 +332,9 @@ def run() -> Report:
         },
     )
     report.notes.append(
-        "stepfold: the step function's package (make lambda-package, built for this machine's CPU and Python), "
+        "stepfold: the step function's package (make lambda-package, built for this machine's CPU and Python) with "
+        "Powertools, pydantic and the X-Ray SDK imported from a rebuild of AWS's Powertools layer on the path after it "
+        "(as /opt/python; the same bytes, so the same import cost as bundling them), "
         "`import functions.step`, `runtime()` and one `handler` call (one calculator step, scripted model, memory "
         "store) in a fresh `python -S` with PYTHONDONTWRITEBYTECODE=1; boto3: `import boto3; "
         "boto3.client('dynamodb')`; peers: their imports only (LangGraph: langgraph.graph, langgraph.prebuilt, "

@@ -10,12 +10,19 @@ what the Lambda runtime provides (boto3 and its dependencies), which is what a p
 Sizes are the bytes of the files; "zip" is the same tree deflated, as a Lambda upload is. stepfold's sizes include
 the shipped bytecode (and are given without it too); the peers' are without bytecode, as before.
 
+Powertools, pydantic and the X-Ray SDK are in no package: the functions import them from AWS's Powertools layer
+(template.yaml ``PowertoolsVersion``). The layer is reported on its own line, rebuilt the way AWS builds it
+(``benchmarks/cold_start.py`` ``powertools_layer``: ``aws-lambda-powertools[all]`` at the pinned versions, for arm64 /
+3.12, with bytecode): it is AWS's, published once per region and shared by every function that names it, so no
+deploy uploads it, and it counts once, not once per function.
+
 Run: ``python benchmarks/package_size.py`` (``BENCH_SKIP_SAM=1`` reuses an existing .aws-sam build).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import ROOT, Report, human_bytes, print_report, verdict
 from benchmarks._targets import LAMBDA_PROVIDED, footprint, install, targets
+from benchmarks.cold_start import powertools_layer
 
 BUILD = ROOT / ".aws-sam" / "build"
 FUNCTIONS = (
@@ -113,6 +121,15 @@ def run() -> Report:
             f"{function}: {human_bytes(shipped_bytes)} unzipped in {files} files ({human_bytes(sources)} without "
             f".pyc), zip {human_bytes(sizes[function][2])}"
         )
+    python312 = shutil.which("python3.12") or ""
+    layer = powertools_layer(platform_tag="manylinux2014_aarch64", version="3.12", compile_with=python312)
+    layer_bytes, layer_files = with_bytecode(layer)
+    layer_zip = zipped(layer, bytecode=True)
+    report.say(
+        f"AWS's Powertools layer (rebuilt, arm64 / 3.12, {'with' if python312 else 'WITHOUT'} .pyc): "
+        f"{human_bytes(layer_bytes)} unzipped in {layer_files} files, zip {human_bytes(layer_zip)}; largest parts: "
+        + ", ".join(f"{name} {human_bytes(size)}" for name, size in largest_parts(layer))
+    )
     artifact, _, artifact_zip = sizes["StepFunction"]
     parts = largest_parts(ARTIFACT)
     report.say("largest parts of the step package: " + ", ".join(f"{name} {human_bytes(size)}" for name, size in parts))
@@ -145,6 +162,10 @@ def run() -> Report:
         target="<= 5 MB each",
         verdict=verdict(sizes[largest][0] <= TARGET_BYTES),
         ours=f"{human_bytes(sizes[largest][0])} (zip {human_bytes(sizes[largest][2])})",
+    )
+    report.row(
+        "AWS's Powertools layer the functions import Powertools, pydantic, aws-xray-sdk from (once per region, shared)",
+        ours=f"{human_bytes(layer_bytes)} (zip {human_bytes(layer_zip)})",
     )
     report.row("installed footprint with all dependencies (incl. boto3)", **full)
     report.notes.append(

@@ -41,16 +41,47 @@ class TracingObserver:
             yield subsegment
 
 
+TRACED_MODULES = ("botocore", "httpx")
+"""What the tracer patches: every AWS call (DynamoDB, S3, Secrets Manager, Bedrock, Step Functions) and every HTTP
+request (model providers, notifications, replies) becomes a subsegment. Not ``patch_all``, which imports sqlite3,
+http.client and more at the first invocation for nothing."""
+
+
+def _tracing_disabled() -> bool:
+    """Powertools' own switch, read here so a disabled tracer costs no import at all."""
+    return os.environ.get("POWERTOOLS_TRACE_DISABLED", "").strip().lower() in ("1", "true", "yes", "on", "y")
+
+
 def tracer_or_none() -> Any | None:
-    """Powertools' Tracer needs aws-xray-sdk; without it, traces stop at Lambda's own segment."""
+    """Powertools' Tracer, patching :data:`TRACED_MODULES`, or None: when POWERTOOLS_TRACE_DISABLED says so, or
+    without aws-xray-sdk (in AWS it comes with the Powertools layer; without it traces stop at Lambda's own segment).
+    Called at the first invocation only when Lambda runs the function with tracing active (``functions._wiring``)."""
+    if _tracing_disabled():
+        return None
     try:
         from aws_lambda_powertools import Tracer  # noqa: PLC0415 - optional, and costly to import
     except ImportError:
         return None
     try:
-        return Tracer(service="stepfold")
+        return Tracer(service="stepfold", patch_modules=TRACED_MODULES)
     except ImportError:
         return None
+
+
+def traced(tracer: Any | None, name: str, **annotations: str | int) -> AbstractContextManager[object]:
+    """One subsegment ``## <name>`` around a handler's work, annotated (``thread_id`` makes a thread's traces
+    searchable in X-Ray); nothing without a tracer."""
+    if tracer is None:
+        return contextlib.nullcontext()
+    return _traced(tracer, name, annotations)
+
+
+@contextlib.contextmanager
+def _traced(tracer: Any, name: str, annotations: dict[str, str | int]) -> Iterator[object]:
+    with tracer.provider.in_subsegment(f"## {name}") as subsegment:
+        for key, value in annotations.items():
+            subsegment.put_annotation(key, value)
+        yield subsegment
 
 
 def _metrics_disabled() -> bool:
