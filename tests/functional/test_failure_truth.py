@@ -16,6 +16,7 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
@@ -26,10 +27,12 @@ from agents import AGENTS, scripted_model
 from core.adapters.llm import ProviderConfig
 from core.adapters.llm.scripted import Say, ScriptedLLM
 from core.kernel.agent import Agent, Limits
-from core.kernel.events import Error, Failed, Retried
+from core.kernel.events import Error, Failed, HumanRequest, Retried
 from core.kernel.thread import Thread, fold
 from core.kernel.tools import Tool
-from functions._wiring import Settings
+from core.services.approvals import Decision, ThreadEndedError, decide
+from core.services.notify import SIGNATURE_HEADER, verify_webhook
+from functions._wiring import Settings, build_notifier
 from infra.local.stack import LocalStack
 from tests.functional.conftest import Shared
 from tests.provider_server import (
@@ -366,6 +369,127 @@ def test_an_unknown_route_is_recorded(w: World) -> None:
     _record("unknown route (contract bug)", "-", "failed: UnknownRoute")
 
 
+# --- the human-request notification, on the wire --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Delivery:
+    path: str
+    signature: str
+    body: bytes
+
+
+class FailingReceiver:
+    """A real local HTTP server standing in for the notification webhook's receiver: it answers every POST with
+    HTTP 500 and keeps what arrived."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[Delivery] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                receiver.deliveries.append(Delivery(self.path, self.headers.get(SIGNATURE_HEADER) or "", body))
+                answer = b"receiver is down for maintenance"
+                self.send_response(500)
+                self.send_header("content-type", "text/plain")
+                self.send_header("content-length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                del format, args
+
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._http.server_address[1]}/hooks/stepfold"
+        self._thread = threading.Thread(target=self._http.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def __enter__(self) -> FailingReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._http.shutdown()
+        self._http.server_close()
+        self._thread.join()
+
+    def payloads(self) -> list[dict[str, Any]]:
+        return [json.loads(d.body) for d in self.deliveries]
+
+
+def _retrier(w: World, state: str, error: str) -> dict[str, Any]:
+    """The Retry of ``state`` that lists ``error``, in the definition the stack's executions run."""
+    sfn = w.stack.clients["stepfunctions"]
+    definition = json.loads(sfn.describe_state_machine(stateMachineArn=w.stack.state_machine_arn)["definition"])
+    (retrier,) = [r for r in definition["States"][state]["Retry"] if error in r["ErrorEquals"]]
+    return dict(retrier)
+
+
+def test_a_notification_webhook_that_keeps_failing_fails_the_thread_with_notify_failed(w: World) -> None:
+    """deploybot asks for approval; the configured notification webhook (the production channel built by
+    ``build_notifier`` from its URL and signing secret) is a local server answering HTTP 500 to every delivery.
+    request_human raises, the boundary names it NotifyFailed, WaitForHuman retries it until its retries run out, and
+    the Catch records the failure: the thread ends ``failed`` with error NotifyFailed and the channel's answer as
+    the cause, never left ``awaiting_human`` with nobody told and no execution."""
+    stack, rt = w.stack, w.stack.rt
+    secret = "notify-functional-secret"
+    with FailingReceiver() as receiver:
+        settings = rt.settings.model_copy(update={"notify_webhook_url": receiver.url})
+        rt.notifier = build_notifier(settings, rt.secrets.model_copy(update={"notify_webhook_secret": secret}))
+        thread = stack.launch("deploybot", "deploy the latest backend to production")
+        assert stack.wait_execution(stack.execution_arn(thread.id), timeout=60) == "FAILED"
+        stack.wait_idle()
+    final = stack.thread(thread.id)
+    state = fold(final)
+    assert state.status == "failed", f"the execution ended; the thread says {state.status}"
+
+    retrier = _retrier(w, "WaitForHuman", "NotifyFailed")
+    attempts = retrier["MaxAttempts"]
+    assert attempts >= 1
+    kinds = [p["type"] for p in receiver.payloads()]
+    assert kinds == ["approval_requested"] * (attempts + 1) + ["thread_failed"], "each try, then the failure alert"
+    assert {d.path for d in receiver.deliveries} == {"/hooks/stepfold"}
+    for d in receiver.deliveries:  # the HMAC over its own timestamp (the receiver's clock is no part of this test)
+        sent_at = int(dict(part.split("=", 1) for part in d.signature.split(","))["t"])
+        assert verify_webhook(secret, d.signature, d.body, now=sent_at), "each delivery is signed with the secret"
+    waits = [r for r in stack.retry_waits if r.execution == f"{thread.id}-1" and r.state == "WaitForHuman"]
+    assert [r.retry for r in waits] == list(range(1, attempts + 1)), "WaitForHuman's own Retry, not the Step's"
+
+    assert _outcome(w, final) == "failed: NotifyFailed"
+    failure = state.failure or ""
+    assert "HTTP 500" in failure
+    assert "receiver is down for maintenance" in failure, "the channel's answer is the cause"
+    assert "webhook to 127.0.0.1" in failure
+    assert "retry" in failure, "the reason says how to recover"
+    assert secret not in failure
+    assert receiver.url not in failure, "the channel's URL is redacted to its host"
+    failed = [e for e in final.events if isinstance(e, Failed)]
+    assert len(failed) == 1
+    assert failed[0].error == "NotifyFailed"
+    assert (failed[0].execution or "").endswith(f"{thread.id}-1")
+    (request,) = [e for e in final.events if isinstance(e, HumanRequest)]
+    assert failed[0].seq > request.seq, "recorded after the request nobody heard of"
+    with pytest.raises(ThreadEndedError):  # the request's record stays for a retry; nobody can answer it now
+        decide(
+            request.approval_id,
+            Decision(decision="approve", by="alice"),
+            threads=rt.threads,
+            approvals=rt.approvals,
+            agents=rt.agents,
+            tokens=rt.sfn,
+            clock=rt.clock,
+        )
+    assert stack.thread(thread.id).version == final.version, "nothing was recorded after the failure"
+
+    for status in ("running", "awaiting_human"):
+        rows, _ = rt.threads.list_threads(status=status)  # type: ignore[attr-defined]
+        assert thread.id not in [r.thread_id for r in rows], f"the listing still says {status}"
+    assert stack.running_executions(thread.id) == []
+    assert stack.execution_status(stack.execution_arn(thread.id)) == "FAILED"
+    _record("notification webhook 500 until retries run out", "-", f"failed: {state.failure_error}")
+
+
 # --- the history limit, aborts, recovery ----------------------------------------------------------------------------
 
 
@@ -481,6 +605,59 @@ def test_an_aborted_execution_is_recorded_through_the_event_rule(w: World) -> No
     assert "ABORTED" in (state.failure or "")
     assert stack.execution_ended(arn) == [{"thread_id": thread.id, "recorded": False}], "recording twice is harmless"
     _record("execution aborted", "-", f"failed: {state.failure_error}")
+
+
+def test_a_timed_out_execution_is_recorded_through_the_event_rule(w: World) -> None:
+    """An execution that runs out of time (Step Functions ``TIMED_OUT``: the state machine's ``TimeoutSeconds``) ends
+    with no Catch running, so only the EventBridge rule can record it, as it does an abort. moto's engine does time an
+    execution out: the deployed loop (the real ASL, with the stack's substitutions) gets a top-level
+    ``TimeoutSeconds`` of 1 for this test, and the first step's Lambda is held until the execution has timed out (a
+    step still running when the time is up; the engine then ignores its answer). The thread, left ``running`` with no
+    execution, is recorded ``failed`` through the template's rule and functions/record_end.py, exactly the path of
+    ``test_an_aborted_execution_is_recorded_through_the_event_rule``."""
+    stack = w.stack
+    sfn = stack.clients["stepfunctions"]
+    machine = stack.state_machine_arn
+    deployed = sfn.describe_state_machine(stateMachineArn=machine)["definition"]
+    assert "TimeoutSeconds" not in json.loads(deployed), "the loop as deployed has no execution timeout of its own"
+    timed = json.dumps({**json.loads(deployed), "TimeoutSeconds": 1})
+    time_is_up = threading.Event()
+    held: list[str] = []
+    original = stack._invoke
+
+    def invoke(function_name: str, body: Any, response_headers: dict[str, str]) -> bytes:
+        if function_name.endswith("StepFunction") and not held:
+            held.append(function_name)
+            time_is_up.wait(timeout=60)
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps({"errorType": "Sandbox.Timedout", "errorMessage": "Task timed out"}).encode()
+        return original(function_name, body, response_headers)
+
+    stack._invoke = invoke  # type: ignore[method-assign]
+    sfn.update_state_machine(stateMachineArn=machine, definition=timed)
+    try:
+        thread = stack.launch("calculator", "add 2 and 3")
+        arn = stack.execution_arn(thread.id)
+        assert stack.wait_execution(arn, timeout=30) == "TIMED_OUT"
+        assert held, "the step was still running when the execution timed out"
+        assert fold(stack.thread(thread.id)).status == "running", "no Catch ran: the thread says running, no execution"
+        answers = stack.execution_ended(arn)
+    finally:
+        time_is_up.set()
+        stack._invoke = original  # type: ignore[method-assign]
+        sfn.update_state_machine(stateMachineArn=machine, definition=deployed)
+    assert answers == [{"thread_id": thread.id, "recorded": True, "seq": thread.version}]
+    final = stack.thread(thread.id)
+    state = fold(final)
+    assert state.status == "failed"
+    assert state.failure_error == "ExecutionTimedOut"
+    assert "TIMED_OUT" in (state.failure or "")
+    failed = [e for e in final.events if isinstance(e, Failed)]
+    assert [e.execution for e in failed] == [arn]
+    alerts = [a for a in stack.notifier.alerts if a.thread_id == thread.id]
+    assert [a.title for a in alerts] == [f"calculator: thread {thread.id} failed (ExecutionTimedOut)"]
+    assert stack.execution_ended(arn) == [{"thread_id": thread.id, "recorded": False}], "recording twice is harmless"
+    _record("execution timed out", "-", f"failed: {state.failure_error}")
 
 
 def test_a_failed_thread_is_retried_from_where_it_stopped(w: World) -> None:

@@ -208,6 +208,10 @@ CONTENT_TYPES = st.sampled_from(["application/json", "application/x-www-form-url
          content_type="application/json", signed=False, github_event="issues")  # fmt: skip
 @example(source="shop", headers={"x-stepfold-signature": "t=\u00b2,v2=00"}, body="{}",
          content_type="application/json", signed=False, github_event="issues")  # fmt: skip
+@example(source="shop", headers={"x-stepfold-signature": "t=\u00b2,v1=00"}, body="{}",
+         content_type="application/json", signed=False, github_event="issues")  # fmt: skip
+@example(source="shop", headers={"x-stepfold-signature": "t=" + "9" * 5000 + ",v1=00"}, body="{}",
+         content_type="application/json", signed=False, github_event="issues")  # fmt: skip
 @example(source="shop", headers={}, body=_nested(20_000), content_type="application/json", signed=True,
          github_event="issues")  # fmt: skip
 @example(source="github", headers={"x-github-delivery": "d-1"}, body='{"x": "\\ud800"}',

@@ -15,7 +15,9 @@ from core.kernel.thread import fold, start_thread
 from core.services.approvals import Decision, decide
 from functions import request_human as request_human_function
 from functions import step as step_function
+from functions._wiring import Settings
 from infra.local.stack import LambdaContext, LocalStack
+from tests.provider_server import ProviderServer, error
 
 
 @pytest.fixture
@@ -153,3 +155,37 @@ def test_cost_totals_of_a_scripted_thread_match_its_model_calls(stack: LocalStac
 
     for call in calls:
         assert call.cost_usd == pytest.approx(cost_usd(call.model, call.input_tokens, call.output_tokens))
+
+
+def test_a_thread_its_execution_failed_is_counted_once_as_threads_failed_by_agent(
+    stack: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The model's server answers HTTP 500 to every request (a local server speaking OpenAI's API, through the real
+    adapter): the Step's retries run out, the Catch runs RecordFailure (functions/record_end.py), which counts
+    ``ThreadsFailed`` with the agent's dimension. No step ever returns route ``failed`` here, so the count can only
+    come from record_end. The EventBridge rule's second recording of the same end counts nothing."""
+    with ProviderServer(default=error(500, "the model server is on fire"), lifetime_s=120) as server:
+        rt = stack.configure({"OPENAI_API_KEY": "sk-test"})  # the key, read at first use as in Lambda
+        rt.settings = Settings.model_validate(
+            {
+                **rt.settings.model_dump(by_alias=True),
+                "STEPFOLD_MODEL": "openai:gpt-4o-mini",
+                "OPENAI_BASE_URL": server.openai.base_url,
+                "STEPFOLD_MODEL_TIMEOUT_SECONDS": 5.0,
+            }
+        )
+        rt.use_provider_config(None)
+        capsys.readouterr()
+        thread = stack.launch("calculator", "add 2 and 3")
+        final = stack.wait(thread.id, until=("failed",), timeout=60)
+        stack.wait_idle()
+        assert len(server.openai.requests) > 1, "the Step was retried before the execution gave up"
+    assert fold(final).failure_error == "ModelUnavailable"
+    arn = stack.execution_arn(thread.id)
+    assert stack.execution_status(arn) == "FAILED"
+    metrics = _metrics(_json_lines(capsys.readouterr().out))
+    assert metrics.get("ThreadsFailed") == [({"agent": "calculator", "service": "stepfold"}, 1.0)]
+    assert "ThreadsDone" not in metrics
+
+    assert stack.execution_ended(arn) == [{"thread_id": thread.id, "recorded": False}]
+    assert "ThreadsFailed" not in _metrics(_json_lines(capsys.readouterr().out)), "an end recorded twice counts once"

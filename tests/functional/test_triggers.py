@@ -416,6 +416,22 @@ def test_a_stepfold_signature_with_a_non_ascii_or_huge_t_is_401_not_500(stack: L
     assert "unix seconds" in answer["detail"]
 
 
+@pytest.mark.parametrize("timestamp", ["\u00b2", "\u0663\u0663", "9" * 5000])
+def test_an_old_form_v1_stepfold_signature_with_a_non_ascii_or_huge_t_is_401_not_500(
+    stack: LocalStack, timestamp: str
+) -> None:
+    """The header form senders used before v2 (``t=<unix>,v1=<hex>``) with a ``t`` that ``int()`` cannot take (a
+    superscript two, Arabic-Indic digits, 5,000 digits: issue 13, 3b). The v2 cases above never reach the parsing of
+    ``t`` in code that still reads v1; this one does, and was a 500. It is refused as a v1 signature, saying how to
+    sign v2, and starts nothing."""
+    body = json.dumps({"id": "evt_t1", "type": "order.failed", "data": {}}).encode()
+    headers = {"content-type": "application/json", "x-stepfold-signature": f"t={timestamp},v1=00"}
+    status, answer = _post(stack, "shop", body, headers)
+    assert (status, answer["error"]) == (401, "unauthorized")
+    assert answer["detail"].startswith("X-Stepfold-Signature v1 (timestamp and body only) is not accepted: sign v2")
+    assert _all_executions(stack) == []
+
+
 def test_a_stepfold_delivery_signed_for_one_source_is_refused_on_another(stack: LocalStack) -> None:
     """Every non-GitHub, non-Slack source shares one secret: the signed path is what tells them apart."""
     body = json.dumps({"id": "evt_path", "type": "order.failed", "data": {"order_id": "ord_1001"}}).encode()
