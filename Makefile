@@ -70,6 +70,12 @@ clean:
 # checked hashes would read every source). co_filename is rewritten to /var/task, where Lambda unpacks the code.
 #
 # LAMBDA_PLATFORM / LAMBDA_PY_VERSION let benchmarks/cold_start.py build the same package for this machine.
+#
+# Powertools, pydantic and the X-Ray SDK come from AWS's Powertools layer (template.yaml PowertoolsVersion; it carries
+# Powertools with all its extras), so no package ships them (LAMBDA_POWERTOOLS=layer, the default), nor what the layer
+# has that our own dependencies pull in too (LAMBDA_LAYER_ALSO_HAS: /var/task comes first on sys.path, so a copy here
+# would only shadow the layer's). LAMBDA_POWERTOOLS=bundle puts them in every package instead, from
+# requirements-lambda.txt, for a stack deployed with PowertoolsVersion=bundled (no layer in that partition or region).
 LAMBDA_PIP ?= python3 -m pip
 LAMBDA_PY_VERSION ?= 3.12
 LAMBDA_PLATFORM ?= manylinux2014_aarch64
@@ -79,22 +85,30 @@ LAMBDA_PYC ?= auto
 LAMBDA_PYC_OK := $(shell "$(LAMBDA_PYTHON)" -c 'import sys; v = "%d.%d" % sys.version_info[:2]; \
 	sys.exit(v != "$(LAMBDA_PY_VERSION)" or sys.implementation.name != "cpython")' 2>/dev/null && echo 1)
 LAMBDA_SOURCES := core agents functions prompts
-LAMBDA_NEEDS_COMMON := aws-lambda-powertools pydantic
-# httpx: model providers and replies (step), notifications (request_human, record_end); jinja2: the HTML pages.
-LAMBDA_NEEDS_StepFunction := httpx
+LAMBDA_POWERTOOLS ?= layer
+LAMBDA_LAYER_PROVIDES := aws-lambda-powertools pydantic aws-xray-sdk
+LAMBDA_LAYER_ALSO_HAS := typing_extensions
+LAMBDA_BUNDLED := $(if $(filter bundle,$(LAMBDA_POWERTOOLS)),$(LAMBDA_LAYER_PROVIDES))
+LAMBDA_NEEDS_COMMON :=
+# What the Lambda runtime has (boto3 and its dependencies; aws-xray-sdk pulls botocore in), never shipped.
+LAMBDA_RUNTIME_HAS := boto3 botocore s3transfer jmespath dateutil python_dateutil six urllib3
+# httpx: model providers, replies and MCP servers (step), notifications (request_human, record_end); fastjsonschema:
+# MCP tools' input schemas (step); jinja2: the HTML pages.
+LAMBDA_NEEDS_StepFunction := httpx fastjsonschema
 LAMBDA_NEEDS_RequestHumanFunction := httpx
 LAMBDA_NEEDS_RecordEndFunction := httpx
 LAMBDA_NEEDS_ApiFunction := jinja2 httpx
 LAMBDA_NEEDS_ApprovalsFunction := jinja2
 LAMBDA_NEEDS_AuthorizerFunction :=
 LAMBDA_NEEDS_TriggersFunction :=
+LAMBDA_NEEDS_LaunchFunction :=
 LAMBDA_HTML_FUNCTIONS := ApiFunction ApprovalsFunction
 LAMBDA_FUNCTIONS := StepFunction RequestHumanFunction ApiFunction ApprovalsFunction AuthorizerFunction \
-	TriggersFunction RecordEndFunction
+	TriggersFunction RecordEndFunction LaunchFunction
 
-.PHONY: build-StepFunction build-RequestHumanFunction build-ApiFunction build-ApprovalsFunction build-AuthorizerFunction build-TriggersFunction build-RecordEndFunction lambda-package lambda-packages
+.PHONY: build-StepFunction build-RequestHumanFunction build-ApiFunction build-ApprovalsFunction build-AuthorizerFunction build-TriggersFunction build-RecordEndFunction build-LaunchFunction lambda-package lambda-packages
 
-build-StepFunction build-RequestHumanFunction build-ApiFunction build-ApprovalsFunction build-AuthorizerFunction build-TriggersFunction build-RecordEndFunction:
+build-StepFunction build-RequestHumanFunction build-ApiFunction build-ApprovalsFunction build-AuthorizerFunction build-TriggersFunction build-RecordEndFunction build-LaunchFunction:
 	$(MAKE) --no-print-directory lambda-package LAMBDA_FUNCTION=$(@:build-%=%)
 
 # Every function's package under LAMBDA_OUT/<LogicalId> (what `sam build` would make, without SAM CLI).
@@ -107,6 +121,8 @@ lambda-package:
 	test -n "$(ARTIFACTS_DIR)"
 	@case " $(LAMBDA_FUNCTIONS) " in *" $(LAMBDA_FUNCTION) "*) ;; \
 		*) echo "LAMBDA_FUNCTION must be one of: $(LAMBDA_FUNCTIONS) (got '$(LAMBDA_FUNCTION)')" >&2; exit 2;; esac
+	@case "$(LAMBDA_POWERTOOLS)" in layer|bundle) ;; \
+		*) echo "LAMBDA_POWERTOOLS must be layer or bundle (got '$(LAMBDA_POWERTOOLS)')" >&2; exit 2;; esac
 	@if [ "$(LAMBDA_PYC)" != 0 ] && [ "$(LAMBDA_PYC_OK)" != 1 ]; then \
 		echo "LAMBDA_PYTHON='$(LAMBDA_PYTHON)' is not CPython $(LAMBDA_PY_VERSION): the package's .pyc must be" \
 			"compiled by the runtime's version. Set LAMBDA_PYTHON=/path/to/python$(LAMBDA_PY_VERSION)." >&2; \
@@ -117,14 +133,19 @@ lambda-package:
 	cp -R $(LAMBDA_SOURCES) "$(ARTIFACTS_DIR)/"
 	find "$(ARTIFACTS_DIR)" -depth \( -name __pycache__ -o -name '*.pyc' -o -name py.typed \) -exec rm -rf {} +
 	$(if $(filter $(LAMBDA_FUNCTION),$(LAMBDA_HTML_FUNCTIONS)),,rm -rf "$(ARTIFACTS_DIR)/functions/templates")
-	reqs=$$(grep -E '^($(subst $(eval) ,|,$(strip $(LAMBDA_NEEDS_COMMON) $(LAMBDA_NEEDS_$(LAMBDA_FUNCTION)))))==' \
-		requirements-lambda.txt); \
-	test "$$(echo "$$reqs" | wc -l)" -eq $(words $(LAMBDA_NEEDS_COMMON) $(LAMBDA_NEEDS_$(LAMBDA_FUNCTION))) || \
-		{ echo "requirements-lambda.txt must pin each of: $(LAMBDA_NEEDS_COMMON) $(LAMBDA_NEEDS_$(LAMBDA_FUNCTION))" >&2; exit 2; }; \
-	$(LAMBDA_PIP) install --quiet --disable-pip-version-check --no-compile \
-		--platform $(LAMBDA_PLATFORM) --only-binary=:all: --implementation cp --python-version $(LAMBDA_PY_VERSION) \
-		--target "$(ARTIFACTS_DIR)" $$reqs
+	@needs="$(strip $(LAMBDA_BUNDLED) $(LAMBDA_NEEDS_COMMON) $(LAMBDA_NEEDS_$(LAMBDA_FUNCTION)))"; \
+	if [ -n "$$needs" ]; then \
+		reqs=$$(grep -E "^($$(echo $$needs | tr ' ' '|'))==" requirements-lambda.txt); \
+		test "$$(echo "$$reqs" | wc -l)" -eq "$$(echo $$needs | wc -w)" || \
+			{ echo "requirements-lambda.txt must pin each of: $$needs" >&2; exit 2; }; \
+		echo "$(LAMBDA_FUNCTION): pip install $$(echo $$reqs)"; \
+		$(LAMBDA_PIP) install --quiet --disable-pip-version-check --no-compile \
+			--platform $(LAMBDA_PLATFORM) --only-binary=:all: --implementation cp --python-version $(LAMBDA_PY_VERSION) \
+			--target "$(ARTIFACTS_DIR)" $$reqs || exit 1; \
+	fi
 	rm -rf "$(ARTIFACTS_DIR)/bin"
+	cd "$(ARTIFACTS_DIR)" && for m in $(LAMBDA_RUNTIME_HAS) $(if $(LAMBDA_BUNDLED),,$(LAMBDA_LAYER_ALSO_HAS)); do \
+		rm -rf "$$m" "$$m.py" "$$m"-*.dist-info; done
 	find "$(ARTIFACTS_DIR)" -depth \( -name __pycache__ -o -name '*.pyc' \) -exec rm -rf {} +
 	@if [ "$(LAMBDA_PYC)" != 0 ] && [ "$(LAMBDA_PYC_OK)" = 1 ]; then \
 		"$(LAMBDA_PYTHON)" -m compileall -q -j0 --invalidation-mode unchecked-hash \

@@ -1,5 +1,6 @@
 """triage: started by an event (a new issue webhook), not a person. Labels, routes and acknowledges the issue;
-a security report pages on-call only after a human approves.
+a security report pages on-call only after a human approves. Its final answer is typed (:class:`TriageAnswer`), so a
+parent workflow branches on the label and team, not on the summary's words (ARCHITECTURE.md "An agent as a step").
 
 :class:`IssueTracker` stands in for the real tracker's API and counts calls by idempotency key.
 """
@@ -13,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents._fake import FakeSystem
-from agents._script import done, results, since_last_input
+from agents._script import results, since_last_input
 from core.adapters.llm.scripted import Say
 from core.kernel.agent import Agent, Limits
 from core.kernel.model import LLMRequest
@@ -60,6 +61,16 @@ class PageArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
     issue: int = Field(ge=1)
     summary: str = Field(min_length=1, max_length=500)
+
+
+class TriageAnswer(BaseModel):
+    """What triage decided: the issue, its label, the team it went to and whether on-call was paged."""
+
+    model_config = ConfigDict(extra="forbid")
+    issue: int = Field(ge=1, description="The issue's number.")
+    label: Label = Field(description="The one label it was given.")
+    team: Team | None = Field(description="The team it was routed to; null when it went to nobody (security).")
+    paged: bool = Field(description="Whether security on-call was paged (a person approved the page).")
 
 
 def add_label(args: LabelArgs, ctx: ToolContext) -> dict[str, Any]:
@@ -113,6 +124,7 @@ AGENT = Agent(
     tools=TOOLS,
     model="scripted:triage",
     limits=Limits(max_steps=10),
+    answer=TriageAnswer,
     triggers=(Webhook("github", ["issues.opened"], issue_input),),
 )
 
@@ -159,8 +171,18 @@ def brain(request: LLMRequest) -> Say:
                 "body": "Thanks for the report! We have triaged it and the right team will follow up here.",
             },
         )
-    routed = "security on-call" if label == "security" and not rejected else (team or "nobody")
-    return done(f"Issue #{issue}: labelled {label}, routed to {routed}, reporter acknowledged.")
+    paged = label == "security" and not rejected
+    routed = "security on-call" if paged else (team or "nobody")
+    return Say(
+        "done_for_now",
+        {
+            "answer": f"Issue #{issue}: labelled {label}, routed to {routed}, reporter acknowledged.",
+            "issue": issue,
+            "label": label,
+            "team": team,
+            "paged": paged,
+        },
+    )
 
 
 BRAIN = brain

@@ -19,6 +19,7 @@ from core.adapters.store.transient import transient_aws_error
 from core.kernel.errors import compact_exception
 from core.kernel.model import RetryableLLMError
 from core.kernel.store import StoreUnavailableError, VersionConflictError
+from core.kernel.tools import ToolUnavailableError
 from core.services.notify import NotifyError
 
 
@@ -35,7 +36,8 @@ class ModelUnavailable(BoundaryError):  # noqa: N818 - the name is the Step Func
 
 
 class DependencyUnavailable(BoundaryError):  # noqa: N818
-    """DynamoDB, S3, Secrets Manager or another AWS API is throttled, failing or unreachable: retried."""
+    """DynamoDB, S3, Secrets Manager or another AWS API, or a tool's MCP server, is throttled, failing or unreachable:
+    retried."""
 
     retryable = True
 
@@ -91,7 +93,7 @@ def classify(exc: BaseException) -> type[BoundaryError]:
         return ModelUnavailable
     if isinstance(exc, VersionConflictError):
         return ConcurrentWrite
-    if isinstance(exc, StoreUnavailableError):
+    if isinstance(exc, StoreUnavailableError | ToolUnavailableError):
         return DependencyUnavailable
     if isinstance(exc, NotifyError):
         return NotifyFailed

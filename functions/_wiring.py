@@ -24,9 +24,10 @@ from core.adapters.replies import HttpReplier
 from core.adapters.store.spend_dynamodb import DynamoSpendLedger
 from core.kernel.agent import Agent, StepContext
 from core.kernel.budget import SpendLedger
-from core.kernel.events import utcnow
+from core.kernel.events import Event, utcnow
 from core.kernel.prompts import PromptLibrary
 from core.kernel.store import ThreadStore
+from core.kernel.thread import Thread
 from core.services.approvals import Approval, ApprovalStore
 from core.services.notify import Alert, MultiNotifier, Notifier, RecordingNotifier
 from core.services.replies import Replier, ReplyPolicy, ReplyResult, send_reply
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_ses import SESClient
     from mypy_boto3_stepfunctions import SFNClient
+
+    from core.kernel.mcp import McpServer, McpTools
 
 
 def _first_agent() -> str:
@@ -78,6 +81,12 @@ class Settings(BaseModel):
     model_timeout_seconds: float = Field(default=60.0, gt=0, le=90, alias="STEPFOLD_MODEL_TIMEOUT_SECONDS")
     """How long one model request may take (the read timeout); with the step's other work it must fit the step
     function's Lambda timeout (120 s in template.yaml), hence the cap."""
+    mcp_timeout_seconds: float = Field(default=20.0, gt=0, le=30, alias="STEPFOLD_MCP_TIMEOUT_SECONDS")
+    """How long one request to an MCP server may take (ARCHITECTURE.md "MCP tools"); with the model's it must fit the
+    step function's Lambda timeout, hence the cap."""
+    mcp_list_max_age_seconds: float = Field(default=300.0, ge=0, le=86_400, alias="STEPFOLD_MCP_LIST_MAX_AGE_SECONDS")
+    """How long a container uses an MCP server's tool list for new threads (and to notice a change for old ones)
+    before listing again. A thread always keeps the list it pinned."""
     default_agent: str = Field(default_factory=_first_agent, min_length=1, alias="STEPFOLD_DEFAULT_AGENT")
     """The agent ``POST /thread`` (the reference server's launch) starts; unset: the first registered one (the
     agents package's modules in name order, ARCHITECTURE.md "User space")."""
@@ -198,7 +207,7 @@ def agents_with_prompt_versions(
 
 SECRET_SOURCES: dict[str, tuple[str, ...]] = {
     "STEPFOLD_API_KEYS_SECRET_ARN": ("api_key", "api_keys"),
-    "STEPFOLD_MODEL_KEYS_SECRET_ARN": ("openai_api_key", "anthropic_api_key"),
+    "STEPFOLD_MODEL_KEYS_SECRET_ARN": ("openai_api_key", "anthropic_api_key", "mcp_servers"),
     "STEPFOLD_LINK_KEY_SECRET_ARN": ("link_signing_key",),
     "STEPFOLD_REPLY_KEY_SECRET_ARN": ("reply_signing_key",),
     "STEPFOLD_WEBHOOK_SECRETS_ARN": ("github_webhook_secret", "slack_signing_secret", "stepfold_webhook_secret"),
@@ -232,6 +241,17 @@ class ApiKey(BaseModel):
         return tuple(s for s in SCOPES if s in scopes)
 
 
+class McpServerKeys(BaseModel):
+    """How the step reaches one MCP server: the ``mcp_servers`` entry of the secret, by the server's name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str | None = None
+    """Used when the environment variable the declaration names (``url_setting``) is not set."""
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    """Sent with every request (``{"Authorization": "Bearer ..."}``): tokens live here, never in agent code."""
+
+
 class Secrets(BaseModel):
     """Keys: from Secrets Manager in AWS (one secret per group of readers), from the environment locally.
 
@@ -251,9 +271,25 @@ class Secrets(BaseModel):
     slack_signing_secret: str | None = Field(default=None, repr=False)
     stepfold_webhook_secret: str | None = Field(default=None, repr=False)
     """Verifies ``X-Stepfold-Signature`` on inbound webhooks. Never signs anything we send."""
+    mcp_servers: dict[str, McpServerKeys] = Field(default_factory=dict, repr=False)
+    """Per MCP server an agent declares (by its name): its headers, and its URL when no setting gives one
+    (``{"ops": {"headers": {"Authorization": "Bearer ..."}}}``; ``STEPFOLD_MCP_SERVERS`` locally, as JSON)."""
     reply_signing_key: str | None = Field(default=None, repr=False)
     """Signs the replies sent to triggers' callback URLs: a key of its own, so nothing we send (a reply's body
     is the agent's answer) is ever valid as an inbound webhook delivery."""
+
+    @field_validator("mcp_servers", mode="before")
+    @classmethod
+    def _mcp_servers_json(cls, value: object) -> object:
+        """The secret may hold the object itself or a JSON string of it (``STEPFOLD_MCP_SERVERS`` always is one)."""
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError as exc:
+                raise ValueError(
+                    'mcp_servers must be a JSON object like {"ops": {"headers": {"Authorization": "Bearer ..."}}}'
+                ) from exc
+        return value
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -317,6 +353,7 @@ _ENV_KEYS: dict[str, str] = {
     "slack_signing_secret": "STEPFOLD_SLACK_SIGNING_SECRET",
     "stepfold_webhook_secret": "STEPFOLD_WEBHOOK_SECRET",
     "reply_signing_key": "STEPFOLD_REPLY_SIGNING_KEY",
+    "mcp_servers": "STEPFOLD_MCP_SERVERS",
 }
 """The environment variable each key is read from (locally; in AWS the keys are in Secrets Manager)."""
 
@@ -456,6 +493,9 @@ class Runtime:
     """Powertools Tracer when X-Ray tracing is active and its SDK is bundled, else None."""
     replier: Replier | None = None
     """Sends a triggered thread's answer back (its ``reply_to`` label); an HTTP one is built at the first reply."""
+    mcp: McpTools | None = None
+    """The MCP tools of agents that declare servers (ARCHITECTURE.md "MCP tools"): built by :meth:`mcp_tools` at the
+    first step of such an agent's thread, so a container that never runs one never imports the MCP client."""
     _llms: dict[str, LLM] = field(default_factory=dict)
     _llm_keys: Secrets | None = None
     """The keys the models in ``_llms`` were built with: other keys (a rotated secret) build them anew."""
@@ -518,6 +558,34 @@ class Runtime:
                 config = replace(config, scripted=self.scripted)
             self._llms[model] = make_llm(model, config)
         return self._llms[model]
+
+    def mcp_tools(self, agent: Agent, thread: Thread, clock: Callable[[], datetime]) -> tuple[Agent, tuple[Event, ...]]:
+        """The runner's tool resolver (``advance(tools=...)``): ``agent`` with the MCP tools ``thread`` pinned, and
+        the events to record first."""
+        if self.mcp is None:
+            from core.adapters.mcp import HttpMcpConnector  # noqa: PLC0415 - only a step of an MCP agent pays for it
+            from core.kernel.mcp import McpTools  # noqa: PLC0415
+
+            self.mcp = McpTools(
+                HttpMcpConnector(
+                    self.mcp_endpoint,
+                    max_age_s=self.settings.mcp_list_max_age_seconds,
+                    timeout_s=self.settings.mcp_timeout_seconds,
+                )
+            )
+        return self.mcp(agent, thread, clock)
+
+    def mcp_endpoint(self, server: McpServer) -> tuple[str, dict[str, str]]:
+        """An MCP server's URL (the environment variable its declaration names, else its secret entry's ``url``) and
+        headers (its secret entry's only), read at every use."""
+        keys = self.secrets.mcp_servers.get(server.name)
+        url = os.environ.get(server.url_setting) or (keys.url if keys is not None else None)
+        if not url:
+            raise RuntimeError(
+                f"MCP server {server.name}: set {server.url_setting} to its URL (or give its entry in the "
+                "mcp_servers secret key a url)"
+            )
+        return url, dict(keys.headers) if keys is not None else {}
 
     def step_context(self) -> StepContext:
         return StepContext(prompts=self.prompts, clock=self.clock, model=self.settings.model)

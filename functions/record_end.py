@@ -6,7 +6,10 @@ Two doors lead here, so no end goes unrecorded:
 - an EventBridge rule on "Step Functions Execution Status Change" (FAILED, TIMED_OUT, ABORTED), for the ends no
   Catch can see (an execution timeout, an abort from the console, a RecordFailure that itself failed).
 
-Recording twice is harmless: a thread that already ended is left as it is.
+Recording twice is harmless: a thread that already ended is left as it is. The agent loop's deliberate ends
+(:data:`DELIBERATE_ENDS`: the agent gave up, a person cancelled or paused it, another execution took the thread over)
+fail the execution so a parent workflow can Catch them, but are not system failures: the rule's event for them is
+left alone, whatever the thread says by then (a paused thread may already be running again after a resume).
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ from functions._observe import count
 from functions._wiring import runtime
 
 logger = Logger(service="stepfold")
+
+DELIBERATE_ENDS = frozenset({"AgentFailed", "Cancelled", "Paused", "HandedOver"})
+"""The Fail states' Error names of infra/statemachine/agent_loop.asl.json that are not system failures
+(ARCHITECTURE.md "An agent as a step"): whoever ended the execution so recorded it on the thread."""
 
 
 class ExecutionEnd(BaseModel):
@@ -78,6 +85,9 @@ def _cause(raw: str) -> str:
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     end = ExecutionEnd.from_event(event)
     logger.append_keys(thread_id=end.thread_id, execution=end.execution)
+    if end.error in DELIBERATE_ENDS:
+        logger.info("execution ended on purpose; the thread says why", extra={"error": end.error})
+        return {"thread_id": end.thread_id, "recorded": False}
     rt = runtime()
     failed = record_failure(
         rt.threads, end.thread_id, error=end.error, cause=end.cause, execution=end.execution, clock=rt.clock

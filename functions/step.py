@@ -1,7 +1,8 @@
 """The step Lambda: load the thread, one model call, dispatch the tool, save (Factor 12).
 
-Input ``{"thread_id", "seq", "execution"?}``, output ``{"thread_id", "seq", "route"}`` for the state
-machine's Choice. Retryable model errors and version conflicts are raised for Step Functions' Retry.
+Input ``{"thread_id", "seq", "execution"?}``, output ``{"thread_id", "seq", "route", "output"}`` for the state
+machine's Choice; ``output`` is what the execution ends with when the route ends it (ARCHITECTURE.md "An agent as a
+step"), else null. Retryable model errors and version conflicts are raised for Step Functions' Retry.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.kernel.runner import advance
 from functions._boundary import boundary
-from functions._observe import TracingObserver, count, record_step
+from functions._observe import TracingObserver, count, record_step, traced
 from functions._wiring import runtime
 
 logger = Logger(service="stepfold")
@@ -36,9 +37,18 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     logger.append_keys(seq=request.seq, execution=request.execution)
     rt = runtime()
     ctx = replace(rt.step_context(), observer=TracingObserver(rt.tracer, request.thread_id))
-    result = advance(
-        rt.threads, request.thread_id, request.seq, agents=rt.agents, llm_for=rt.llm_for, ctx=ctx, spend=rt.spend
-    )
+    with traced(rt.tracer, "step", thread_id=request.thread_id, seq=request.seq):
+        result = advance(
+            rt.threads,
+            request.thread_id,
+            request.seq,
+            agents=rt.agents,
+            llm_for=rt.llm_for,
+            ctx=ctx,
+            spend=rt.spend,
+            tools=rt.mcp_tools,
+            public_url=rt.settings.public_url,
+        )
     logger.append_keys(agent=result.agent)
     record_step(result.agent, result.events, result.route)
     logger.info(

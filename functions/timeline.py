@@ -29,9 +29,11 @@ from core.kernel.events import (
     Retried,
     ToolCall,
     ToolResult,
+    ToolsListed,
     ToolStarted,
     UserInput,
 )
+from core.kernel.mcp import with_pinned_tools
 from core.kernel.prompts import PromptError, PromptLibrary
 from core.kernel.thread import Thread, fold
 from functions._html import pretty
@@ -131,6 +133,7 @@ def model_view(thread: Thread, agent: Agent, prompts: PromptLibrary, seq: int | 
     call = found[0] if seq is not None else found[-1]
     step = calls.index(call)
     before = thread.model_copy(update={"events": thread.events[: call.seq]})
+    agent = with_pinned_tools(agent, before)  # the MCP tools it had then (ARCHITECTURE.md "MCP tools")
     context = render(before, agent.context)
     prompt_id, _, version_text = call.prompt_id.rpartition("/v")
     version = int(version_text) if prompt_id and version_text.isdigit() else None
@@ -252,6 +255,8 @@ def timeline_item(event: Event, index: _Index) -> _Item:
             return _Item(event, "end")
         case Failed():
             return _Item(event, "failed")
+        case ToolsListed():
+            return _Item(event, "tool")
         case _:
             assert_never(event)
 

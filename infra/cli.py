@@ -175,7 +175,8 @@ class StepView:
             case "retried":
                 return [f"{head}>> retried by {get('by')}"]
             case "done":
-                return [f"{head}== done: {_short(get('answer'), 90)}", f"{route}done"]
+                typed = [f"{' ' * len(head)}   typed: {_short(json.dumps(get('data')), 90)}"] if get("data") else []
+                return [f"{head}== done: {_short(get('answer'), 90)}", *typed, f"{route}done"]
             case "failed":
                 return [f"{head}xx failed: {_short(get('reason'), 90)}", f"{route}failed"]
             case _:
@@ -276,6 +277,8 @@ def _print_summary(summary: dict[str, Any], out: Callable[[str], None]) -> None:
         rows.append(("tool", f"{pending['tool']} {_args(pending.get('args'), 90)}"))
     if summary.get("answer"):
         rows.append(("answer", summary["answer"]))
+    if summary.get("data"):
+        rows.append(("data", json.dumps(summary["data"], sort_keys=True)))
     if summary.get("failure"):
         rows.append(("failure", summary["failure"]))
     for name, value in rows:

@@ -16,7 +16,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel
 
 from core.kernel.compaction import WholeEvents, render_context, uncompacted
 from core.kernel.context import ContextOptions
@@ -49,8 +51,20 @@ from core.kernel.thread import (
     fold,
     stale_results,
 )
-from core.kernel.tools import InvalidCall, RequestHumanInput, Tool, ToolContext, ToolRegistry, ValidCall
+from core.kernel.tools import (
+    InvalidCall,
+    RequestHumanInput,
+    Tool,
+    ToolContext,
+    ToolRegistry,
+    ValidCall,
+    done_tool,
+    typed_answer,
+)
 from core.kernel.trigger_types import Trigger
+
+if TYPE_CHECKING:
+    from core.kernel.mcp import McpServer
 
 Route = Literal["continue", "await_human", "paused", "done", "failed"]
 Checkpoint = Callable[[Sequence[Event]], None]
@@ -119,8 +133,16 @@ class Agent:
     context: ContextOptions = field(default_factory=ContextOptions)
     triggers: tuple[Trigger, ...] = ()
     """Where its threads come from besides the API (Factor 11): webhooks, schedules, event rules."""
+    mcp: tuple[McpServer, ...] = ()
+    """MCP servers whose tools it uses next to its own (ARCHITECTURE.md "MCP tools"): resolved per thread by the
+    runtime, which pins each server's list in the thread (``core/kernel/mcp.py``)."""
+    answer: type[BaseModel] | None = None
+    """The schema of its final answer: ``done_for_now`` takes this model's fields besides the answer in plain words,
+    validated like any tool call, and the ``done`` event records them (``data``), so a parent workflow branches on a
+    field, not on free text (ARCHITECTURE.md "An agent as a step")."""
 
     def __post_init__(self) -> None:
+        done_tool(self.answer)  # an answer model done_for_now cannot take fails here, when the agent is declared
         limits = self.limits
         if (limits.max_cost_usd is not None or limits.max_daily_cost_usd is not None) and price_for(self.model) is None:
             raise ValueError(
@@ -131,7 +153,7 @@ class Agent:
 
     @cached_property
     def registry(self) -> ToolRegistry:
-        registry = ToolRegistry(self.tools)
+        registry = ToolRegistry(self.tools, done=done_tool(self.answer))
         for fetch in self.prefetch:
             if fetch.tool not in registry or registry[fetch.tool].fn is None:
                 raise ValueError(f"agent {self.name}: prefetch names {fetch.tool!r}, which is not one of its tools")
@@ -214,6 +236,9 @@ class StepContext:
     """What this agent spent today across its threads (set by the runner when the agent has a daily budget)."""
     model: str | None = None
     """Overrides the agent's model string for recording and pricing (``STEPFOLD_MODEL``)."""
+    preamble: tuple[Event, ...] = ()
+    """Events the runtime records at the start of this step, numbered from the thread's next seq (an MCP server's
+    pinned tool list): committed with the step's first commit."""
     history: Callable[[], Thread] | None = None
     """Reads the whole thread (the runner passes the store's ``load``): what a step on a compacted thread (one read
     from a snapshot) uses for what the snapshot cannot answer, e.g. a scripted model reading every event."""
@@ -233,6 +258,7 @@ def step(
     if state is None:
         state = fold(thread)
     b = _Builder(thread, ctx.clock, ctx.checkpoint, ctx.observer)
+    b.events.extend(ctx.preamble)
     if state.status != "running":
         return b.outcome(route_of(state))
     if state.pending is not None:
@@ -487,7 +513,7 @@ def _decide(b: _Builder, agent: Agent, llm: LLM, ctx: StepContext, state: Thread
     call_id = ctx.ids("call")
     b.add(ToolCall, call_id=call_id, tool=tool.name, args=args)
     if tool.name == DONE_TOOL:
-        b.add(Done, answer=str(args["answer"]))
+        b.add(Done, answer=str(args["answer"]), data=typed_answer(checked.args))
         return b.outcome("done")
     if tool.name == ASK_TOOL:
         ask = checked.args
@@ -515,6 +541,7 @@ def _decide(b: _Builder, agent: Agent, llm: LLM, ctx: StepContext, state: Thread
         )
         return _escalate(b, agent, ctx, "limit", f"it repeated the same {tool.name} call {repeats} times")
     policy, why = tool.policy_decision(checked.args)
+    why = why or tool.policy_reason
     if policy == "deny":
         b.add(
             Error,

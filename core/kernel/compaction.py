@@ -34,6 +34,7 @@ from core.kernel.events import (
     LLMCall,
     ToolCall,
     ToolResult,
+    ToolsListed,
     ToolStarted,
     UserInput,
 )
@@ -43,8 +44,12 @@ MARKER = '<omitted events="'
 """How ``render`` starts the line that counts the blocks it left out."""
 _SIZING = ContextOptions(max_tokens=10**12)
 _TRIES = 4
-_NO_BLOCK = (LLMCall, ToolStarted)
-"""Events a snapshot does not keep: ``render`` shows neither, and model calls are most of a log's bytes."""
+_NO_BLOCK = (LLMCall, ToolStarted, ToolsListed)
+"""Events ``render`` does not show: a snapshot keeps none of them in its window (model calls are most of a log's
+bytes), but every ``tools_listed`` event, wherever it is (:data:`_ALWAYS`)."""
+_ALWAYS = (ToolsListed,)
+"""Events a snapshot keeps wherever they are: an MCP server's pinned list is what a step of the thread runs with
+(ARCHITECTURE.md "MCP tools")."""
 _COUNTING = (
     ContextOptions(max_tokens=1, drop_resolved_errors=True),
     ContextOptions(max_tokens=1, drop_resolved_errors=False),
@@ -81,7 +86,14 @@ def compact(thread: Thread, *, window_tokens: int, folded: Fold | None = None) -
         if held is None:
             return None
         cut = max(held, old_cut)
-        kept = (events[0], *(event for event in region if event.seq >= cut and not isinstance(event, _NO_BLOCK)))
+        kept = (
+            events[0],
+            *(
+                event
+                for event in events[1:]
+                if isinstance(event, _ALWAYS) or (event.seq >= cut and not isinstance(event, _NO_BLOCK))
+            ),
+        )
         then = _probe(f"{thread.id}\x00next", thread, kept)
         text = render(then, window)
         if cut <= old_cut or _marker_at(text, _first_block(thread, window)) is not None:

@@ -12,9 +12,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Schema version written on every new event. Bump it and add an upgrade in ``_UPGRADES`` when a
-stored event's shape changes."""
+stored event's shape changes.
+
+- 2: ``done`` carries ``data``, the agent's typed answer (an older stepfold would refuse the field, so it refuses the
+  version, loudly). A version-1 ``done`` has none: it reads as ``data=None``."""
 
 JSON = Any
 """A JSON-serialisable value (what tools return and what the model sends as arguments)."""
@@ -164,6 +167,12 @@ class Done(_Event):
 
     type: Literal["done"] = "done"
     answer: str
+    """The answer in plain words, for people (and every reader of older events)."""
+    data: dict[str, JSON] | None = Field(
+        default=None,
+        description="The typed answer, for an agent that declares its schema (Agent.answer): the fields of its "
+        "done_for_now call besides the text, validated. What a parent workflow branches on.",
+    )
 
 
 class Failed(_Event):
@@ -177,12 +186,36 @@ class Failed(_Event):
     execution: str | None = None
     """The Step Functions execution that failed, for the console and the logs."""
 
+    @property
+    def cancelled(self) -> bool:
+        """Whether a person ended the thread (``core.services.control.cancel`` writes ``cancelled by <who>``)."""
+        return self.error is None and self.reason.startswith(CANCELLED_BY)
+
+
+CANCELLED_BY = "cancelled by "
+"""How the reason of a cancel begins: the one mark of a cancel among failures (see :attr:`Failed.cancelled`)."""
+
 
 class Retried(_Event):
     """A person retried a thread that failed on a system error: it continues from where it stopped."""
 
     type: Literal["retried"] = "retried"
     by: str = "api"
+
+
+class ToolsListed(_Event):
+    """The tools an MCP server lists, recorded by the runtime (ARCHITECTURE.md "MCP tools").
+
+    ``pinned``: the list this thread uses from now on, recorded at its first step (the list a thread started with is
+    the list it keeps). Not pinned: what the server lists now differs from the pinned list (``changes`` says how); the
+    thread keeps its pinned list, this only makes the change visible in the timeline."""
+
+    type: Literal["tools_listed"] = "tools_listed"
+    server: str
+    digest: str = Field(description="A hash of the listed tools (names, descriptions, schemas, annotations).")
+    tools: list[dict[str, JSON]] = Field(default_factory=list, description="Each tool as the server listed it.")
+    pinned: bool = True
+    changes: list[str] = Field(default_factory=list, description="How the list differs from the pinned one.")
 
 
 Event = Annotated[
@@ -198,7 +231,8 @@ Event = Annotated[
     | Resumed
     | Done
     | Failed
-    | Retried,
+    | Retried
+    | ToolsListed,
     Field(discriminator="type"),
 ]
 
@@ -210,7 +244,12 @@ class UnknownSchemaVersionError(ValueError):
     """A stored event was written by a newer stepfold than this one."""
 
 
-_UPGRADES: dict[int, Any] = {}
+def _v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 added ``done.data`` (optional): a version-1 event is a version-2 event as it is."""
+    return raw
+
+
+_UPGRADES: dict[int, Any] = {1: _v1_to_v2}
 """Upgrade functions keyed by the version they upgrade *from*: ``raw dict -> raw dict`` of version+1."""
 
 

@@ -9,13 +9,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from core.kernel.agent import Agent, Route, StepContext, StepOutcome, route_of, step
 from core.kernel.budget import SpendLedger, day_of
-from core.kernel.events import Event, LLMCall
+from core.kernel.events import Done, Event, Failed, LLMCall
 from core.kernel.model import LLM
 from core.kernel.store import ThreadStore, VersionConflictError, load_for_step
-from core.kernel.thread import Thread, fold
+from core.kernel.thread import Thread, ThreadState, fold
+
+if TYPE_CHECKING:
+    from core.kernel.mcp import ToolResolver
 
 RESULT_COMMIT_ATTEMPTS = 5
 _log = logging.getLogger("stepfold.runner")
@@ -37,9 +41,53 @@ class StepResult:
     tool_runs: int = 0
     replayed: bool = False
     events: tuple[Event, ...] = ()
+    output: dict[str, object] | None = None
+    """What the execution ends with when the route ends it (done, failed, paused): :func:`execution_output`."""
 
     def payload(self) -> dict[str, object]:
-        return {"thread_id": self.thread_id, "seq": self.seq, "route": self.route}
+        return {"thread_id": self.thread_id, "seq": self.seq, "route": self.route, "output": self.output}
+
+
+ENDING_ROUTES: frozenset[Route] = frozenset({"done", "failed", "paused"})
+"""The routes on which the agent loop's execution ends; the step then returns its :func:`execution_output`."""
+
+
+def timeline_path(thread_id: str) -> str:
+    """The thread's timeline page, relative to the API's URL."""
+    return f"/threads/{thread_id}/view"
+
+
+def execution_output(thread_id: str, state: ThreadState, public_url: str = "") -> dict[str, object]:
+    """What an execution of the agent loop ends with (ARCHITECTURE.md "An agent as a step"): the output of a
+    succeeded execution (the agent answered), or the JSON ``Cause`` of one that failed with ``AgentFailed``,
+    ``Cancelled`` or ``Paused``. ``status`` is the thread's (``cancelled`` for a failure a person caused); ``answer``
+    the text and ``data`` the typed answer (when the agent declares one); ``reason`` why it failed; ``timeline`` the
+    path of the thread's page and ``timeline_url`` the whole URL when the deployment knows its own
+    (``STEPFOLD_PUBLIC_URL``)."""
+    path = timeline_path(thread_id)
+    return {
+        "thread_id": thread_id,
+        "status": "cancelled" if state.cancelled else state.status,
+        "answer": state.answer,
+        "data": state.data,
+        "reason": state.failure,
+        "timeline": path,
+        "timeline_url": f"{public_url.rstrip('/')}{path}" if public_url else None,
+    }
+
+
+def _ending(state: ThreadState, outcome: StepOutcome, route: Route, commit: Commit) -> ThreadState:
+    """The thread's state once the step ended its execution, without folding it again where the step's own events
+    say it: nothing written (the state it started from), or its own ``done``/``failed`` as the last word. Only when
+    others wrote mid-step is the thread folded again (a step that finishes still folds once, "One step")."""
+    if not outcome.events:
+        return state
+    last = outcome.events[-1]
+    if isinstance(last, Done) and route == "done" and commit.thread.version == last.seq + 1:
+        return replace(state, status="done", answer=last.answer, data=last.data, failure=None, cancelled=False)
+    if isinstance(last, Failed) and route == "failed" and commit.thread.version == last.seq + 1:
+        return replace(state, status="failed", answer=None, data=None, failure=last.reason, cancelled=last.cancelled)
+    return fold(commit.thread)
 
 
 def advance(
@@ -51,6 +99,8 @@ def advance(
     llm_for: Callable[[Agent], LLM],
     ctx: StepContext,
     spend: SpendLedger | None = None,
+    tools: ToolResolver | None = None,
+    public_url: str = "",
 ) -> StepResult:
     """Advance ``thread_id`` by one step from version ``seq``.
 
@@ -63,6 +113,11 @@ def advance(
     committed in between (:class:`Commit`). The thread is read as a step needs it (``load_for_step``: from
     the store's snapshot when it has one, compacted); the step may read the whole log through
     ``StepContext.history`` when that cannot answer (see :mod:`core.kernel.compaction`).
+
+    ``public_url`` is the API's URL, for the timeline link of :func:`execution_output` when the execution ends.
+
+    ``tools`` resolves the MCP tools of an agent that declares servers, for a thread that is running: the agent
+    with the thread's pinned tools, and the events to record first (ARCHITECTURE.md "MCP tools").
     """
     thread = load_for_step(store, thread_id)
     if thread.version < seq:
@@ -70,12 +125,23 @@ def advance(
     agent = agents[thread.agent]
     state = fold(thread)
     if thread.version > seq and not (state.pending is not None and state.pending.state == "dispatched"):
-        return StepResult(thread_id, agent.name, thread.version, route_of(state), replayed=True)
+        route = route_of(state)
+        output = execution_output(thread_id, state, public_url) if route in ENDING_ROUTES else None
+        return StepResult(thread_id, agent.name, thread.version, route, replayed=True, output=output)
 
     daily = spend is not None and agent.limits.max_daily_cost_usd is not None
     spent_today = spend.spent(agent.name, day_of(ctx.clock())) if spend is not None and daily else None
+    preamble: tuple[Event, ...] = ()
+    if tools is not None and agent.mcp and state.status == "running":
+        agent, preamble = tools(agent, thread, ctx.clock)
     commit = Commit(store, thread)
-    step_ctx = replace(ctx, checkpoint=commit.append, spent_today=spent_today, history=lambda: store.load(thread_id))
+    step_ctx = replace(
+        ctx,
+        checkpoint=commit.append,
+        spent_today=spent_today,
+        history=lambda: store.load(thread_id),
+        preamble=preamble,
+    )
     outcome = step(thread, agent, llm_for(agent), step_ctx, state=state)
     route = commit.rest(outcome)
     cost = sum(e.cost_usd for e in outcome.events if isinstance(e, LLMCall))
@@ -89,8 +155,17 @@ def advance(
                 "could not add a step's cost to the daily spend ledger; the day's total is low by this amount",
                 extra={"thread_id": thread_id, "agent": agent.name, "cost_usd": cost, "error": repr(exc)[:300]},
             )
+    ending = _ending(state, outcome, route, commit) if route in ENDING_ROUTES else None
+    output = execution_output(thread_id, ending, public_url) if ending is not None else None
     return StepResult(
-        thread_id, agent.name, commit.thread.version, route, outcome.llm_calls, outcome.tool_runs, events=outcome.events
+        thread_id,
+        agent.name,
+        commit.thread.version,
+        route,
+        outcome.llm_calls,
+        outcome.tool_runs,
+        events=outcome.events,
+        output=output,
     )
 
 

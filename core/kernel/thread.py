@@ -208,6 +208,10 @@ class ThreadState:
     calls_by_signature: dict[str, int] = field(default_factory=dict)
     prefetched: bool = False
     """Whether the agent's prefetch ran (a ``tool_call`` made by code): a step prefetches only before any."""
+    data: dict[str, JSON] | None = None
+    """The typed answer of a done thread whose agent declares one (``Done.data``)."""
+    cancelled: bool = False
+    """Whether a failed thread was cancelled by a person (:attr:`~core.kernel.events.Failed.cancelled`)."""
 
     @property
     def total_tokens(self) -> int:
@@ -416,6 +420,8 @@ class Fold:
             tokens_since_review=tokens - self.review_tokens,
             calls_by_signature=dict(self.signatures),
             prefetched=self.prefetched,
+            data=terminal.data if isinstance(terminal, Done) and status == "done" else None,
+            cancelled=isinstance(terminal, Failed) and status == "failed" and terminal.cancelled,
         )
 
     def carry(self) -> FoldCarry:
@@ -745,6 +751,7 @@ def summary(thread: Thread) -> dict[str, Any]:
         "waiting_for": waiting.kind if waiting else None,
         "approval_id": waiting.approval_id if waiting else None,
         "answer": state.answer,
+        "data": state.data,
         "failure": state.failure,
         "failure_error": state.failure_error,
         "labels": thread.labels,

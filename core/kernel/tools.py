@@ -10,11 +10,12 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, Generic, Literal, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, create_model
 
-from core.kernel.errors import compact_exception, compact_validation_error
+from core.kernel.errors import clip, compact_exception, compact_validation_error
 from core.kernel.events import JSON, ErrorKind
 from core.kernel.model import ToolSpec
 from core.kernel.thread import ASK_TOOL, DONE_TOOL
@@ -30,6 +31,22 @@ logger = logging.getLogger(__name__)
 
 MAX_ARGS_CHARS = 20_000
 """Raw arguments longer than this are refused before parsing (a runaway model must not fill the thread)."""
+
+
+class ToolUnavailableError(Exception):
+    """The system behind a tool cannot be reached now (an MCP server is down): not something the model can fix, so
+    it is not compacted into the thread. The step fails and Step Functions retries it (``DependencyUnavailable``,
+    ARCHITECTURE.md "Errors"); the effect ledger settles a call that may have started."""
+
+
+class InvalidArgsError(ValueError):
+    """A tool's own argument check refused the model's arguments (a JSON schema's validator); the message is shown
+    to the model as an ``invalid_args`` error."""
+
+
+class JsonArgs(RootModel[dict[str, Any]]):
+    """The arguments of a tool described by a JSON schema rather than a pydantic model (an MCP tool): the object
+    itself, checked by the tool's ``check`` before anything runs."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +78,12 @@ class Tool(Generic[A]):
     fn: Callable[[A, ToolContext], JSON] | None
     policy: Policy | Callable[[A], Policy] = "auto"
     idempotent: bool = False
+    schema: Mapping[str, Any] | None = None
+    """The JSON schema the model sees instead of ``args``'s own (a tool listed by an MCP server)."""
+    check: Callable[[dict[str, Any]], None] | None = None
+    """Checks the raw arguments before ``args`` parses them, raising :class:`InvalidArgsError` (a JSON schema)."""
+    policy_reason: str = ""
+    """Why the policy is what it is, shown with an approval (an MCP server's annotations)."""
 
     def __post_init__(self) -> None:
         policy = self.policy
@@ -81,7 +104,7 @@ class Tool(Generic[A]):
         step), so treat it as read-only."""
         spec: ToolSpec | None = self.__dict__.get("_spec")
         if spec is None:
-            schema = self.args.model_json_schema()
+            schema = dict(self.schema) if self.schema is not None else self.args.model_json_schema()
             schema.pop("title", None)
             spec = ToolSpec(self.name, self.description, schema)
             object.__setattr__(self, "_spec", spec)  # a frozen dataclass: the cache goes around __setattr__
@@ -114,6 +137,8 @@ class Tool(Generic[A]):
         return FAIL_CLOSED, reason
 
     def validate(self, raw: Mapping[str, Any]) -> A:
+        if self.check is not None:
+            self.check(dict(raw))
         return self.args.model_validate(dict(raw))
 
     def run(self, args: BaseModel, ctx: ToolContext) -> JSON:
@@ -155,6 +180,51 @@ DONE_FOR_NOW: Tool[DoneForNow] = Tool(
     DONE_TOOL, "Finish: give the final answer to the person who asked.", DoneForNow, None
 )
 INTENTS = (REQUEST_HUMAN_INPUT, DONE_FOR_NOW)
+
+ANSWER_TEXT = "answer"
+"""The field of ``done_for_now`` that holds the answer in plain words, typed answer or not (the ``done`` event's
+``answer``: what people and readers of older events see)."""
+
+
+@cache
+def done_tool(answer: type[BaseModel] | None = None) -> Tool[Any]:
+    """The ``done_for_now`` intent of an agent: :data:`DONE_FOR_NOW`, or, for an agent that declares the schema of its
+    final answer (``Agent(answer=Model)``), one whose arguments are that model's fields plus the answer in plain words
+    (:data:`ANSWER_TEXT`). Validated like any tool call: a bad answer is an ``invalid_args`` error the model sees and
+    fixes (ARCHITECTURE.md "An agent as a step")."""
+    if answer is None:
+        return DONE_FOR_NOW
+    if ANSWER_TEXT in answer.model_fields:
+        raise ValueError(
+            f"answer model {answer.__name__} has a field {ANSWER_TEXT!r}: done_for_now adds it (the answer in plain "
+            "words); name the model's field otherwise"
+        )
+    if answer.model_config.get("extra") != "forbid":
+        raise ValueError(
+            f"answer model {answer.__name__} must forbid extra fields (model_config = ConfigDict(extra='forbid')): "
+            "a parent branches on its fields, so a misspelt one must be refused, not dropped"
+        )
+    args: type[BaseModel] = create_model(
+        f"DoneForNow{answer.__name__}",
+        __base__=answer,
+        __doc__=f"Finish with a final answer: {answer.__doc__ or answer.__name__}",
+        answer=(str, DoneForNow.model_fields[ANSWER_TEXT]),
+    )
+    return Tool(
+        DONE_TOOL,
+        "Finish: give the final answer, in plain words (answer) and as the structured fields, to whoever asked.",
+        args,
+        None,
+    )
+
+
+def typed_answer(args: BaseModel) -> dict[str, JSON] | None:
+    """The structured part of a validated ``done_for_now`` call (everything but the text), or None when the agent
+    declares no answer model."""
+    if type(args) is DoneForNow:
+        return None
+    data: dict[str, JSON] = args.model_dump(mode="json", exclude={ANSWER_TEXT})
+    return data
 
 
 # --- validation ------------------------------------------------------------------------------------
@@ -198,10 +268,11 @@ def parse_arguments(raw: str | Mapping[str, Any]) -> dict[str, Any] | InvalidCal
 class ToolRegistry:
     """The tools one agent may use, plus the built-in intents. Explicit: nothing registers itself."""
 
-    def __init__(self, tools: Iterable[Tool[Any]]) -> None:
+    def __init__(self, tools: Iterable[Tool[Any]], *, done: Tool[Any] = DONE_FOR_NOW) -> None:
+        """``done``: the agent's ``done_for_now`` (:func:`done_tool`, typed when the agent declares its answer)."""
         self._specs: tuple[ToolSpec, ...] | None = None
         self._tools: dict[str, Tool[Any]] = {}
-        for tool in (*tools, *INTENTS):
+        for tool in (*tools, REQUEST_HUMAN_INPUT, done):
             if tool.name in self._tools:
                 raise ValueError(f"tool {tool.name!r} is registered twice")
             self._tools[tool.name] = tool
@@ -238,12 +309,16 @@ class ToolRegistry:
             args = tool.validate(parsed)
         except ValidationError as exc:
             return InvalidCall("invalid_args", compact_validation_error(exc), name, _jsonable(parsed))
+        except InvalidArgsError as exc:
+            return InvalidCall("invalid_args", clip(str(exc)), name, _jsonable(parsed))
         return ValidCall(tool, args)
 
     def run(self, call: ValidCall, ctx: ToolContext) -> tuple[bool, JSON]:
         """Run a validated call: ``(True, result)`` or ``(False, compacted error message)``."""
         try:
             result = call.tool.run(call.args, ctx)
+        except ToolUnavailableError:
+            raise  # a system error: the step is retried (ARCHITECTURE.md "Errors")
         except Exception as exc:  # noqa: BLE001 - any tool failure is shown to the model, never crashes a step
             return False, compact_exception(exc)
         return True, _jsonable(result)

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from core.kernel.agent import Agent
 from core.kernel.errors import compact_validation_error
 from core.kernel.events import JSON, Done, Failed, HumanDecision, HumanRequest, HumanResponse
+from core.kernel.mcp import with_pinned_tools
 from core.kernel.parsing import ascii_int
 from core.kernel.store import ThreadStore, append_one
 from core.kernel.thread import Thread, fold
@@ -336,7 +337,7 @@ def decide(
     def build(thread: Thread) -> HumanResponse:
         seen[:] = [thread]
         request = waiting_request(approval, thread)
-        edited = _check(decision, approval, request, agent)
+        edited = _check(decision, approval, request, with_pinned_tools(agent, thread))
         return HumanResponse(
             seq=thread.next_seq,
             ts=now,

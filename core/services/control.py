@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Protocol
 
 from core.kernel.agent import Agent, UnknownAgentError
-from core.kernel.events import Failed, Paused, Resumed, Retried, UserInput
+from core.kernel.events import CANCELLED_BY, Failed, Paused, Resumed, Retried, UserInput
 from core.kernel.store import FailureMarker, ThreadExistsError, ThreadStore, UnreadableThreadError, append_one
 from core.kernel.thread import Thread, fold, start_thread
 
@@ -192,7 +192,7 @@ def cancel(
         if state.status in ("done", "failed"):
             raise WrongStateError(f"thread {thread_id} is already {state.status}")
         open_request[:] = [state.open_request.approval_id] if state.open_request else []
-        why = f"cancelled by {by}" + (f": {reason}" if reason else "")
+        why = f"{CANCELLED_BY}{by}" + (f": {reason}" if reason else "")
         return Failed(seq=thread.next_seq, ts=clock(), reason=why)
 
     thread = append_one(threads, thread_id, build)

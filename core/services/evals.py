@@ -77,6 +77,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from core.kernel.agent import Agent, model_request
 from core.kernel.errors import clip
 from core.kernel.events import JSON, Error, Event, LLMCall, ToolCall, UserInput, dump_event, parse_event
+from core.kernel.mcp import with_pinned_tools
 from core.kernel.model import LLM, LLMError, LLMRequestError
 from core.kernel.pricing import cost_usd, price_for
 from core.kernel.prompts import Prompt, PromptLibrary
@@ -597,6 +598,7 @@ def _run_case(
     cost: Callable[[str, int, int], float] = cost_usd,
 ) -> CaseResult:
     thread = case.thread(prompt_version=str(prompt.version))
+    agent = with_pinned_tools(agent, thread)  # a case with a pinned MCP list offers those tools (described only)
     result = CaseResult(case.name, case.description, case.expect.describe(), got="", passed=False)
     started = time.perf_counter()
     try:

@@ -55,6 +55,7 @@ from core.kernel.events import (
     dump_event,
     utcnow,
 )
+from core.kernel.mcp import with_pinned_tools
 from core.kernel.model import LLMRequest, LLMRequestError, LLMResponse, Usage
 from core.kernel.prompts import PromptError, PromptLibrary
 from core.kernel.store import ThreadStore
@@ -133,7 +134,11 @@ def _recorded_failure(message: str) -> Exception:
 
 
 def replay_tools(agent: Agent, recorded: Sequence[Event]) -> Agent:
-    """``agent`` with every tool function replaced by the recorded outcome of the same call id."""
+    """``agent`` with every tool function replaced by the recorded outcome of the same call id (its MCP tools those
+    the recorded thread pinned, ARCHITECTURE.md "MCP tools")."""
+    if agent.mcp:
+        pinned = Thread.model_construct(id="replay", agent=agent.name, events=tuple(recorded), labels={}, base=None)
+        agent = with_pinned_tools(agent, pinned)
     results = {e.call_id: e.result for e in recorded if isinstance(e, ToolResult)}
     failures = {
         e.call_id: e.message for e in recorded if isinstance(e, Error) and e.kind == "tool_failed" and e.call_id
@@ -193,7 +198,7 @@ class _RecordedClock:
 def _external(event: Event) -> bool:
     """Events a step never makes: they come from people and front doors, and a replay re-applies them."""
     if isinstance(event, Failed):
-        return event.reason.startswith("cancelled by ") or event.error is not None
+        return event.cancelled or event.error is not None
     return isinstance(event, UserInput | HumanResponse | Paused | Resumed | Retried)
 
 

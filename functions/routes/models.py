@@ -113,6 +113,11 @@ class ThreadView(BaseModel):
     waiting_for: Literal["approval", "question"] | None
     approval_id: str | None
     answer: str | None
+    data: dict[str, Any] | None = Field(
+        default=None,
+        description="The typed answer of a done thread whose agent declares one (the done event's data): what a "
+        "parent workflow branches on.",
+    )
     failure: str | None
     failure_error: str | None = Field(
         default=None, description="The execution's error name when a system error ended the thread (retry it)."

@@ -8,10 +8,13 @@ request it makes approved or answered. Exits non-zero if any thread does not end
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,7 +29,9 @@ from core.kernel.events import (
     LLMCall,
     ToolCall,
     ToolResult,
+    ToolsListed,
 )
+from core.kernel.mcp import RemoteTool, mapping
 from core.kernel.pricing import price_for
 from core.kernel.thread import Thread, fold
 from core.services.approvals import Decision, decide
@@ -65,6 +70,13 @@ SCENARIOS = (
         "deploy the latest backend to production",
         (Decision(decision="approve", by="alice@example.com", channel="link"),),
         expect_in_answer="backend v1.5.0 to production",
+    ),
+    Scenario(
+        "oncall: MCP tools, a read-only one runs unasked, a destructive one asks first",
+        "oncall",
+        "alert: checkout error rate above 25%",
+        (Decision(decision="approve", by="carol@example.com", channel="link"),),
+        expect_in_answer="restarted it after approval",
     ),
     Scenario(
         "deploybot: a rejection with a reason re-plans",
@@ -143,18 +155,47 @@ class _Printer:
                     )
                 case ToolCall(prefetch=True):
                     lines.append(f"  pre-fetch {event.tool}")
+                case ToolsListed(pinned=True):
+                    lines.append(f"  mcp {event.server}: tools pinned for this thread (from the server's annotations):")
+                    for raw in event.tools:
+                        tool = RemoteTool.model_validate(raw)
+                        hints = ", ".join(f"{k}={v}" for k, v in tool.annotations.items()) or "no annotations"
+                        lines.append(f"           {tool.name:<18} {hints:<36} -> {mapping(event.server, tool).policy}")
+                case ToolsListed():
+                    lines.append(f"  mcp {event.server} lists other tools now: {'; '.join(event.changes)}")
                 case ToolResult():
                     lines.append(f"           -> {event.tool}: {_short(event.result)}")
                 case Error():
                     lines.append(f"           !! {event.kind}: {_short(event.message)}")
                 case HumanRequest():
                     lines.append(f"           ?? waiting for a human ({event.kind}): {_short(event.question)}")
+                    if "\n\nAsked because " in event.context:
+                        lines.append(f"              asked because {event.context.split('Asked because ', 1)[1]}")
                 case Done():
                     lines.append(f"           == done: {_short(event.answer, 90)}")
                 case _:
                     pass
         lines.append(f"           route: {route}")
         return lines
+
+
+@contextlib.contextmanager
+def _mcp_servers(out: Callable[[str], None]) -> Iterator[None]:
+    """The example MCP server (infra/local/mcp_server.py) on a local port, for the agents that declare it (oncall),
+    unless its URL setting already points somewhere."""
+    from infra.local.mcp_server import URL_SETTING, LocalMcpServer, ops_server  # noqa: PLC0415 - the mcp SDK
+
+    if os.environ.get(URL_SETTING):
+        yield
+        return
+    server, _ = ops_server()
+    with LocalMcpServer(server) as running:
+        os.environ[URL_SETTING] = running.url
+        out(f"mcp: the example ops MCP server (the official mcp SDK, streamable HTTP) at {running.url}")
+        try:
+            yield
+        finally:
+            os.environ.pop(URL_SETTING, None)
 
 
 def run(out: Callable[[str], None] = print) -> int:
@@ -166,7 +207,7 @@ def run(out: Callable[[str], None] = print) -> int:
         "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "ERROR"),
         "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
     }
-    with LocalStack(env=quiet) as stack:
+    with _mcp_servers(out), LocalStack(env=quiet) as stack:
         printer = _Printer(stack, out)
         stack.listeners.append(printer)
         model = os.environ.get("STEPFOLD_MODEL") or "scripted (each agent's own scripted:<agent> model)"
@@ -224,6 +265,8 @@ def run(out: Callable[[str], None] = print) -> int:
                 failures.append(f"{scenario.title}: ended {state.status} with {state.answer!r}")
             results.append((scenario, thread))
             out("")
+        if (failed := _workflow(stack, out)) is not None:
+            failures.append(failed)
         stack.wait_idle()
         items, size = stack.items()
         out("== results")
@@ -244,6 +287,57 @@ def run(out: Callable[[str], None] = print) -> int:
         return 1
     out("\nall threads reached their expected end")
     return 0
+
+
+WORKFLOW_ISSUE = "New issue #42 in acme/app by octo\nTitle: App crashes on login\n\nStack trace: NullPointerException"
+
+
+def _workflow(stack: LocalStack, out: Callable[[str], None], timeout: float = 120) -> str | None:
+    """The example parent workflow (infra/statemachine/issue_workflow.asl.json): triage classifies an issue, a Choice
+    reads its typed answer, deploybot deploys the fix once a person approves inside the agent while the parent waits
+    (ARCHITECTURE.md "An agent as a step"). Prints the parent execution's output; returns why it failed, if it did."""
+    out("== an agent as one step of a workflow: the IssueWorkflow state machine (issue_workflow.asl.json)")
+    out(f"   IssueWorkflow <- {{'text': {WORKFLOW_ISSUE!r}}}")
+    sfn = stack.clients["stepfunctions"]
+    workflow, started = stack.workflow_arns["IssueWorkflow"], json.dumps({"text": WORKFLOW_ISSUE})
+    parent = sfn.start_execution(stateMachineArn=workflow, name="issue-42", input=started)["executionArn"]
+    answered = {approval.approval_id for approval, _ in stack.notifier.sent}  # the scenarios above answered these
+    deadline = time.monotonic() + timeout
+    while (status := stack.execution_status(parent)) == "RUNNING":
+        for approval, url in list(stack.notifier.sent):
+            if approval.approval_id in answered:
+                continue
+            answered.add(approval.approval_id)
+            where = _entered(stack, parent)[-1]
+            out(f"   the parent waits in {where}; link sent: {urlsplit(url).path}?exp=...&sig=...")
+            out("   alice answers via link: approve")
+            rt = stack.rt
+            decide(
+                approval.approval_id,
+                Decision(decision="approve", by="alice", channel="link"),
+                threads=rt.threads,
+                approvals=rt.approvals,
+                agents=rt.agents,
+                tokens=rt.sfn,
+                clock=rt.clock,
+            )
+        if time.monotonic() > deadline:
+            return f"the IssueWorkflow execution is still RUNNING after {timeout:.0f}s"
+        time.sleep(0.05)
+    described = sfn.describe_execution(executionArn=parent)
+    out(f"   the parent went through: {' -> '.join(_entered(stack, parent))}")
+    out(f"   IssueWorkflow {status}; its output:")
+    output = json.loads(described.get("output") or "null")
+    for line in json.dumps(output, indent=2).splitlines():
+        out(f"   {line}")
+    out("")
+    if status != "SUCCEEDED" or not isinstance(output, dict) or output.get("outcome") != "hotfix":
+        return f"IssueWorkflow: ended {status} with {_short(output, 200)}"
+    return None
+
+
+def _entered(stack: LocalStack, execution: str) -> list[str]:
+    return [e["stateEnteredEventDetails"]["name"] for e in stack.history(execution) if "stateEnteredEventDetails" in e]
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ from core.services.notify import RecordingNotifier
 from core.services.replies import RecordingReplier
 from functions._wiring import SECRET_SOURCES, Runtime, Settings, build_runtime, install_runtime
 from infra.asl_check import substitute
+from infra.local import nested
 from infra.local.template import Template, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,6 +135,8 @@ class LocalStack:
         self.function_arns: dict[str, str] = {}
         self.state_machine_arn = ""
         self._main_state_machine_arn = ""
+        self.workflow_arns: dict[str, str] = {}
+        """The template's other state machines (workflows that run agents as steps), by logical id."""
         self._built: Runtime | None = None
         self._built_fields: dict[str, Any] = {}
         self._built_env: dict[str, str] = {}
@@ -180,8 +183,10 @@ class LocalStack:
         LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign,assignment]  # the one documented adapter
         _serialize_dynamodb()
         _fill_start_execution_gap()
+        nested.fill_sync_execution_gap()  # after the start gap: it wraps what that one installs
         _fill_stop_execution_gap()
         _scale_retry_waits()
+        _speed_up_moto()
         _RETRY_CLOCK.run_for(self)
         import boto3  # noqa: PLC0415
 
@@ -251,7 +256,7 @@ class LocalStack:
             for execution in machine.executions:
                 if execution.exec_status == "RUNNING":
                     sfn.stop_execution(executionArn=execution.exec_arn)
-            if machine.arn != self._main_state_machine_arn:
+            if machine.arn not in (self._main_state_machine_arn, *self.workflow_arns.values()):
                 sfn.delete_state_machine(stateMachineArn=machine.arn)
             else:
                 machine.executions.clear()  # Step Functions has no API that forgets an execution
@@ -357,6 +362,7 @@ class LocalStack:
             self._handler_paths[function.name] = function.handler
         self._role = role
         self.state_machine_arn = self.add_state_machine(t.state_machine().name)
+        self.workflow_arns = nested.create_workflows(self)
         values = t.substitutions(t.state_machine(), self.function_arns, self.substitution_overrides)
         env = {
             **t.function_environment(),
@@ -618,10 +624,11 @@ def _parked_on_human(execution: Any) -> bool:
     env = worker.env if worker is not None else None
     if env is None:  # not started yet
         return False
-    for event in reversed(env.event_manager.get_event_history()):
+    history = env.event_manager.get_event_history()
+    for event in reversed(history):
         kind = event["type"]  # a str enum: equal to its name
         if kind == "TaskStateEntered":
-            return bool(event["stateEnteredEventDetails"]["name"] == "WaitForHuman")
+            return bool(event["stateEnteredEventDetails"]["name"] == "WaitForHuman") or nested.waits_on_child(history)
         if kind in ("TaskStateExited", "PassStateEntered", "ChoiceStateEntered"):
             return False
     return False
@@ -959,3 +966,167 @@ def _base64(value: Any) -> str:
     if not isinstance(value, bytes):
         raise TypeError(f"{type(value).__name__} in a DynamoDB read's answer: only binary values need encoding")
     return base64.b64encode(value).decode("ascii")
+
+
+def _speed_up_moto() -> None:
+    """What the local stack changes in moto for speed only (ARCHITECTURE.md, "The local stack"): each change gives
+    the same answers as moto's own code, and is tested against it in ``test_local_moto.py``. Idempotent."""
+    _query_one_partition()
+    _list_each_handlers_actions_once()
+    _parse_each_definition_once()
+    _parse_each_json_path_once()
+    _one_lambda_client_per_region()
+
+
+class _Partition:
+    """A moto table as its ``query`` sees it, holding only the items of one partition: every other attribute is the
+    table's own."""
+
+    def __init__(self, table: Any, hash_key: Any) -> None:
+        self._table = table
+        self._hash_key = hash_key
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._table, name)
+
+    def all_items(self) -> list[Any]:
+        entries = self._table.items.get(self._hash_key)  # .get: moto's map is a defaultdict, nothing is added
+        if entries is None:
+            return []
+        return list(entries.values()) if self._table.range_key_attr else [entries]
+
+
+def _query_one_partition() -> None:
+    """Run a Query on a table's own key over the items of its partition, not over the whole table.
+
+    moto's ``Table.query`` lists every item of the table, sorted by key, then keeps those of the queried partition:
+    with 1,000 threads of ~20 items each, every step's read sorted 21,000 items. The same function runs here on a
+    :class:`_Partition` of the table (its map of that partition: moto keys it by the same hash value), so it finds,
+    orders, pages, filters and projects exactly as before. A Query on an index, whose partitions moto keeps no map
+    of, runs on the whole table as before.
+    """
+    import functools  # noqa: PLC0415
+    import inspect  # noqa: PLC0415
+
+    from moto.dynamodb.models.table import Table  # noqa: PLC0415
+
+    query = Table.query
+    if getattr(query, "_stepfold_partition", False):
+        return
+    parameters = inspect.signature(query)
+
+    @functools.wraps(query)
+    def partition_query(self: Any, *args: Any, **kwargs: Any) -> Any:
+        given = parameters.bind(self, *args, **kwargs).arguments
+        if given.get("index_name") or given.get("hash_key") is None:
+            return query(self, *args, **kwargs)
+        partition: Any = _Partition(self, given["hash_key"])
+        return query(partition, *args, **kwargs)
+
+    partition_query._stepfold_partition = True  # type: ignore[attr-defined]
+    Table.query = partition_query  # type: ignore[method-assign]
+
+
+_PARSED_DEFINITIONS = 16
+"""Parse trees kept (a stack has one state machine, and the tests a few more with other substitutions)."""
+
+
+def _parse_each_definition_once() -> None:
+    """Parse a state machine's definition once, not once per execution.
+
+    moto's engine parses the ASL with ANTLR when an execution starts (the parse tree), then builds the execution's
+    program from the tree. The tree is kept per definition (the :data:`_PARSED_DEFINITIONS` last used) and only
+    read after; the program, whose components an execution evaluates, is still built anew for every execution from
+    it. A definition that does not parse is parsed (and refused) every time, as before.
+    """
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser  # noqa: PLC0415
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor  # noqa: PLC0415
+
+    parser = AmazonStateLanguageParser
+    if getattr(parser, "_stepfold_cached", False):
+        return
+    parse = parser.parse
+    trees: dict[str, Any] = {}  # the most recently used last
+    lock = threading.Lock()
+
+    def parse_once(definition: str) -> tuple[Any, Any]:
+        with lock:
+            tree = trees.pop(definition, None)
+        if tree is None:
+            _, tree = parse(definition)  # raises on a syntax error: nothing kept
+        with lock:
+            trees[definition] = tree
+            while len(trees) > _PARSED_DEFINITIONS:
+                del trees[next(iter(trees))]
+        return Preprocessor().visit(tree), tree
+
+    parser.parse = staticmethod(parse_once)  # type: ignore[method-assign]
+    parser._stepfold_cached = True  # type: ignore[attr-defined]
+
+
+def _parse_each_json_path_once() -> None:
+    """Parse each JSONPath of the ASL once, not at every evaluation.
+
+    moto's engine evaluates every ``$.x`` of a state (``Parameters``, ``ResultSelector``, ``ResultPath``, ...) with
+    ``jsonpath_ng``'s ``parse``, which builds a new parser (its grammar tables) for every call: ~10 per step. A
+    parsed path is an expression that finding or updating never changes; it is kept per path string (at most a few
+    hundred: the ASL's own), in the two modules that parse them.
+    """
+    import functools  # noqa: PLC0415
+
+    for name in (
+        "moto.stepfunctions.parser.asl.utils.json_path",
+        "moto.stepfunctions.parser.asl.component.common.path.result_path",
+    ):
+        module: Any = importlib.import_module(name)
+        if not getattr(module.parse, "_stepfold_cached", False):
+            cached = functools.lru_cache(maxsize=1024)(module.parse)
+            cached._stepfold_cached = True  # type: ignore[attr-defined]
+            module.parse = cached
+
+
+def _list_each_handlers_actions_once() -> None:
+    """List a moto response handler's methods once per class, not on every request.
+
+    moto's ``BaseResponse.call_action`` asks ``inspect.getmembers`` for every method of the handler's class, for
+    each request, to see whether the action is one: 4% of the local stack's time. The list is kept per class (moto
+    defines its handlers' methods once, at import; the local stack replaces methods, never adds one).
+    """
+    import functools  # noqa: PLC0415
+
+    responses: Any = importlib.import_module("moto.core.responses")
+    if getattr(responses.method_names_from_class, "_stepfold_cached", False):
+        return
+    cached = functools.lru_cache(maxsize=None)(responses.method_names_from_class)
+    cached._stepfold_cached = True  # type: ignore[attr-defined]
+    responses.method_names_from_class = cached
+
+
+def _one_lambda_client_per_region() -> None:
+    """Invoke a Task's Lambda function through one boto3 client per region, not a new client per invoke.
+
+    moto's engine builds a Lambda client (same fake keys, same config, no retries) for every Task it runs: its
+    event hooks copied, its endpoint resolved, each time. The client is kept per (region, whether moto intercepts
+    boto3) and shared by the engine's threads, as boto3 clients may be; the invoke, its payload and its errors are
+    the same.
+    """
+    from moto.core.models import botocore_stubber  # noqa: PLC0415
+
+    lambda_eval: Any = importlib.import_module(
+        "moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils"
+    )
+    if getattr(lambda_eval.boto_client_for, "_stepfold_cached", False):
+        return
+    build = lambda_eval.boto_client_for
+    clients: dict[tuple[str, str, bool], Any] = {}
+    lock = threading.Lock()
+
+    def client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        key = (region, service, bool(botocore_stubber.enabled))
+        with lock:
+            if key not in clients:
+                clients[key] = build(region=region, service=service, state_credentials=state_credentials)
+            return clients[key]
+
+    client_for._stepfold_cached = True  # type: ignore[attr-defined]
+    lambda_eval.boto_client_for = client_for

@@ -59,6 +59,8 @@ class EventRule:
     pattern: dict[str, Any]
 
 
+AGENT_LOOP = "AgentLoop"
+"""The logical id of the agent loop's state machine in template.yaml."""
 PSEUDO = {"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012"}
 """Pseudo parameters as the local stack sees them (its ``AWS::StackName`` is :data:`STACK_NAME`)."""
 STACK_NAME = "stepfold"
@@ -108,19 +110,29 @@ class Template:
         ttl = self._table().get("TimeToLiveSpecification") or {}
         return str(ttl["AttributeName"]) if ttl.get("Enabled") else None
 
-    def state_machine(self) -> StateMachine:
-        machines = self._of_type("AWS::Serverless::StateMachine")
-        if len(machines) != 1:
-            raise TemplateError(f"expected one AWS::Serverless::StateMachine, found {len(machines)}")
-        logical_id, props = machines[0]
-        name = self.resolve(props["Name"]) if "Name" in props else logical_id
-        return StateMachine(
-            logical_id,
-            props["DefinitionUri"],
-            props.get("Type", "STANDARD"),
-            props.get("DefinitionSubstitutions", {}),
-            str(name),
-        )
+    def state_machines(self) -> list[StateMachine]:
+        """Every ``AWS::Serverless::StateMachine``: the agent loop and the example workflows that run agents."""
+        return [
+            StateMachine(
+                logical_id,
+                props["DefinitionUri"],
+                props.get("Type", "STANDARD"),
+                props.get("DefinitionSubstitutions", {}),
+                str(self.resolve(props["Name"]) if "Name" in props else logical_id),
+            )
+            for logical_id, props in self._of_type("AWS::Serverless::StateMachine")
+        ]
+
+    def state_machine(self, logical_id: str = AGENT_LOOP) -> StateMachine:
+        """The state machine ``logical_id``: by default the agent loop, the one every thread runs in."""
+        found = [m for m in self.state_machines() if m.logical_id == logical_id]
+        if len(found) != 1:
+            raise TemplateError(f"expected one AWS::Serverless::StateMachine {logical_id}, found {len(found)}")
+        return found[0]
+
+    def workflows(self) -> list[StateMachine]:
+        """The state machines besides the agent loop: workflows that run agents as steps."""
+        return [m for m in self.state_machines() if m.logical_id != AGENT_LOOP]
 
     def resolve(self, value: Any) -> Any:
         """A template value with ``!Sub`` of pseudo parameters and ``!Ref`` of parameters (their defaults) resolved,
@@ -149,7 +161,8 @@ class Template:
     def substitutions(
         self, machine: StateMachine, function_arns: dict[str, str], overrides: dict[str, Any]
     ) -> dict[str, Any]:
-        """Resolve ``!GetAtt Fn.Arn`` to local function ARNs and ``!Ref Param`` to defaults; overrides win."""
+        """Resolve ``!GetAtt Fn.Arn`` to local function ARNs, ``!Ref X`` to the ARN of a function or state machine in
+        ``function_arns`` or to a parameter's default; overrides win."""
         values: dict[str, Any] = {}
         for key, raw in machine.substitutions.items():
             if key in overrides:

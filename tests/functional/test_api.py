@@ -16,7 +16,7 @@ from openapi_spec_validator import validate
 from agents import deploybot
 from core.adapters.store.dynamodb import DynamoThreadStore
 from core.adapters.store.memory import MemoryThreadStore
-from core.kernel.events import Done, Event, Failed, HumanResponse, Paused, UserInput
+from core.kernel.events import SCHEMA_VERSION, Done, Event, Failed, HumanResponse, Paused, UserInput
 from core.kernel.store import InvalidCursorError, ThreadLister, ThreadListing
 from core.kernel.thread import fold, start_thread
 from functions import api
@@ -214,7 +214,7 @@ def test_events_page_by_seq_with_next_after(stack: LocalStack) -> None:
     assert pages == -(-total // 5)
     first = call("GET", f"/threads/{thread_id}/events").body
     assert (len(first["events"]), first["next_after"]) == (total, None)
-    assert first["events"][0] == {**first["events"][0], "type": "user_input", "seq": 0, "v": 1}
+    assert first["events"][0] == {**first["events"][0], "type": "user_input", "seq": 0, "v": SCHEMA_VERSION}
     assert call("GET", f"/threads/{thread_id}/events", query={"after": "999"}).body == {
         "events": [],
         "next_after": None,
@@ -390,8 +390,10 @@ def test_pause_while_waiting_then_approve_ends_the_execution_paused_and_resume_f
     approved = call("POST", f"/threads/{thread_id}/responses", {"decision": "approve", "comment": "ok"})
     assert approved.status == 200, approved.body
     first = stack.execution_arn(thread_id)
-    assert ended(stack, first) == "SUCCEEDED"
+    assert ended(stack, first) == "FAILED"  # no answer: a parent's .sync:2 catches Paused (ARCHITECTURE.md)
     assert last_state(stack, first) == "Paused"
+    assert stack.clients["stepfunctions"].describe_execution(executionArn=first)["error"] == "Paused"
+    assert stack.execution_ended(first) == [{"thread_id": thread_id, "recorded": False}]  # not a system failure
     steps_before = fold(stack.thread(thread_id)).steps
     assert deploybot.SERVICE.deployments == []  # approved, but paused: nothing ran
 
@@ -427,8 +429,10 @@ def test_cancel_a_waiting_thread_fails_it_and_ends_its_execution(stack: LocalSta
     assert reply.body["status"] == "failed"
     assert "wrong ticket" in reply.body["failure"]
     execution = stack.execution_arn(thread_id)
-    assert ended(stack, execution) == "SUCCEEDED"
+    assert ended(stack, execution) == "FAILED"  # a parent's .sync:2 catches Cancelled (ARCHITECTURE.md)
     assert last_state(stack, execution) == "Cancelled"
+    assert stack.clients["stepfunctions"].describe_execution(executionArn=execution)["error"] == "Cancelled"
+    assert stack.execution_ended(execution) == [{"thread_id": thread_id, "recorded": False}]  # no second record
     assert stack.rt.approvals.get(approval.approval_id).state == "cancelled"
     assert deploybot.SERVICE.deployments == []
     assert_error(call("POST", f"/threads/{thread_id}/cancel"), 409, "wrong_state", "already failed")

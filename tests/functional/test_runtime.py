@@ -122,6 +122,8 @@ def test_iteration_guard_continues_the_thread_in_a_new_execution(shared: Shared)
         final = stack.wait(thread.id, until=("done",), timeout=60)
         stack.wait_idle()
         sfn = stack.clients["stepfunctions"]
+        for e in sfn.list_executions(stateMachineArn=stack.state_machine_arn)["executions"]:
+            stack.wait_execution(e["executionArn"])  # each waits for the next one's answer (.sync:2)
         executions = [
             e
             for e in sfn.list_executions(stateMachineArn=stack.state_machine_arn)["executions"]
@@ -144,7 +146,8 @@ def test_paused_thread_ends_the_execution_cleanly(stack: LocalStack) -> None:
     stack.start_execution(thread.id, 2)
     stack.wait(thread.id, until=("paused",))
     stack.wait_idle()
-    assert stack.execution_status(stack.execution_arn(thread.id, 2)) == "SUCCEEDED"
+    # No answer: the execution fails with Paused, which a parent catches (ARCHITECTURE.md "An agent as a step").
+    assert stack.wait_execution(stack.execution_arn(thread.id, 2)) == "FAILED"
     assert _states(stack, thread, 2)[-1] == "Paused"
     assert fold(stack.thread(thread.id)).steps == 0
 
@@ -162,7 +165,7 @@ def test_retried_step_for_a_committed_seq_makes_no_second_llm_call(stack: LocalS
     thread = stack.rt.threads.create(start_thread("th_retry", kit.agent.name, "go", now=stack.rt.now()))
     first = step_function.handler({"thread_id": thread.id, "seq": 1}, _context())
     again = step_function.handler({"thread_id": thread.id, "seq": 1}, _context())
-    assert first == again == {"thread_id": thread.id, "seq": 4, "route": "continue"}
+    assert first == again == {"thread_id": thread.id, "seq": 4, "route": "continue", "output": None}
     assert len(kit.llm.calls) == 1
     assert kit.runs == {"call_id_count": 1}
     events = stack.thread(thread.id).events
@@ -255,7 +258,8 @@ def test_an_unpriced_model_override_names_the_agents_whose_cost_limits_cannot_ho
     from core.kernel.agent import Limits  # noqa: PLC0415
     from functions._wiring import warn_unpriced_override  # noqa: PLC0415
 
-    agents = {**AGENTS, "capped": replace(AGENTS["calculator"], name="capped", limits=Limits(max_cost_usd=0.1))}
+    calculator = AGENTS["calculator"]  # no cost limit; "capped" is the same agent with one
+    agents = {"calculator": calculator, "capped": replace(calculator, name="capped", limits=Limits(max_cost_usd=0.1))}
     with caplog.at_level("WARNING", logger="stepfold"):
         assert warn_unpriced_override("openai:llama3.1", agents) == ["capped"]
     assert "the cost limits of capped cannot hold" in caplog.text

@@ -50,13 +50,14 @@ MODELS = ("BedrockModelIds",)
 """Converse is authorised as InvokeModel on the model, and for cross-region inference profiles also on the profile:
 both for the ids of the ``BedrockModelIds`` parameter only (``resource_name`` names that statement by it)."""
 SECRET_KEYS: dict[str, frozenset[str]] = {
-    "StepFunction": frozenset({"openai_api_key", "anthropic_api_key", "reply_signing_key"}),
+    "StepFunction": frozenset({"openai_api_key", "anthropic_api_key", "reply_signing_key", "mcp_servers"}),
     "RequestHumanFunction": frozenset({"link_signing_key", "notify_webhook_secret", "notify_slack_url"}),
     "ApprovalsFunction": frozenset({"link_signing_key"}),
     "ApiFunction": frozenset(),
     "AuthorizerFunction": frozenset({"api_key", "api_keys"}),
     "RecordEndFunction": frozenset({"notify_webhook_secret", "notify_slack_url", "reply_signing_key"}),
     "TriggersFunction": frozenset({"github_webhook_secret", "slack_signing_secret", "stepfold_webhook_secret"}),
+    "LaunchFunction": frozenset(),
 }
 """The keys (``functions._wiring.Secrets`` fields) each function's code reads, with the code path in FUNCTIONS. The
 secrets it may read follow: those whose ``SECRET_SOURCES`` keys it needs, by the variable that names them in its
@@ -387,6 +388,9 @@ FUNCTIONS: dict[str, Uses] = {
             }
         ),
     ),
+    # functions/launch.py -> core.services.control.launch: create (a retried launch loads the existing thread
+    # instead); it starts no execution (the calling workflow does, with startExecution.sync:2) and reads no key.
+    "LaunchFunction": Uses(("threads.create", "threads.load")),
 }
 
 

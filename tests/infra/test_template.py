@@ -27,6 +27,7 @@ CONTRACT_HANDLERS = {
     "AuthorizerFunction": "functions.authorizer.handler",
     "TriggersFunction": "functions.triggers.handler",
     "RecordEndFunction": "functions.record_end.handler",
+    "LaunchFunction": "functions.launch.handler",
 }
 CONTRACT_ENV = {
     "STEPFOLD_TABLE",
@@ -161,7 +162,46 @@ def test_state_machine_invokes_exactly_its_three_functions_and_starts_only_itsel
     assert invoked == [{"Ref": "StepFunction"}, {"Ref": "RequestHumanFunction"}, {"Ref": "RecordEndFunction"}]
     (starts,) = [p["StepFunctionsExecutionPolicy"] for p in machine["Policies"] if "StepFunctionsExecutionPolicy" in p]
     assert starts["StateMachineName"] == machine["Name"], "ContinueAsNew starts this machine and no other"
-    assert len(machine["Policies"]) == 4
+    (follows,) = [p["Statement"] for p in machine["Policies"] if "Statement" in p]
+    assert _sync_grants(follows) == SYNC_GRANTS, "ContinueAsNew waits for the next execution (.sync:2)"
+    assert len(machine["Policies"]) == 5
+
+
+SYNC_GRANTS = {
+    ("states:DescribeExecution", "execution:${AWS::StackName}-agent-loop:*"),
+    ("states:StopExecution", "execution:${AWS::StackName}-agent-loop:*"),
+    ("events:PutTargets", "rule/StepFunctionsGetEventsForStepFunctionsExecutionRule"),
+    ("events:PutRule", "rule/StepFunctionsGetEventsForStepFunctionsExecutionRule"),
+    ("events:DescribeRule", "rule/StepFunctionsGetEventsForStepFunctionsExecutionRule"),
+}
+"""What ``startExecution.sync:2`` on the agent loop needs besides StartExecution (AWS, "IAM policies for AWS Step
+Functions", Synchronous): follow and stop its executions, and the rule Step Functions manages for it."""
+
+
+def _sync_grants(statements: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    grants = set()
+    for statement in statements:
+        assert statement["Effect"] == "Allow"
+        resource = statement["Resource"]
+        sub = resource.get("Fn::Sub") if isinstance(resource, dict) else None
+        where = sub.split("${AWS::AccountId}:", 1)[-1] if isinstance(sub, str) else ""
+        for action in _as_list(statement["Action"]):
+            grants.add((action, where or repr(resource)))
+    return grants
+
+
+def test_the_example_workflow_may_run_the_agent_loop_and_its_launch_function_only() -> None:
+    """Least privilege for a parent of agents: invoke the launch function, start the agent loop, follow its
+    executions (.sync:2), and nothing else."""
+    machine = _template()["Resources"]["IssueWorkflow"]["Properties"]
+    assert machine["Type"] == "STANDARD"
+    invoked = [p["LambdaInvokePolicy"]["FunctionName"] for p in machine["Policies"] if "LambdaInvokePolicy" in p]
+    assert invoked == [{"Ref": "LaunchFunction"}]
+    (statements,) = [p["Statement"] for p in machine["Policies"] if "Statement" in p]
+    grants = _sync_grants(statements)
+    assert grants == SYNC_GRANTS | {("states:StartExecution", repr({"Ref": "AgentLoop"}))}
+    assert len(machine["Policies"]) == 2
+    assert machine["DefinitionSubstitutions"]["AgentLoopArn"] == {"Ref": "AgentLoop"}
 
 
 def test_every_failed_timed_out_or_aborted_execution_reaches_the_record_end_function() -> None:
@@ -279,6 +319,7 @@ def test_outputs() -> None:
     assert set(_template()["Outputs"]) == {
         "ApiUrl",
         "StateMachineArn",
+        "IssueWorkflowArn",
         "TableName",
         "BucketName",
         "ApiKeysSecretArn",
@@ -291,11 +332,19 @@ def test_outputs() -> None:
 # --- the package's dependencies ---------------------------------------------------------------------
 
 
-def test_lambda_requirements_follow_pyproject() -> None:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    wanted = {canonicalize_name(r.name): r for r in map(Requirement, project["dependencies"])}
+def _pins() -> dict[str, Requirement]:
     lines = (ROOT / "requirements-lambda.txt").read_text(encoding="utf-8").splitlines()
-    pinned = {canonicalize_name(r.name): r for r in map(Requirement, (ln for ln in lines if ln and ln[0] != "#"))}
+    return {str(canonicalize_name(r.name)): r for r in map(Requirement, (ln for ln in lines if ln and ln[0] != "#"))}
+
+
+def test_lambda_requirements_follow_pyproject() -> None:
+    """pyproject's runtime dependencies, and the tracer's SDK (a dev extra: the tests use it; in AWS the Powertools
+    layer has it, and LAMBDA_POWERTOOLS=bundle ships this pin)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    wanted: dict[str, Requirement] = {canonicalize_name(r.name): r for r in map(Requirement, project["dependencies"])}
+    dev = {canonicalize_name(r.name): r for r in map(Requirement, project["optional-dependencies"]["dev"])}
+    wanted["aws-xray-sdk"] = dev[canonicalize_name("aws-xray-sdk")]
+    pinned = _pins()
 
     assert set(pinned) == set(wanted) - RUNTIME_PROVIDED
     for name, requirement in pinned.items():
@@ -318,12 +367,23 @@ print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}} - std)))
 """
 
 
+def _makefile_list(variable: str) -> set[str]:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    (value,) = re.findall(rf"^{variable} :=[ \t]*(.*)$", makefile, re.MULTILINE)
+    return set(value.split())
+
+
 def _makefile_needs() -> dict[str, set[str]]:
     """``LAMBDA_NEEDS_<LogicalId>`` of the Makefile, each with ``LAMBDA_NEEDS_COMMON``, as distribution names."""
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     found = dict(re.findall(r"^LAMBDA_NEEDS_(\w+) :=[ \t]*(.*)$", makefile, re.MULTILINE))
     common = set(found.pop("COMMON").split())
     return {name: {canonicalize_name(n) for n in common | set(value.split())} for name, value in found.items()}
+
+
+def _layer_provides() -> set[str]:
+    """What the functions import from AWS's Powertools layer (``LAMBDA_LAYER_PROVIDES``), as distribution names."""
+    return {canonicalize_name(n) for n in _makefile_list("LAMBDA_LAYER_PROVIDES")}
 
 
 def _closure(names: set[str]) -> set[str]:
@@ -354,6 +414,7 @@ def test_every_function_has_a_package_recipe_and_pins_what_it_needs() -> None:
     pinned = {canonicalize_name(Requirement(ln).name) for ln in lines if ln and ln[0] != "#"}
     for name, wanted in needs.items():
         assert wanted <= pinned, f"{name} needs {wanted - pinned}, which requirements-lambda.txt does not pin"
+    assert _layer_provides() <= pinned, "LAMBDA_POWERTOOLS=bundle installs them from requirements-lambda.txt"
 
 
 @pytest.mark.parametrize("name", sorted(CONTRACT_HANDLERS))
@@ -371,7 +432,7 @@ def test_each_package_holds_what_its_handler_imports(name: str) -> None:
         timeout=120,
     )
     loaded = set(json.loads(done.stdout)) - {"core", "agents", "functions"} - LAMBDA_PROVIDED_MODULES
-    shipped = _closure(_makefile_needs()[name])
+    shipped = _closure(_makefile_needs()[name] | _layer_provides())  # the package and the Powertools layer
     owners = packages_distributions()
     missing = {
         top
@@ -379,3 +440,50 @@ def test_each_package_holds_what_its_handler_imports(name: str) -> None:
         if not top.startswith("_") and not {canonicalize_name(d) for d in owners.get(top, [top])} & shipped
     }
     assert missing == set(), f"{name} imports {sorted(missing)}, which its package (LAMBDA_NEEDS_{name}) lacks"
+
+
+# --- AWS's Powertools layer ---------------------------------------------------------------------------------------
+
+LAYER_PARAMETER = "/aws/service/powertools/python/{arch}/{runtime}/${{PowertoolsVersion}}"
+
+
+def test_every_function_imports_powertools_from_the_layer_of_the_pinned_version() -> None:
+    """One Globals entry gives every function AWS's layer for its runtime and architecture, found by AWS's public
+    SSM parameter for the Powertools version the tests run (requirements-lambda.txt), unless PowertoolsVersion is
+    ``bundled``; no function replaces it."""
+    template = _template()
+    function_globals = template["Globals"]["Function"]
+    (arch,) = function_globals["Architectures"]
+    parameter = LAYER_PARAMETER.format(arch=arch, runtime=function_globals["Runtime"])
+    assert function_globals["Layers"] == {
+        "Fn::If": [
+            "UsePowertoolsLayer",
+            [{"Fn::Sub": "{{resolve:ssm:" + parameter + "}}"}],
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
+    assert template["Conditions"]["UsePowertoolsLayer"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "PowertoolsVersion"}, "bundled"]}]
+    }
+    (pin,) = _pins()["aws-lambda-powertools"].specifier
+    assert template["Parameters"]["PowertoolsVersion"]["Default"] == pin.version
+    for name, function in _resources("AWS::Serverless::Function").items():
+        assert "Layers" not in function["Properties"], f"{name} would replace the global layer"
+        assert "Runtime" not in function["Properties"], f"{name}: the layer is the Globals runtime's"
+        assert "Architectures" not in function["Properties"], f"{name}: the layer is the Globals architecture's"
+
+
+def test_the_layer_carries_what_the_packages_leave_out() -> None:
+    """AWS builds the layer as ``pip install aws-lambda-powertools[all]==<version>``: each distribution the packages
+    leave to it is Powertools itself or one of its ``all`` extras."""
+    from importlib.metadata import requires  # noqa: PLC0415
+
+    extras = {
+        canonicalize_name(Requirement(line).name)
+        for line in requires("aws-lambda-powertools") or []
+        if Requirement(line).marker is not None and Requirement(line).marker.evaluate({"extra": "all"})  # type: ignore[union-attr]
+    }
+    assert _layer_provides() - {"aws-lambda-powertools"} <= extras
+    assert _layer_provides() >= {"aws-lambda-powertools", "pydantic", "aws-xray-sdk"}
+    also = {canonicalize_name(n) for n in _makefile_list("LAMBDA_LAYER_ALSO_HAS")}
+    assert also <= _closure({"aws-lambda-powertools"}), "removed from the packages only if the layer has it"

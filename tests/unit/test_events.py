@@ -25,6 +25,7 @@ from core.kernel.events import (
     Retried,
     ToolCall,
     ToolResult,
+    ToolsListed,
     ToolStarted,
     UnknownSchemaVersionError,
     UserInput,
@@ -87,6 +88,13 @@ def _samples() -> list[Event]:
         Done(seq=10, ts=TS, answer="The answer is 12."),
         Failed(seq=11, ts=TS, reason="ModelUnavailable: HTTP 503", error="ModelUnavailable", execution="arn:x:1"),
         Retried(seq=12, ts=TS, by="carol"),
+        ToolsListed(
+            seq=13,
+            ts=TS,
+            server="ops",
+            digest="0123456789abcdef",
+            tools=[{"name": "service_status", "description": "", "input_schema": {}, "annotations": {}}],
+        ),
     ]
 
 
@@ -172,7 +180,7 @@ def test_a_field_of_the_wrong_shape_names_the_field() -> None:
 
 
 def test_new_events_carry_the_current_schema_version() -> None:
-    assert UserInput(seq=0, ts=TS, text="hi").v == SCHEMA_VERSION == 1
+    assert UserInput(seq=0, ts=TS, text="hi").v == SCHEMA_VERSION == 2
 
 
 def test_an_event_written_with_version_1_parses() -> None:
@@ -185,7 +193,7 @@ def test_an_event_without_a_version_is_read_as_version_1() -> None:
     raw = dump_event(UserInput(seq=0, ts=TS, text="hi"))
     del raw["v"]
 
-    assert parse_event(raw).v == 1
+    assert parse_event(raw).v == SCHEMA_VERSION  # version 1, upgraded on load
 
 
 def test_an_event_from_a_newer_schema_fails_loudly_naming_the_thread() -> None:
@@ -241,17 +249,17 @@ def test_an_older_schema_version_is_upgraded_on_load(monkeypatch: pytest.MonkeyP
     """How a future schema change ships: bump the version and register an upgrade from the old shape."""
     import core.kernel.events as events_module  # noqa: PLC0415
 
-    def v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
+    def v2_to_v3(raw: dict[str, Any]) -> dict[str, Any]:
         upgraded = dict(raw)
-        if upgraded.get("type") == "user_input" and "message" in upgraded:  # v1 called it "message" in this story
+        if upgraded.get("type") == "user_input" and "message" in upgraded:  # v2 called it "message" in this story
             upgraded["text"] = upgraded.pop("message")
         return upgraded
 
-    monkeypatch.setattr(events_module, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(events_module._UPGRADES, 1, v1_to_v2)
-    stored = {"seq": 0, "ts": "2026-01-01T00:00:00Z", "v": 1, "type": "user_input", "message": "hello"}
+    monkeypatch.setattr(events_module, "SCHEMA_VERSION", 3)
+    monkeypatch.setitem(events_module._UPGRADES, 2, v2_to_v3)
+    stored = {"seq": 0, "ts": "2026-01-01T00:00:00Z", "v": 2, "type": "user_input", "message": "hello"}
     event = parse_event(stored, thread_id="t_old")
     assert isinstance(event, UserInput)
-    assert (event.text, event.v) == ("hello", 2)
-    with pytest.raises(UnknownSchemaVersionError, match=r"t_old.*schema version 3"):
-        parse_event({**stored, "v": 3}, thread_id="t_old")
+    assert (event.text, event.v) == ("hello", 3)
+    with pytest.raises(UnknownSchemaVersionError, match=r"t_old.*schema version 4"):
+        parse_event({**stored, "v": 4}, thread_id="t_old")

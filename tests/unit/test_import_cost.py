@@ -70,6 +70,8 @@ STEP_NEVER_IMPORTS = (
     "core.adapters.llm.bedrock",
     "core.services.replay",
     "aws_xray_sdk",  # only when tracing is active (functions._observe.tracer_or_none)
+    "core.adapters.mcp",  # the MCP client: at the first step of an agent that declares MCP servers
+    "fastjsonschema",  # MCP tools' input schemas, likewise
 )
 
 

@@ -168,3 +168,22 @@ def test_the_readme_opens_with_the_demo_and_the_test_commands() -> None:
     first_block = _blocks(README.read_text(encoding="utf-8"))[0][1]
     commands = [line.split("#")[0].strip() for line in first_block.strip().splitlines()]
     assert commands == ["make demo", "make test"]
+
+
+def test_use_tools_from_an_mcp_server_runs_verbatim() -> None:
+    """The section's server, agent and check run as written (one interpreter, in order), print what the section
+    shows, and its secret entry is what the step reads."""
+    from functions._wiring import Secrets  # noqa: PLC0415
+
+    section = _section("Use tools from an MCP server")
+    blocks = _blocks(section)
+    assert [lang for lang, _ in blocks] == ["python", "python", "json", "python", "text"]
+    program = "\n".join(body for lang, body in blocks if lang == "python")
+    done = subprocess.run(
+        [sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, check=False, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert done.stdout == blocks[4][1]
+    entry = json.loads(blocks[2][1])
+    keys = Secrets.model_validate({"link_signing_key": "k", **entry})
+    assert keys.mcp_servers["tickets"].headers == {"Authorization": "Bearer tk-..."}

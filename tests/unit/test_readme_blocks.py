@@ -27,6 +27,10 @@ RUN: dict[tuple[str, str], str] = {
     ("Write your own agent", "from pydantic import BaseModel"): "tests/unit/test_readme.py",
     ("Write your own agent", "from datetime import UTC, datetime"): "tests/unit/test_readme.py",
     ("Write your own agent", "{"): "tests/unit/test_readme.py",
+    ("Use tools from an MCP server", "from mcp.server.mcpserver import MCPServer"): "tests/unit/test_readme.py",
+    ("Use tools from an MCP server", "from core.kernel.agent import Agent"): "tests/unit/test_readme.py",
+    ("Use tools from an MCP server", '{"mcp_servers"'): "tests/unit/test_readme.py",
+    ("Use tools from an MCP server", "from datetime import UTC, datetime"): "tests/unit/test_readme.py",
     ("Use the kernel on its own", "from datetime import UTC, datetime"): "tests/unit/test_readme_kernel.py",
     ("The CLI and the HTTP API", "$ STEPFOLD_API_KEY=sk-local-demo stepfold serve"): "tests/e2e/test_readme_session.py",
     ("The CLI and the HTTP API", "$ stepfold launch deploybot"): "tests/e2e/test_readme_session.py",
@@ -62,6 +66,9 @@ NOT_HERE: dict[tuple[str, str], str] = {
         "against the local fake provider (OPENAI_BASE_URL)"
     ),
     ("Deploy to AWS", "sam build && sam deploy --guided"): "deploy needs an AWS account; .ci/run runs `sam build`",
+    ("Deploy to AWS", "LAMBDA_POWERTOOLS=bundle sam build"): (
+        "deploy needs an AWS account; tests/infra/test_template.py checks the bundle packaging the Makefile makes"
+    ),
     ("Deploy to AWS", "aws secretsmanager put-secret-value"): (
         "needs an AWS account; test_the_secret_outputs_the_deploy_section_names checks the outputs it reads"
     ),

@@ -406,6 +406,7 @@ def test_summary_reports_the_fold() -> None:
         "waiting_for": "approval",
         "approval_id": "apr_1",
         "answer": None,
+        "data": None,
         "failure": None,
         "failure_error": None,
         "labels": {"prompt_version": "1"},
