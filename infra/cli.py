@@ -179,6 +179,12 @@ class StepView:
                 return [f"{head}== done: {_short(get('answer'), 90)}", *typed, f"{route}done"]
             case "failed":
                 return [f"{head}xx failed: {_short(get('reason'), 90)}", f"{route}failed"]
+            case "tools_listed" if get("pinned", True):
+                names = ", ".join(str(tool.get("name")) for tool in get("tools") or [])
+                return [f"{seq} mcp       {get('server')}: tools pinned for this thread: {_short(names, 80)}"]
+            case "tools_listed":
+                changes = "; ".join(get("changes") or [])
+                return [f"{head}~~ mcp {get('server')} lists other tools now: {_short(changes, 80)}"]
             case _:
                 return []
 
@@ -428,6 +434,7 @@ class _PrintingNotifier:
 def cmd_serve(args: argparse.Namespace, out: Callable[[str], None], err: Callable[[str], None]) -> int:
     try:
         from infra.local.http import serve  # noqa: PLC0415 - the local stack needs the dev extras
+        from infra.local.mcp_server import example_mcp_servers  # noqa: PLC0415 - the mcp SDK (dev extras)
         from infra.local.stack import LocalStack  # noqa: PLC0415
     except ImportError as exc:
         err(f"error: `stepfold serve` needs the development extras ({exc}); run: pip install -e '.[dev]'")
@@ -444,7 +451,7 @@ def cmd_serve(args: argparse.Namespace, out: Callable[[str], None], err: Callabl
     signal.signal(signal.SIGTERM, _interrupt)
     # Quiet handlers: this terminal shows the URL and the approval links, not JSON logs and EMF metrics.
     env = {name: os.environ.get(name, value) for name, value in SERVE_QUIET.items()}
-    with LocalStack(env=env) as stack:
+    with example_mcp_servers(out), LocalStack(env=env) as stack:
         stack.rt.notifier = _PrintingNotifier(stack.notifier, out)
         scheduler = None
         try:

@@ -8,13 +8,12 @@ request it makes approved or answered. Exits non-zero if any thread does not end
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -179,25 +178,6 @@ class _Printer:
         return lines
 
 
-@contextlib.contextmanager
-def _mcp_servers(out: Callable[[str], None]) -> Iterator[None]:
-    """The example MCP server (infra/local/mcp_server.py) on a local port, for the agents that declare it (oncall),
-    unless its URL setting already points somewhere."""
-    from infra.local.mcp_server import URL_SETTING, LocalMcpServer, ops_server  # noqa: PLC0415 - the mcp SDK
-
-    if os.environ.get(URL_SETTING):
-        yield
-        return
-    server, _ = ops_server()
-    with LocalMcpServer(server) as running:
-        os.environ[URL_SETTING] = running.url
-        out(f"mcp: the example ops MCP server (the official mcp SDK, streamable HTTP) at {running.url}")
-        try:
-            yield
-        finally:
-            os.environ.pop(URL_SETTING, None)
-
-
 def run(out: Callable[[str], None] = print) -> int:
     scripted = not os.environ.get("STEPFOLD_MODEL")
     failures: list[str] = []
@@ -207,7 +187,9 @@ def run(out: Callable[[str], None] = print) -> int:
         "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "ERROR"),
         "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
     }
-    with _mcp_servers(out), LocalStack(env=quiet) as stack:
+    from infra.local.mcp_server import example_mcp_servers  # noqa: PLC0415 - the mcp SDK, for this run only
+
+    with example_mcp_servers(out), LocalStack(env=quiet) as stack:
         printer = _Printer(stack, out)
         stack.listeners.append(printer)
         model = os.environ.get("STEPFOLD_MODEL") or "scripted (each agent's own scripted:<agent> model)"

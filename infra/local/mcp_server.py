@@ -11,9 +11,12 @@ a dev dependency (pyproject's ``dev`` extra), never in the Lambda package.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import socket
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -167,3 +170,21 @@ def free_url() -> str:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     return f"http://127.0.0.1:{port}/mcp"
+
+
+@contextlib.contextmanager
+def example_mcp_servers(out: Callable[[str], None]) -> Iterator[None]:
+    """The example MCP server on a local port for the agents that declare it (oncall), unless its URL setting already
+    points somewhere: what ``make demo`` and ``stepfold serve`` run beside the local stack."""
+
+    if os.environ.get(URL_SETTING):
+        yield
+        return
+    server, _ = ops_server()
+    with LocalMcpServer(server) as running:
+        os.environ[URL_SETTING] = running.url
+        out(f"mcp: the example ops MCP server (the official mcp SDK, streamable HTTP) at {running.url}")
+        try:
+            yield
+        finally:
+            os.environ.pop(URL_SETTING, None)

@@ -14,6 +14,7 @@ from mcp.types import ToolAnnotations
 from core.kernel.events import Error, HumanRequest, ToolCall, ToolResult, ToolsListed
 from core.kernel.thread import Thread, fold
 from core.services.approvals import Decision, decide
+from infra.cli import StepView
 from infra.local.mcp_server import URL_SETTING, LocalMcpServer, Ops, PagedMCPServer, free_url, ops_server
 from infra.local.stack import LocalStack
 
@@ -182,6 +183,14 @@ def test_a_thread_keeps_its_pinned_list_when_the_server_changes_and_the_change_s
     assert not changed[0].pinned
     assert changed[0].changes == ["changed the input schema and description of service_status"]
     assert changed[0].digest != pinned.digest
+    shown = StepView()  # what `stepfold events` prints for the two
+    assert shown.lines(pinned.model_dump(mode="json")) == [
+        f"{pinned.seq:>3} mcp       ops: tools pinned for this thread: "
+        "service_status, restart_service, add_incident_note"
+    ]
+    assert shown.lines(changed[0].model_dump(mode="json"))[0].endswith(
+        "~~ mcp ops lists other tools now: changed the input schema and description of service_status"
+    )
 
     other = stack.launch("oncall", ALERT)
     fresh = stack.wait(other.id)
