@@ -293,16 +293,7 @@ def _workflow(stack: LocalStack, out: Callable[[str], None], timeout: float = 12
             where = _entered(stack, parent)[-1]
             out(f"   the parent waits in {where}; link sent: {urlsplit(url).path}?exp=...&sig=...")
             out("   alice answers via link: approve")
-            rt = stack.rt
-            decide(
-                approval.approval_id,
-                Decision(decision="approve", by="alice", channel="link"),
-                threads=rt.threads,
-                approvals=rt.approvals,
-                agents=rt.agents,
-                tokens=rt.sfn,
-                clock=rt.clock,
-            )
+            stack.decide(approval.approval_id, Decision(decision="approve", by="alice", channel="link"))
         if time.monotonic() > deadline:
             return f"the IssueWorkflow execution is still RUNNING after {timeout:.0f}s"
         time.sleep(0.05)

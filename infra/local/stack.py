@@ -27,6 +27,7 @@ from typing import Any
 from core.kernel.events import Event
 from core.kernel.store import StoreUnavailableError
 from core.kernel.thread import Thread, fold
+from core.services.approvals import Decision, decide
 from core.services.control import launch
 from core.services.notify import RecordingNotifier
 from core.services.replies import RecordingReplier
@@ -476,6 +477,19 @@ class LocalStack:
             idempotency_key=idempotency_key,
             source=source,
         ).thread
+
+    def decide(self, approval_id: str, decision: Decision) -> Thread:
+        """Apply a person's decision, as the approval page and the API's responses route do."""
+        rt = self.rt
+        return decide(
+            approval_id,
+            decision,
+            threads=rt.threads,
+            approvals=rt.approvals,
+            agents=rt.agents,
+            tokens=rt.sfn,
+            clock=rt.clock,
+        )
 
     def start_execution(self, thread_id: str, seq: int) -> str:
         response = self.clients["stepfunctions"].start_execution(

@@ -12,7 +12,7 @@ from typing import Any
 
 from agents import deploybot
 from core.kernel.thread import fold
-from core.services.approvals import Decision, decide
+from core.services.approvals import Decision
 from core.services.control import cancel
 from infra.local.stack import LocalStack
 from tests.functional.conftest import QUIET, Shared
@@ -55,16 +55,7 @@ def _states(stack: LocalStack, execution: str) -> list[str]:
 def _approve(stack: LocalStack, thread_id: str) -> None:
     approval, _ = stack.notifier.sent[-1]
     assert approval.thread_id == thread_id
-    rt = stack.rt
-    decide(
-        approval.approval_id,
-        Decision(decision="approve", by="alice", channel="link"),
-        threads=rt.threads,
-        approvals=rt.approvals,
-        agents=rt.agents,
-        tokens=rt.sfn,
-        clock=rt.clock,
-    )
+    stack.decide(approval.approval_id, Decision(decision="approve", by="alice", channel="link"))
 
 
 def test_a_bug_is_triaged_then_hotfixed_with_an_approval_inside_the_agent_while_the_parent_waits(

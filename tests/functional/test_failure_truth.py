@@ -30,7 +30,7 @@ from core.kernel.agent import Agent, Limits
 from core.kernel.events import Error, Failed, HumanRequest, Retried
 from core.kernel.thread import Thread, fold
 from core.kernel.tools import Tool
-from core.services.approvals import Decision, ThreadEndedError, decide
+from core.services.approvals import Decision, ThreadEndedError
 from core.services.notify import SIGNATURE_HEADER, verify_webhook
 from functions._wiring import Settings, build_notifier
 from infra.local.stack import LocalStack
@@ -471,15 +471,7 @@ def test_a_notification_webhook_that_keeps_failing_fails_the_thread_with_notify_
     (request,) = [e for e in final.events if isinstance(e, HumanRequest)]
     assert failed[0].seq > request.seq, "recorded after the request nobody heard of"
     with pytest.raises(ThreadEndedError):  # the request's record stays for a retry; nobody can answer it now
-        decide(
-            request.approval_id,
-            Decision(decision="approve", by="alice"),
-            threads=rt.threads,
-            approvals=rt.approvals,
-            agents=rt.agents,
-            tokens=rt.sfn,
-            clock=rt.clock,
-        )
+        stack.decide(request.approval_id, Decision(decision="approve", by="alice"))
     assert stack.thread(thread.id).version == final.version, "nothing was recorded after the failure"
 
     for status in ("running", "awaiting_human"):

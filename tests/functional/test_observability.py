@@ -12,7 +12,7 @@ import pytest
 
 from core.kernel.events import LLMCall
 from core.kernel.thread import fold, start_thread
-from core.services.approvals import Decision, decide
+from core.services.approvals import Decision
 from functions import request_human as request_human_function
 from functions import step as step_function
 from functions._wiring import Settings
@@ -122,15 +122,7 @@ def test_no_secret_task_token_or_signature_reaches_the_logs(
     rt = stack.rt
     token = rt.approvals.get(approval.approval_id).task_token
     signature = url.split("sig=")[1]
-    decide(
-        approval.approval_id,
-        Decision(decision="approve", by="alice"),
-        threads=rt.threads,
-        approvals=rt.approvals,
-        agents=rt.agents,
-        tokens=rt.sfn,
-        clock=rt.clock,
-    )
+    stack.decide(approval.approval_id, Decision(decision="approve", by="alice"))
     final = stack.wait(thread.id)
     assert fold(final).status == "done"
     stack.wait_idle()
