@@ -52,6 +52,9 @@ FULL_PEERS = 4
 PACKAGES = ROOT / ".venv-bench" / "lambda"
 FUNCTION = "StepFunction"
 SOURCE_ONLY = "stepfold, no .pyc"
+KERNEL = "stepfold kernel alone"
+KERNEL_CODE = "import core.kernel.agent, core.kernel.model, core.kernel.prompts, core.kernel.thread, core.kernel.tools"
+"""What an existing Python app imports to use the kernel with no AWS (README "Use the kernel on its own")."""
 """The same package without bytecode (``LAMBDA_PYC=0``): every cold start compiles what it imports."""
 
 _TIMER = """
@@ -249,6 +252,7 @@ def run() -> Report:
     contenders = [
         Contender(OURS, (ours_pyc, layer, boto3_dir), FIRST_INVOCATION),
         Contender(SOURCE_ONLY, (ours_source, layer, boto3_dir), FIRST_INVOCATION),
+        Contender(KERNEL, (ours_pyc, layer), KERNEL_CODE),
         Contender(BOTO3, (boto3_dir,), BOTO3_CODE),
     ]
     unavailable: dict[str, str] = {}
@@ -311,6 +315,10 @@ def run() -> Report:
     report.row(
         f"stepfold without shipped .pyc (ms; / boto3): what every cold start cost before ({SOURCE_ONLY})",
         ours=f"{med[SOURCE_ONLY]:.0f} ({med[SOURCE_ONLY] / floor:.2f}x)",
+    )
+    report.row(
+        f"the kernel alone, no AWS ({KERNEL_CODE.removeprefix('import ')}; ms; / boto3)",
+        ours=f"{med[KERNEL]:.0f} ({med[KERNEL] / floor:.2f}x)",
     )
     if lightest is not None:
         report.row(
