@@ -11,7 +11,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,e2e]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,e2e,local]'
 	touch $(STAMP)
 
 test: setup

@@ -437,7 +437,7 @@ def cmd_serve(args: argparse.Namespace, out: Callable[[str], None], err: Callabl
         from infra.local.mcp_server import example_mcp_servers  # noqa: PLC0415 - the mcp SDK (dev extras)
         from infra.local.stack import LocalStack  # noqa: PLC0415
     except ImportError as exc:
-        err(f"error: `stepfold serve` needs the development extras ({exc}); run: pip install -e '.[dev]'")
+        err(f"error: `stepfold serve` needs the development extras ({exc}); run: pip install -e '.[dev,local]'")
         return API_ERROR
     generated = not os.environ.get("STEPFOLD_API_KEY")
     api_key = os.environ.get("STEPFOLD_API_KEY") or secrets.token_urlsafe(24)
