@@ -8,6 +8,7 @@ subset (the README is then left alone too).
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -33,12 +34,25 @@ BENCHES: dict[str, Callable[[], Report]] = {
 }
 
 
-def section(table: str, seconds: float) -> str:
+def checkout() -> str:
+    """The commit the benchmarks ran at, and whether the tree had changes (figures are only published from a clean
+    checkout: anything else says so in the table's first line)."""
+    git = ("git", "-C", str(ROOT))
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+    if head.returncode != 0:
+        return "outside a git checkout"
+    changed = subprocess.run(
+        [*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return f"at commit {head.stdout.strip()}" + (" WITH UNCOMMITTED CHANGES" if changed else ", a clean checkout")
+
+
+def section(table: str, seconds: float, where: str) -> str:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join(
         [
             START,
-            f"Run {stamp} with `make bench`: {seconds / 60:.1f} min of benchmarks (installs not included).",
+            f"Run {stamp} {where} with `make bench`: {seconds / 60:.1f} min of benchmarks (installs not included).",
             f"Machine: {machine_line()}.",
             "",
             table,
@@ -62,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated benchmark numbers, e.g. 1,4")
     args = parser.parse_args(argv)
     chosen = [n for n in args.only.split(",") if n] or list(BENCHES)
+    where = checkout()  # before the run: the run itself rewrites README.md
     started = time.perf_counter()
     reports: list[Report] = []
     for number in chosen:
@@ -75,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     missed = [m for r in reports for m in r.missed]
     print(f"\n{len(reports)} benchmarks in {seconds / 60:.1f} min; targets missed: {', '.join(missed) or 'none'}")
     if not args.no_write and not args.only:
-        write_readme(section(table, seconds))
+        write_readme(section(table, seconds, where))
         print(f"wrote the table to {README.relative_to(ROOT)}")
     return 0
 
