@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test check lint types layers cfn asl demo bench clean snapshots docs
+.PHONY: setup test test-express check lint types layers cfn asl demo bench clean snapshots docs
 
 setup: $(STAMP)
 
@@ -16,6 +16,11 @@ $(STAMP): pyproject.toml
 
 test: setup
 	$(BIN)/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
+# The functional tier again, with the agent loop in the express loop mode (template LoopMode=express; ARCHITECTURE.md
+# "Loop modes"): `make test` runs every tier in the default, standard. CI runs both.
+test-express: setup
+	STEPFOLD_LOOP_MODE=express $(BIN)/python -m pytest -q tests/functional
 
 # (Re)write the snapshots the unit tests compare against (tests/unit/snapshots/, syrupy): a new agent's prompt, or an
 # intended change; and delete the ones no test uses. Review the diff before committing; `make test` fails on a

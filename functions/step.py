@@ -2,12 +2,15 @@
 
 Input ``{"thread_id", "seq", "execution"?}``, output ``{"thread_id", "seq", "route", "output"}`` for the state
 machine's Choice; ``output`` is what the execution ends with when the route ends it (ARCHITECTURE.md "An agent as a
-step"), else null. Retryable model errors and version conflicts are raised for Step Functions' Retry.
+step"), else null. Retryable model errors and version conflicts are raised for Step Functions' Retry. In a burst of
+the express loop mode the input also has ``burst_started`` and ``burst_seconds``, and the output ``burst_over``:
+whether the burst's time budget is spent (ARCHITECTURE.md "Loop modes"; ASL has no clock arithmetic).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -27,6 +30,8 @@ class StepInput(BaseModel):
     thread_id: str = Field(min_length=1, max_length=128)
     seq: int = Field(ge=0)
     execution: str | None = Field(default=None, description="The Step Functions execution ARN, for the logs.")
+    burst_started: datetime | None = Field(default=None, description="When the express burst running this began.")
+    burst_seconds: int | None = Field(default=None, ge=1, description="The burst's time budget.")
 
 
 @logger.inject_lambda_context(correlation_id_path="thread_id", clear_state=True)
@@ -65,4 +70,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         reply = rt.send_reply(request.thread_id)
         if reply is not None:
             (logger.info if reply.sent else logger.warning)("reply", extra=reply.log_fields())
-    return result.payload()
+    answer = result.payload()
+    if request.burst_started is not None and request.burst_seconds is not None:
+        spent = (rt.clock() - request.burst_started).total_seconds()
+        answer["burst_over"] = spent >= request.burst_seconds
+    return answer

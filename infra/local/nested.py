@@ -23,17 +23,20 @@ from infra.asl_check import substitute
 
 if TYPE_CHECKING:
     from infra.local.stack import LocalStack
+    from infra.local.template import StateMachine
 
 
-def create_workflows(stack: LocalStack) -> dict[str, str]:
-    """Create every state machine of the template but the agent loop, from its real ASL, with its substitutions
-    resolved against the stack (functions, the agent loop's ARN, parameters' defaults, the stack's fast retries).
+def create_workflows(stack: LocalStack, machines: Sequence[StateMachine]) -> dict[str, str]:
+    """Create these state machines of the template (not the agent loop), from their real ASL, with their substitutions
+    resolved against the stack (functions, the state machines created so far, parameters, the stack's fast retries).
     Returns their ARNs by logical id."""
     template = stack.template
-    arns = {**stack.function_arns, template.state_machine().logical_id: stack.state_machine_arn}
+    arns = {**stack.function_arns, **stack.workflow_arns}
+    if stack.state_machine_arn:
+        arns[template.state_machine().logical_id] = stack.state_machine_arn
     created: dict[str, str] = {}
-    for machine in template.workflows():
-        values = template.substitutions(machine, arns, stack.substitution_overrides)
+    for machine in machines:
+        values = template.substitutions(machine, arns, stack.substitution_overrides, stack.parameters)
         definition = substitute((stack.root / machine.definition_uri).read_text(), values)
         created[machine.logical_id] = stack.clients["stepfunctions"].create_state_machine(
             name=machine.name, definition=definition, roleArn=stack._role, type=machine.type

@@ -39,6 +39,9 @@ from infra.local.template import Template, load_template
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
+LOOP_MODES = ("standard", "express")
+LOOP_MODE_ENV = "STEPFOLD_LOOP_MODE"
+"""The environment variable that selects the local stack's loop mode when the caller does not."""
 FAST = {"RetryIntervalSeconds": 1, "RetryMaxAttempts": 3}
 """Substitutions that keep retries short locally; the ASL file is the same one that is deployed."""
 TEST_TIME_SCALE = 0.01
@@ -115,6 +118,7 @@ class LocalStack:
         substitutions: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
         time_scale: float = 1.0,
+        loop_mode: str | None = None,
     ) -> None:
         """``time_scale``: the fraction of each Retry wait of the ASL the stack really waits (1, the default, is
         real timing, for ``stepfold serve`` and the demo; the tests use :data:`TEST_TIME_SCALE`). The Retry itself
@@ -124,6 +128,14 @@ class LocalStack:
                 f"time_scale must be a number from 0 to 1 (the fraction of each Retry wait really waited), "
                 f"got {time_scale!r}"
             )
+        mode = loop_mode or os.environ.get(LOOP_MODE_ENV) or "standard"
+        if mode not in LOOP_MODES:
+            raise ValueError(f"loop_mode must be one of {', '.join(LOOP_MODES)}, got {mode!r}")
+        self.loop_mode = mode
+        """The template's LoopMode (ARCHITECTURE.md "Loop modes"): the argument, else $STEPFOLD_LOOP_MODE, else
+        standard."""
+        self.parameters = {"LoopMode": mode}
+        """Template parameters the stack deploys with, over their defaults."""
         self.time_scale = float(time_scale)
         self.retry_waits: list[RetryWait] = []
         self.root = root
@@ -231,7 +243,10 @@ class LocalStack:
         ``substitutions=`` would. Undone by :meth:`reset`. Returns its ARN."""
         arn = self.add_state_machine(name, **substitutions)
         values = self.template.substitutions(
-            self.template.state_machine(), self.function_arns, {**self.substitution_overrides, **substitutions}
+            self.template.state_machine(),
+            self._arns(),
+            {**self.substitution_overrides, **substitutions},
+            self.parameters,
         )
         self.state_machine_arn = arn
         self.configure(
@@ -362,9 +377,12 @@ class LocalStack:
             self.function_arns[function.logical_id] = arn
             self._handler_paths[function.name] = function.handler
         self._role = role
+        parts = t.loop_parts()  # the agent loop's Express bursts: it names them
+        self.workflow_arns = nested.create_workflows(self, parts)
         self.state_machine_arn = self.add_state_machine(t.state_machine().name)
-        self.workflow_arns = nested.create_workflows(self)
-        values = t.substitutions(t.state_machine(), self.function_arns, self.substitution_overrides)
+        later = [m for m in t.workflows() if m not in parts]
+        self.workflow_arns.update(nested.create_workflows(self, later))
+        values = t.substitutions(t.state_machine(), self._arns(), self.substitution_overrides, self.parameters)
         env = {
             **t.function_environment(),
             "STEPFOLD_TABLE": table_name,
@@ -394,12 +412,34 @@ class LocalStack:
         stack's: a second loop with other limits, on the same tables and functions. Returns its ARN."""
         machine = self.template.state_machine()
         overrides = {**self.substitution_overrides, **substitutions}
-        values = self.template.substitutions(machine, self.function_arns, overrides)
+        values = self.template.substitutions(machine, self._arns(), overrides, self.parameters)
         definition = substitute((self.root / machine.definition_uri).read_text(), values)
         arn: str = self.clients["stepfunctions"].create_state_machine(
             name=name, definition=definition, roleArn=self._role, type=machine.type
         )["stateMachineArn"]
         return arn
+
+    def add_workflow(self, logical_id: str, name: str, **substitutions: Any) -> str:
+        """Create another state machine of the template (its real ASL), e.g. ``AgentBurst``, the express loop mode's
+        bursts, under ``name``, with these substitutions on top of the stack's: a loop made by
+        :meth:`add_state_machine` or :meth:`use_state_machine` with ``BurstMachineArn=`` runs its bursts there, with
+        other budgets. Deleted by :meth:`reset`. Returns its ARN."""
+        found = [m for m in self.template.workflows() if m.logical_id == logical_id]
+        if not found:
+            raise ValueError(f"the template has no state machine {logical_id} besides the agent loop")
+        machine = found[0]
+        overrides = {**self.substitution_overrides, **substitutions}
+        arns = {**self._arns(), self.template.state_machine().logical_id: self.state_machine_arn}
+        values = self.template.substitutions(machine, arns, overrides, self.parameters)
+        definition = substitute((self.root / machine.definition_uri).read_text(), values)
+        arn: str = self.clients["stepfunctions"].create_state_machine(
+            name=name, definition=definition, roleArn=self._role, type=machine.type
+        )["stateMachineArn"]
+        return arn
+
+    def _arns(self) -> dict[str, str]:
+        """What a ``!Ref``/``!GetAtt`` of a substitution resolves to: the functions and the other state machines."""
+        return {**self.function_arns, **self.workflow_arns}
 
     # --- the Lambda adapter ----------------------------------------------------------------------
 
@@ -559,7 +599,7 @@ class LocalStack:
 
     def running_executions(self, thread_id: str) -> list[str]:
         """The thread's executions (of any state machine) that are mid-step."""
-        return [e.exec_arn for e in self._running() if e.name.startswith(f"{thread_id}-") and not _parked_on_human(e)]
+        return [e.exec_arn for e in self._running() if _runs_thread(e, thread_id) and not _parked_on_human(e)]
 
     def wait_idle(self, timeout: float = 10.0) -> None:
         """Wait until no execution is mid-step (so stopping the mock does not cut one in half)."""
@@ -629,6 +669,15 @@ class LocalStack:
 
 
 _RUNNING = "RUNNING"
+
+
+def _runs_thread(execution: Any, thread_id: str) -> bool:
+    """Whether a running execution of moto's engine works on the thread: the agent loop's are named
+    ``<thread>-<seq>``; an Express burst (express loop mode) has a generated name, and its input names the thread."""
+    if str(execution.name).startswith(f"{thread_id}-"):
+        return True
+    given = execution.input_data
+    return isinstance(given, dict) and given.get("thread_id") == thread_id
 
 
 def _parked_on_human(execution: Any) -> bool:
@@ -809,7 +858,8 @@ _DYNAMO_GATE = _DynamoGate()
 def _fill_start_execution_gap() -> None:
     """moto's engine runs ``arn:aws:states:::states:startExecution`` (ContinueAsNew) but passes the ASL's
     ``StateMachineArn``/``Name``/``Input`` to boto3 as they are, which wants ``stateMachineArn``/..., and returns
-    boto3's answer with a datetime it cannot serialise. Translate both ways, as the real service does. Idempotent."""
+    boto3's answer with a datetime it cannot serialise. Translate both ways, as the real service does, and name an
+    unnamed start with a UUID as it does. Idempotent."""
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (  # noqa: PLC0415
         state_task_service_sfn as sfn_task,
     )
@@ -824,6 +874,10 @@ def _fill_start_execution_gap() -> None:
         if action is None:
             for key in list(params):
                 params[key[:1].lower() + key[1:]] = params.pop(key)
+            if "stateMachineArn" in params and "input" in params and "name" not in params:
+                # a start without a Name (the express loop mode's bursts): Step Functions names it with a UUID;
+                # moto's engine would name every such execution "None", and the second one would already exist
+                params["name"] = str(uuid.uuid4())
 
     def response(self: Any, value: Any, boto_service_name: Any = None, action: Any = None) -> None:
         response_of(self, value, boto_service_name, action)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,8 +132,18 @@ class Template:
         return found[0]
 
     def workflows(self) -> list[StateMachine]:
-        """The state machines besides the agent loop: workflows that run agents as steps."""
-        return [m for m in self.state_machines() if m.logical_id != AGENT_LOOP]
+        """The state machines besides the agent loop: the loop's own bursts (express mode) and workflows that run
+        agents as steps. Those the agent loop refers to come first (it is created after them, the rest after it)."""
+        loop = self.state_machine()
+        refs = {raw.get("Ref") for raw in loop.substitutions.values() if isinstance(raw, dict)}
+        others = [m for m in self.state_machines() if m.logical_id != AGENT_LOOP]
+        return sorted(others, key=lambda m: m.logical_id not in refs)
+
+    def loop_parts(self) -> list[StateMachine]:
+        """The state machines the agent loop refers to (its Express bursts): created before it."""
+        loop = self.state_machine()
+        refs = {raw.get("Ref") for raw in loop.substitutions.values() if isinstance(raw, dict)}
+        return [m for m in self.workflows() if m.logical_id in refs]
 
     def resolve(self, value: Any) -> Any:
         """A template value with ``!Sub`` of pseudo parameters and ``!Ref`` of parameters (their defaults) resolved,
@@ -158,13 +169,44 @@ class Template:
                     rules.append(EventRule(logical_id, name, self.resolve(event["Properties"]["Pattern"])))
         return rules
 
+    def condition(self, name: str, parameters: Mapping[str, str] | None = None) -> bool:
+        """A condition of ``Conditions`` over the parameters (their defaults, ``parameters`` winning): ``!Equals``
+        of a ``!Ref`` and a literal, ``!Not``, and ``!Condition`` are what template.yaml uses."""
+        return self._holds(self.doc.get("Conditions", {})[name], parameters or {})
+
+    def _holds(self, expression: Any, parameters: Mapping[str, str]) -> bool:
+        (kind, args), *_ = expression.items()
+        if kind == "Fn::Not":
+            return not self._holds(args[0], parameters)
+        if kind == "Condition":
+            return self.condition(args, parameters)
+        if kind == "Fn::Equals":
+            left, right = (self._parameter(a, parameters) for a in args)
+            return bool(left == right)
+        raise TemplateError(f"the local stack cannot evaluate the condition {expression}")
+
+    def _parameter(self, value: Any, parameters: Mapping[str, str]) -> Any:
+        if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in self.parameters:
+            name = value["Ref"]
+            return str(parameters.get(name, self.parameters[name].get("Default", "")))
+        return str(value)
+
     def substitutions(
-        self, machine: StateMachine, function_arns: dict[str, str], overrides: dict[str, Any]
+        self,
+        machine: StateMachine,
+        function_arns: dict[str, str],
+        overrides: dict[str, Any],
+        parameters: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Resolve ``!GetAtt Fn.Arn`` to local function ARNs, ``!Ref X`` to the ARN of a function or state machine in
-        ``function_arns`` or to a parameter's default; overrides win."""
+        ``function_arns`` or to a parameter's value (``parameters``, else its default), ``!If`` by its condition;
+        overrides win."""
         values: dict[str, Any] = {}
-        for key, raw in machine.substitutions.items():
+        for key, given in machine.substitutions.items():
+            raw = given
+            if isinstance(given, dict) and "Fn::If" in given:
+                condition, yes, no = given["Fn::If"]
+                raw = yes if self.condition(condition, parameters) else no
             if key in overrides:
                 values[key] = overrides[key]
             elif isinstance(raw, dict) and "Fn::GetAtt" in raw:
@@ -174,7 +216,7 @@ class Template:
                 if ref in function_arns:
                     values[key] = function_arns[ref]
                 elif ref in self.parameters:
-                    values[key] = self.parameters[ref].get("Default")
+                    values[key] = (parameters or {}).get(ref, self.parameters[ref].get("Default"))
                 else:
                     raise TemplateError(f"substitution {key} refers to {ref}, which the local stack cannot resolve")
             else:

@@ -16,6 +16,12 @@ clients, a patched Lambda adapter, a listener, another runtime installed.
 The stack is built with :data:`~infra.local.stack.TEST_TIME_SCALE`: the ASL's Retry waits a hundredth of its
 interval (the same attempts and backoff, see ``test_retry_clock.py``).
 
+The tier runs in the agent loop's mode ``STEPFOLD_LOOP_MODE`` names (``standard``, the default, or ``express``;
+ARCHITECTURE.md "Loop modes"): the shared stack and every ``LocalStack`` a test builds read it (``make test-express``
+runs the tier in express mode; CI runs it in both). A test of one mode's own states (e.g. the exact states a step
+enters in the Standard workflow) is marked ``@pytest.mark.standard_loop("why")`` and is skipped, saying why, in the
+other mode; the express mode's own paths are tested in both runs (``test_loop_modes.py`` makes its own loops).
+
 Property and fuzz tests take their hypothesis settings from :func:`fuzz`, under the profile ``STEPFOLD_FUZZ``
 names (:data:`FUZZ_PROFILES`). ``ci``, the default, on a developer's machine as in CI, draws the same examples on
 every run: a red run is never a new draw, and what passed here passes there. ``deep`` draws ten times as many, new
@@ -39,7 +45,7 @@ from hypothesis import HealthCheck, settings
 from agents import deploybot, triage
 from core.adapters.store.dynamodb import create_table
 from functions import _wiring
-from infra.local.stack import REGION, TEST_TIME_SCALE, LocalStack
+from infra.local.stack import LOOP_MODE_ENV, LOOP_MODES, REGION, TEST_TIME_SCALE, LocalStack
 
 FUZZ_PROFILES = {"ci": 1, "deep": 10}
 """Each profile and how many times the examples a test asks for (:func:`fuzz`) it runs."""
@@ -63,6 +69,28 @@ def fuzz(examples: int) -> settings:
     return settings(
         settings.get_profile(f"stepfold-functional-{FUZZ_PROFILE}"), max_examples=examples * FUZZ_PROFILES[FUZZ_PROFILE]
     )
+
+
+LOOP_MODE = os.environ.get(LOOP_MODE_ENV) or "standard"
+"""The loop mode the tier runs in (what :class:`~infra.local.stack.LocalStack` reads)."""
+if LOOP_MODE not in LOOP_MODES:
+    raise pytest.UsageError(f"{LOOP_MODE_ENV} must be one of {', '.join(LOOP_MODES)}; got {LOOP_MODE!r}")
+
+
+def pytest_report_header() -> str:
+    return f"stepfold loop mode: {LOOP_MODE} ({LOOP_MODE_ENV})"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Skip, saying why, the tests of the standard loop mode's own states when the tier runs in another."""
+    for item in items:
+        marker = item.get_closest_marker("standard_loop")
+        if marker is None:
+            continue
+        if not (marker.args and isinstance(marker.args[0], str) and marker.args[0]):
+            raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.standard_loop needs the reason, a string")
+        if LOOP_MODE != "standard":
+            item.add_marker(pytest.mark.skip(reason=f"standard loop mode only ({LOOP_MODE} here): {marker.args[0]}"))
 
 
 QUIET = {"POWERTOOLS_LOG_LEVEL": "WARNING"}

@@ -48,6 +48,16 @@ def _states(stack: LocalStack, thread: Thread, seq: int = 1) -> list[str]:
     ]
 
 
+def _burst_steps(stack: LocalStack) -> list[int]:
+    """The steps each burst of the express loop mode ran (the stack's AgentBurst), oldest first."""
+    sfn = stack.clients["stepfunctions"]
+    bursts = sfn.list_executions(stateMachineArn=stack.workflow_arns["AgentBurst"])["executions"]
+    return [
+        sum("stateEnteredEventDetails" in e and e["stateEnteredEventDetails"]["name"] == "Step" for e in history)
+        for history in (stack.history(b["executionArn"]) for b in sorted(bursts, key=lambda b: b["startDate"]))
+    ]
+
+
 def test_calculator_runs_to_done_through_the_state_machine(stack: LocalStack) -> None:
     thread = stack.launch("calculator", "multiply 3 and 4, then divide the result by 2 and then add 12")
     final = stack.wait(thread.id)
@@ -58,7 +68,12 @@ def test_calculator_runs_to_done_through_the_state_machine(stack: LocalStack) ->
     assert state.steps == 4 == sum(isinstance(e, LLMCall) for e in final.events)
     assert stack.execution_status(stack.execution_arn(thread.id)) == "SUCCEEDED"
     states = _states(stack, thread)
-    assert states.count("Step") == 4
+    if stack.loop_mode == "standard":
+        assert (states.count("Step"), states.count("Burst")) == (4, 0)
+        assert _burst_steps(stack) == []
+    else:  # the execution's first step runs here, the next three in one burst (ARCHITECTURE.md "Loop modes")
+        assert (states.count("Step"), states.count("Burst")) == (1, 1)
+        assert _burst_steps(stack) == [3]
     assert states[-1] == "Done"
 
 

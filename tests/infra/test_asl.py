@@ -23,6 +23,8 @@ REAL_VALUES: dict[str, object] = {
     "RetryMaxAttempts": "6",
     "ApprovalTimeoutSeconds": "86400",
     "MaxIterations": "100",
+    "BurstBelow": "0",
+    "BurstMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:stepfold-agent-burst",
 }
 """What CloudFormation passes: every DefinitionSubstitutions value arrives as a string."""
 
@@ -51,7 +53,7 @@ def test_real_asl_with_dummies_passes_the_check() -> None:
 
 def test_cli_says_ok_for_the_real_file(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([str(ASL)]) == 0
-    assert capsys.readouterr().out.startswith("ok: 20 states")
+    assert capsys.readouterr().out.startswith("ok: 23 states")
 
 
 def test_numbers_are_substituted_as_numbers() -> None:
@@ -70,8 +72,62 @@ def test_step_retries_the_errors_of_the_contract() -> None:
 def test_routes_of_the_contract_are_all_handled() -> None:
     route = _real_definition()["States"]["Route"]
     routes = {rule["StringEquals"] for rule in route["Choices"]}
-    assert routes == {"continue", "await_human", "paused", "done", "failed"}
+    # error: the express loop mode's burst ended on a step that failed for good (agent_burst.asl.json StepFailed)
+    assert routes == {"continue", "await_human", "paused", "done", "failed", "error"}
     assert route["Default"] == "UnknownRoute"
+    assert _real_definition()["States"][route["Choices"][-1]["Next"]]["Next"] == "RecordFailure"
+
+
+# --- the express loop mode's burst (ARCHITECTURE.md "Loop modes") ---------------------------------------------------
+
+BURST = ROOT / "infra" / "statemachine" / "agent_burst.asl.json"
+
+
+def _burst_definition() -> dict[str, Any]:
+    values = {**REAL_VALUES, "BurstMaxSteps": "50", "BurstSeconds": "90"}
+    definition: dict[str, Any] = json.loads(substitute(BURST.read_text(encoding="utf-8"), values))
+    return definition
+
+
+def test_the_burst_passes_the_check_and_its_placeholders_are_the_templates() -> None:
+    assert check(_burst_definition()) == []
+    machine = _load_template()["Resources"]["AgentBurst"]["Properties"]
+    assert machine["Type"] == "EXPRESS"
+    assert placeholders(BURST.read_text(encoding="utf-8")) == set(machine["DefinitionSubstitutions"])
+    assert (ROOT / machine["DefinitionUri"]).resolve() == BURST
+
+
+def test_a_burst_step_is_retried_exactly_as_the_standard_loops_step() -> None:
+    assert _burst_definition()["States"]["Step"]["Retry"] == _real_definition()["States"]["Step"]["Retry"]
+
+
+def test_a_burst_ends_without_failing_on_every_route_but_continue_and_on_a_step_that_failed_for_good() -> None:
+    states = _burst_definition()["States"]
+    (again,) = states["Route"]["Choices"]
+    assert again["Next"] == "Step"
+    assert {"Variable": "$.route", "StringEquals": "continue"} in again["And"]
+    assert states["Route"]["Default"] == "EndBurst"
+    assert states["Step"]["Catch"] == [
+        {
+            "Comment": states["Step"]["Catch"][0]["Comment"],
+            "ErrorEquals": ["States.ALL"],
+            "ResultPath": "$.error",
+            "Next": "StepFailed",
+        }
+    ]
+    assert states["StepFailed"]["Parameters"]["route"] == "error"
+    assert all(state["Type"] != "Fail" for state in states.values())
+
+
+def test_the_guard_sends_steps_to_the_burst_only_in_express_mode() -> None:
+    for below, first in (("0", "Step"), ("1000000", "Burst")):
+        definition = json.loads(substitute(ASL.read_text(encoding="utf-8"), {**REAL_VALUES, "BurstBelow": below}))
+        rules = definition["States"]["Guard"]["Choices"]
+        under_cap = next(
+            (rule["Next"] for rule in rules if rule.get("NumericLessThan", -1) > 5),
+            definition["States"]["Guard"]["Default"],
+        )
+        assert under_cap == first
 
 
 def test_every_state_says_why() -> None:

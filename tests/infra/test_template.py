@@ -164,7 +164,22 @@ def test_state_machine_invokes_exactly_its_three_functions_and_starts_only_itsel
     assert starts["StateMachineName"] == machine["Name"], "ContinueAsNew starts this machine and no other"
     (follows,) = [p["Statement"] for p in machine["Policies"] if "Statement" in p]
     assert _sync_grants(follows) == SYNC_GRANTS, "ContinueAsNew waits for the next execution (.sync:2)"
-    assert len(machine["Policies"]) == 5
+    (bursts,) = [p["Fn::If"] for p in machine["Policies"] if "Fn::If" in p]
+    condition, express, standard = bursts
+    assert condition == "ExpressLoop", "bursts only in express mode"
+    assert standard == {"Ref": "AWS::NoValue"}
+    assert _sync_grants(express["Statement"]) == {
+        ("states:StartExecution", repr({"Ref": "AgentBurst"})),
+        ("states:DescribeExecution", "express:${AWS::StackName}-agent-burst:*"),
+        ("states:StopExecution", "express:${AWS::StackName}-agent-burst:*"),
+    }
+    assert len(machine["Policies"]) == 6
+
+
+def test_the_burst_invokes_only_the_step_function() -> None:
+    machine = _template()["Resources"]["AgentBurst"]["Properties"]
+    assert machine["Type"] == "EXPRESS"
+    assert machine["Policies"] == [{"LambdaInvokePolicy": {"FunctionName": {"Ref": "StepFunction"}}}]
 
 
 SYNC_GRANTS = {

@@ -1,0 +1,180 @@
+"""The express loop mode's own paths (ARCHITECTURE.md "Loop modes"), on the local stack with the real ASL.
+
+Each test makes its own loop with :meth:`~infra.local.stack.LocalStack.use_state_machine` (the template's
+express ``BurstBelow``, or 0 for the standard mode) and its own burst machine
+(:meth:`~infra.local.stack.LocalStack.add_workflow` of ``AgentBurst`` with smaller budgets), so they test the express
+paths whatever ``STEPFOLD_LOOP_MODE`` the tier runs in: the per-burst step cap (``BurstMaxSteps``), the time budget
+(``BurstSeconds``, which the step judges with its clock: ``burst_over``), and a cancel that lands while a burst runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ConfigDict
+
+from agents import AGENTS, scripted_model
+from core.adapters.llm import ProviderConfig
+from core.adapters.llm.scripted import Say, ScriptedLLM
+from core.kernel.agent import Agent, Limits
+from core.kernel.events import LLMCall
+from core.kernel.model import LLMRequest
+from core.kernel.thread import Thread, fold, start_thread
+from core.kernel.tools import Tool
+from core.services.control import cancel
+from infra.local.stack import LocalStack
+
+
+class CountArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    n: int
+
+
+def _install(stack: LocalStack, calls: int, on_call: Callable[[int], None] = lambda _: None) -> ScriptedLLM:
+    """Agent ``counter``: ``calls`` model calls (steps), each but the last running the tool ``count``; ``on_call``
+    runs on each model call with its number (1-based), inside the step that makes it."""
+
+    def brain(request: LLMRequest) -> Say:
+        made = sum(isinstance(e, LLMCall) for e in request.events) + 1
+        on_call(made)
+        if made >= calls:
+            return Say("done_for_now", {"answer": f"counted to {made - 1}"})
+        return Say("count", {"n": made})
+
+    counter = Agent(
+        name="counter",
+        description="counts, one step at a time",
+        prompt_id="calculator",
+        prompt_version=1,
+        model="scripted:counter",
+        tools=(Tool("count", "Count one more.", CountArgs, lambda args, _: {"n": args.n}, idempotent=True),),
+        limits=Limits(max_steps=calls + 5, max_repeats=calls + 5, max_stale_results=calls + 5),
+    )
+    model = ScriptedLLM(brain, name="counter")
+    rt = stack.rt
+    rt.agents = {**AGENTS, "counter": counter}
+    rt.use_provider_config(ProviderConfig(scripted=lambda n: model if n == "counter" else scripted_model(n)))
+    return model
+
+
+def _loop(stack: LocalStack, name: str, mode: str, **burst: Any) -> tuple[str, str]:
+    """A loop of ``mode`` that threads launched from now on run in, and the burst machine it starts (``burst``: its
+    budgets); returns both ARNs. The mode is the template's own substitution, as ``LoopMode`` chooses it."""
+    burst_arn = stack.add_workflow("AgentBurst", f"{name}-burst", **burst)
+    condition, express, standard = stack.template.state_machine().substitutions["BurstBelow"]["Fn::If"]
+    assert condition == "ExpressLoop"
+    below = express if mode == "express" else standard
+    loop = stack.use_state_machine(name, BurstBelow=below, BurstMachineArn=burst_arn)
+    return loop, burst_arn  # before the agent is installed: the functions are redeployed with the loop's ARN
+
+
+def _start(stack: LocalStack, thread_id: str) -> Thread:
+    """A counter thread with a known id, started as a launch does (tests that act on it from the model need the id
+    before its first step)."""
+    rt = stack.rt
+    thread = rt.threads.create(start_thread(thread_id, "counter", "count", now=rt.now()))
+    stack.start_execution(thread.id, 1)
+    return thread
+
+
+def _entered(stack: LocalStack, execution_arn: str) -> list[str]:
+    return [
+        e["stateEnteredEventDetails"]["name"] for e in stack.history(execution_arn) if "stateEnteredEventDetails" in e
+    ]
+
+
+def _bursts(stack: LocalStack, burst_arn: str) -> list[tuple[str, int]]:
+    """Every execution of the burst machine, oldest first: its status and how many steps it ran."""
+    listed = stack.clients["stepfunctions"].list_executions(stateMachineArn=burst_arn)["executions"]
+    ordered = sorted(listed, key=lambda e: e["startDate"])
+    return [(e["status"], _entered(stack, e["executionArn"]).count("Step")) for e in ordered]
+
+
+def test_a_thread_longer_than_the_burst_cap_runs_in_several_bursts_and_finishes(stack: LocalStack) -> None:
+    _, bursts = _loop(stack, "express-three-per-burst", "express", BurstMaxSteps=3)
+    model = _install(stack, calls=9)
+    thread = _start(stack, "th_capped")
+    final = stack.wait(thread.id, until=("done", "failed"), timeout=60)
+    assert fold(final).status == "done", fold(final).failure
+    assert fold(final).answer == "counted to 8"
+    assert fold(final).steps == 9 == len(model.calls)
+    # The first step runs in the Standard loop; then bursts of at most three; the last one ends on done.
+    assert _bursts(stack, bursts) == [("SUCCEEDED", 3), ("SUCCEEDED", 3), ("SUCCEEDED", 2)]
+    execution = stack.execution_arn(thread.id)
+    assert stack.wait_execution(execution) == "SUCCEEDED"
+    states = _entered(stack, execution)
+    assert (states.count("Step"), states.count("Burst"), states[-1]) == (1, 3, "Done")
+    assert stack.running_executions(thread.id) == []
+
+
+def test_a_burst_ends_after_the_step_that_finds_its_time_budget_spent(stack: LocalStack) -> None:
+    """The step judges the burst's time budget with its clock (ASL has no clock arithmetic). The model's fourth
+    call moves the step's clock a whole budget ahead: the burst running it ends after that step, with the route
+    still continue, and the Standard loop starts the next. The clock stays ahead (it never runs back), so every
+    later burst's first step finds its budget spent too: one step each, and the thread still finishes."""
+    budget = 3600  # seconds: a burst on the real clock never spends it here
+    ahead = [timedelta(0)]
+
+    def on_call(made: int) -> None:
+        if made == 4:
+            ahead[0] = timedelta(seconds=budget)
+
+    _, bursts = _loop(stack, "express-budget", "express", BurstSeconds=budget)
+    model = _install(stack, calls=7, on_call=on_call)
+    real = stack.rt.clock
+    stack.rt.clock = lambda: real() + ahead[0]  # the step's clock; put back by the stack's reset
+    thread = _start(stack, "th_budget")
+    final = stack.wait(thread.id, until=("done", "failed"), timeout=60)
+    assert fold(final).status == "done", fold(final).failure
+    assert fold(final).steps == 7 == len(model.calls)
+    # call 1 in the Standard loop; calls 2-4 in the first burst (ended by the budget, not the 50-step cap); then one
+    # call per burst.
+    assert _bursts(stack, bursts) == [("SUCCEEDED", 3), ("SUCCEEDED", 1), ("SUCCEEDED", 1), ("SUCCEEDED", 1)]
+    execution = stack.execution_arn(thread.id)
+    assert stack.wait_execution(execution) == "SUCCEEDED"
+    assert _entered(stack, execution).count("Burst") == 4
+
+
+@pytest.mark.parametrize("mode", ["standard", "express"])
+def test_a_cancel_while_a_step_runs_ends_the_thread_and_its_executions_alike_in_both_modes(
+    stack: LocalStack, mode: str
+) -> None:
+    """A person cancels the thread while its third step (in express mode: the second step of a burst) waits for
+    the model: the step's commit loses to the cancel, its retry replays the thread's route (failed), the burst ends
+    on it, and the loop fails with Cancelled, exactly as in standard mode; nothing is left running."""
+    thread_id = f"th_cancel_{mode}"
+
+    def on_call(made: int) -> None:
+        if made == 3:
+            rt = stack.rt
+            cancel(rt.threads, rt.waits, thread_id, by="ops", reason="wrong ticket", clock=rt.clock)
+
+    _, bursts = _loop(stack, f"{mode}-cancel", mode)
+    model = _install(stack, calls=10, on_call=on_call)
+    _start(stack, thread_id)
+    final = stack.wait(thread_id, until=("failed", "done"), timeout=60)
+    state = fold(final)
+    assert (state.status, state.cancelled) == ("failed", True)
+    assert state.failure is not None
+    assert "wrong ticket" in state.failure
+    assert len(model.calls) == 3, "no model call after the cancel"
+    execution = stack.execution_arn(thread_id)
+    assert stack.wait_execution(execution) == "FAILED"
+    described = stack.clients["stepfunctions"].describe_execution(executionArn=execution)
+    assert described["error"] == "Cancelled"
+    assert '"status":"cancelled"' in described["cause"].replace(" ", "")
+    states = _entered(stack, execution)
+    assert states[-1] == "Cancelled"
+    if mode == "express":
+        # the burst ran calls 2 and 3 and ended on the route failed: it succeeded, the Standard loop failed
+        assert _bursts(stack, bursts) == [("SUCCEEDED", 2)]
+        assert states.count("Burst") == 1
+    else:
+        assert _bursts(stack, bursts) == []
+        assert states.count("Burst") == 0
+    stack.wait_idle()
+    assert stack.running_executions(thread_id) == []
+    assert stack.busy_executions() == []
