@@ -10,11 +10,13 @@ import json
 import time
 from typing import Any
 
+import pytest
+
 from agents import deploybot
 from core.kernel.thread import fold
 from core.services.approvals import Decision
 from core.services.control import cancel
-from infra.local.stack import LocalStack
+from infra.local.stack import LambdaContext, LocalStack
 from tests.functional.conftest import QUIET, Shared
 
 BUG = "New issue #42 in acme/app by octo\nTitle: App crashes on login\n\nStack trace: NullPointerException"
@@ -157,3 +159,27 @@ def test_a_thread_continued_as_new_hands_its_answer_back_up_the_chain(shared: Sh
         output = json.loads(described["output"])
         assert (output["thread_id"], output["status"], output["answer"]) == (thread.id, "done", "The answer is 18.")
         stack.wait_idle()
+
+
+def test_the_launch_handler_logs_at_info_and_a_retried_launch_returns_the_same_thread(
+    stack: LocalStack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The launch function at INFO, as a deployment with LogLevel INFO runs it (its log line once named a field
+    ``created``, which logging reserves: every launch crashed there), and retried with the same key."""
+    from functions import launch  # noqa: PLC0415 - the handler module, imported where its runtime is installed
+
+    event = {"agent": "triage", "text": "New issue #7: the login page is blank", "idempotency_key": "wf-7"}
+    level = launch.logger.log_level
+    launch.logger.setLevel("INFO")
+    try:
+        with caplog.at_level("INFO"):
+            first = launch.handler(event, LambdaContext(function_name="LaunchFunction"))
+            again = launch.handler(event, LambdaContext(function_name="LaunchFunction"))
+    finally:
+        launch.logger.setLevel(level)
+    assert first == again
+    assert first["execution"] == f"{first['thread_id']}-{first['seq']}"
+    assert first["input"] == {"thread_id": first["thread_id"], "seq": first["seq"], "iteration": 0}
+    assert stack.rt.threads.load(first["thread_id"]).agent == "triage"
+    logged = [json.loads(r.getMessage()) if r.getMessage().startswith("{") else r.__dict__ for r in caplog.records]
+    assert any(r.get("thread_id") == first["thread_id"] for r in logged), logged
