@@ -33,7 +33,7 @@ from core.kernel.events import (
 from core.kernel.mcp import RemoteTool, mapping
 from core.kernel.pricing import price_for
 from core.kernel.thread import Thread, fold
-from core.services.approvals import Decision, decide
+from core.services.approvals import Decision
 from infra.local.stack import Invocation, LocalStack
 
 
@@ -221,16 +221,7 @@ def run(out: Callable[[str], None] = print) -> int:
                     f"   {answer.by} answers via {answer.channel}: {answer.decision}"
                     + (f" ({answer.comment or answer.answer})" if answer.comment or answer.answer else "")
                 )
-                rt = stack.rt
-                decide(
-                    approval.approval_id,
-                    answer,
-                    threads=rt.threads,
-                    approvals=rt.approvals,
-                    agents=rt.agents,
-                    tokens=rt.sfn,
-                    clock=rt.clock,
-                )
+                stack.decide(approval.approval_id, answer)
             state = fold(thread)
             if state.failure_error == "ModelUnavailable":
                 out(
