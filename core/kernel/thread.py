@@ -13,11 +13,11 @@ import itertools
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import is_
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -57,6 +57,17 @@ DONE_TOOL = "done_for_now"
 ASK_TOOL = "request_human_input"
 
 _A = TypeVar("_A")
+
+
+class _Accumulates(Protocol):
+    """A fold over events that can be copied and fed more (:class:`Fold`, :class:`Staleness`)."""
+
+    def copy(self: _A) -> _A: ...
+
+    def feed(self: _A, events: Iterable[Event]) -> _A: ...
+
+
+_Acc = TypeVar("_Acc", bound=_Accumulates)
 
 BASE_FORMAT = 1
 """The version of :meth:`Base.dump`'s shape; a snapshot of another version is not used (the store reads the log)."""
@@ -683,24 +694,26 @@ class _Folded:
         self._lock = threading.Lock()
 
     def fold(self, thread: Thread) -> Fold:
-        with self._lock:
-            entry = self._folds.get(thread.id)
-            at = _resumable(entry[:2] if entry else None, thread)
-        go_on = entry[2].copy() if entry is not None and at is not None else _fresh_fold(thread)
-        folded = go_on.feed(thread.events[at if at is not None else len(thread.events) - len(thread.recent) :])
-        with self._lock:
-            self._keep(self._folds, thread, folded.copy())
-        return folded
+        return self._go_on(self._folds, thread, _fresh_fold)
 
     def staleness(self, thread: Thread) -> Staleness:
+        return self._go_on(self._stale, thread, _fresh_staleness)
+
+    def _go_on(
+        self,
+        memo: OrderedDict[str, tuple[Base | None, tuple[Event, ...], _Acc]],
+        thread: Thread,
+        fresh: Callable[[Thread], _Acc],
+    ) -> _Acc:
+        """Feed ``thread``'s events to the accumulator kept for it, from where it stopped (or to ``fresh(thread)``)."""
         with self._lock:
-            entry = self._stale.get(thread.id)
+            entry = memo.get(thread.id)
             at = _resumable(entry[:2] if entry else None, thread)
-        go_on = entry[2].copy() if entry is not None and at is not None else _fresh_staleness(thread)
-        counted = go_on.feed(thread.events[at if at is not None else len(thread.events) - len(thread.recent) :])
+        go_on = entry[2].copy() if entry is not None and at is not None else fresh(thread)
+        fed = go_on.feed(thread.events[at if at is not None else len(thread.events) - len(thread.recent) :])
         with self._lock:
-            self._keep(self._stale, thread, counted.copy())
-        return counted
+            self._keep(memo, thread, fed.copy())
+        return fed
 
     def _keep(
         self, memo: OrderedDict[str, tuple[Base | None, tuple[Event, ...], _A]], thread: Thread, value: _A
