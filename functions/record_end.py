@@ -21,6 +21,7 @@ from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.kernel.errors import clip
+from core.kernel.runner import timeline_path
 from core.services.control import record_failure
 from core.services.notify import Alert, NotifyError
 from functions._boundary import boundary
@@ -103,7 +104,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         agent=agent,
         title=f"{agent}: thread {end.thread_id} failed ({end.error})",
         detail=failed.reason,
-        url=f"{rt.settings.public_url}/threads/{end.thread_id}/view",
+        url=f"{rt.settings.public_url}{timeline_path(end.thread_id)}",
     )
     try:
         rt.notifier.alert(alert)
