@@ -8,24 +8,23 @@ thread, say why it failed and retry it to the end.
 from __future__ import annotations
 
 import json
-import re
 import shlex
 import time
 from typing import Any
 
 import pytest
 
-from tests.e2e._serve import ROOT, Served, stepfold
+from tests import readme
+from tests.e2e._serve import Served, stepfold
 from tests.provider_server import ProviderServer, error, tool_call
 
 pytestmark = pytest.mark.e2e
 
 
 def _readme_commands() -> list[list[str]]:
-    section = (ROOT / "README.md").read_text(encoding="utf-8").split("### When a thread fails", 1)[1]
-    block = re.search(r"```bash\n(.*?)```", section, re.DOTALL)
+    block = next((b for b in readme.blocks() if (b.section, b.lang) == ("When a thread fails", "bash")), None)
     assert block is not None, "the section shows its commands in a bash block"
-    commands = [shlex.split(line) for line in block.group(1).splitlines() if line.strip()]
+    commands = [shlex.split(line) for line in block.body.splitlines() if line.strip()]
     assert all(c[0] == "stepfold" for c in commands)
     return [c[1:] for c in commands]
 

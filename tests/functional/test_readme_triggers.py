@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -15,9 +13,9 @@ import pytest
 from core.kernel.thread import fold
 from infra.local.http import FrontDoor, front_door
 from infra.local.stack import LocalStack
+from tests import readme
 from tests.functional.conftest import Shared
 
-README = Path(__file__).resolve().parents[2] / "README.md"
 SECRETS = {"STEPFOLD_GITHUB_WEBHOOK_SECRET": "readme-github-secret", "STEPFOLD_WEBHOOK_SECRET": "readme-shop-secret"}
 
 pytestmark = pytest.mark.skipif(
@@ -27,9 +25,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def _curl_blocks() -> list[str]:
-    text = README.read_text(encoding="utf-8")
-    section = text[text.index("## Triggers\n") : text.index("\n## ", text.index("## Triggers\n") + 1)]
-    return [b for b in re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL) if "curl" in b]
+    return [b.body for b in readme.blocks() if (b.section, b.lang) == ("Triggers", "bash") and "curl" in b.body]
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests import readme
+
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 TREE = (
@@ -45,8 +47,9 @@ def _section(title: str) -> str:
     return text[start : end if end != -1 else len(text)]
 
 
-def _blocks(section: str) -> list[tuple[str, str]]:
-    return [(lang, body) for lang, body in re.findall(r"```(\w+)\n(.*?)```", section, flags=re.DOTALL)]
+def _blocks(title: str) -> list[tuple[str, str]]:
+    """The section's fenced blocks that name a language, as (language, body)."""
+    return [(b.lang, b.body) for b in readme.blocks() if b.section == title and b.lang]
 
 
 def _files(section: str) -> dict[str, str]:
@@ -104,7 +107,7 @@ print(json.dumps({"agents": list(AGENTS), "brains": list(BRAINS), "default": Set
 
 def test_write_your_own_agent_runs_verbatim(tmp_path: Path) -> None:
     section = _section("Write your own agent")
-    assert [lang for lang, _ in _blocks(section)] == ["markdown", "python", "python", "json"]
+    assert [lang for lang, _ in _blocks("Write your own agent")] == ["markdown", "python", "python", "json"]
     files = _files(section)
     assert list(files) == [
         "prompts/travel/v1.md",
@@ -165,7 +168,7 @@ def test_write_your_own_agent_runs_verbatim(tmp_path: Path) -> None:
 
 
 def test_the_readme_opens_with_the_demo_and_the_test_commands() -> None:
-    first_block = _blocks(README.read_text(encoding="utf-8"))[0][1]
+    first_block = readme.blocks()[0].body
     commands = [line.split("#")[0].strip() for line in first_block.strip().splitlines()]
     assert commands == ["make demo", "make test"]
 
@@ -175,8 +178,7 @@ def test_use_tools_from_an_mcp_server_runs_verbatim() -> None:
     shows, and its secret entry is what the step reads."""
     from functions._wiring import Secrets  # noqa: PLC0415
 
-    section = _section("Use tools from an MCP server")
-    blocks = _blocks(section)
+    blocks = _blocks("Use tools from an MCP server")
     assert [lang for lang, _ in blocks] == ["python", "python", "json", "python", "text"]
     program = "\n".join(body for lang, body in blocks if lang == "python")
     done = subprocess.run(
