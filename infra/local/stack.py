@@ -198,6 +198,7 @@ class LocalStack:
         _fill_start_execution_gap()
         nested.fill_sync_execution_gap()  # after the start gap: it wraps what that one installs
         _fill_stop_execution_gap()
+        _fill_token_per_attempt_gap()
         _scale_retry_waits()
         _speed_up_moto()
         _RETRY_CLOCK.run_for(self)
@@ -682,7 +683,10 @@ def _runs_thread(execution: Any, thread_id: str) -> bool:
 
 def _parked_on_human(execution: Any) -> bool:
     """Whether a running execution of moto's engine waits in ``WaitForHuman`` (for a task token, not mid-step):
-    the last state it entered, read from the history its engine keeps."""
+    the last state it entered, read from the history its engine keeps, and its token not answered yet. A token
+    answered (SendTaskSuccess/Failure) wakes the engine's worker, which records the answer in the history only when
+    it runs: until then the execution is about to move on, not parked (a stack reset in that window would stop it
+    mid-way)."""
     worker = execution.exec_worker
     env = worker.env if worker is not None else None
     if env is None:  # not started yet
@@ -691,10 +695,21 @@ def _parked_on_human(execution: Any) -> bool:
     for event in reversed(history):
         kind = event["type"]  # a str enum: equal to its name
         if kind == "TaskStateEntered":
-            return bool(event["stateEnteredEventDetails"]["name"] == "WaitForHuman") or nested.waits_on_child(history)
+            waiting = event["stateEnteredEventDetails"]["name"] == "WaitForHuman" and not _token_answered(env)
+            return waiting or nested.waits_on_child(history)
         if kind in ("TaskStateExited", "PassStateEntered", "ChoiceStateEntered"):
             return False
     return False
+
+
+def _token_answered(env: Any) -> bool:
+    """Whether the newest task token of an execution (moto keeps one callback endpoint per token, in the order the
+    tokens were made) has its answer."""
+    pool = getattr(env.callback_pool_manager, "_pool", None)
+    if not pool:
+        return False
+    newest = next(reversed(pool.values()))
+    return newest.get_outcome() is not None
 
 
 _TORN_READS = frozenset({"Query", "Scan"})
@@ -889,6 +904,32 @@ def _fill_start_execution_gap() -> None:
     task._normalise_parameters = parameters  # type: ignore[method-assign,assignment]
     task._normalise_response = response  # type: ignore[method-assign,assignment]
     task._stepfold_filled = True  # type: ignore[attr-defined]
+
+
+def _fill_token_per_attempt_gap() -> None:
+    """moto's engine makes a Task's token (``$$.Task.Token``) and its callback endpoint once when the state is entered,
+    and every Retry attempt reuses them; the first attempt's end interrupts that endpoint, so a retried
+    ``.waitForTaskToken`` task (WaitForHuman) or ``.sync``/``.sync:2`` task (Burst, ContinueAsNew) finds it spent and
+    times out at once (``States.Timeout``). Step Functions issues a new token for each attempt. Give each attempt a
+    new one, as it does, when the last one is spent. Idempotent."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (  # noqa: PLC0415
+        state_task_service_callback as callback_task,
+    )
+
+    task = callback_task.StateTaskServiceCallback
+    if getattr(task, "_stepfold_token_filled", False):
+        return
+    before = task._eval_execution
+
+    def eval_execution(self: Any, env: Any) -> None:
+        token = (env.states.context_object.context_object_data.get("Task") or {}).get("Token")
+        endpoint = env.callback_pool_manager.get(token) if token else None
+        if endpoint is not None and endpoint._notify_event.is_set():  # spent by an earlier attempt
+            env.callback_pool_manager.add(env.states.context_object.update_task_token())
+        before(self, env)
+
+    task._eval_execution = eval_execution  # type: ignore[method-assign]
+    task._stepfold_token_filled = True  # type: ignore[attr-defined]
 
 
 def _fill_stop_execution_gap() -> None:

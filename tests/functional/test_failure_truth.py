@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -380,10 +381,10 @@ class Delivery:
 
 
 class FailingReceiver:
-    """A real local HTTP server standing in for the notification webhook's receiver: it answers every POST with
-    HTTP 500 and keeps what arrived."""
+    """A real local HTTP server standing in for the notification webhook's receiver: it answers the first
+    ``failures`` POSTs (every one, by default) with HTTP 500, the rest with 200, and keeps what arrived."""
 
-    def __init__(self) -> None:
+    def __init__(self, failures: int | None = None) -> None:
         self.deliveries: list[Delivery] = []
         receiver = self
 
@@ -391,8 +392,9 @@ class FailingReceiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 receiver.deliveries.append(Delivery(self.path, self.headers.get(SIGNATURE_HEADER) or "", body))
-                answer = b"receiver is down for maintenance"
-                self.send_response(500)
+                failing = failures is None or len(receiver.deliveries) <= failures
+                answer = b"receiver is down for maintenance" if failing else b"ok"
+                self.send_response(500 if failing else 200)
                 self.send_header("content-type", "text/plain")
                 self.send_header("content-length", str(len(answer)))
                 self.end_headers()
@@ -480,6 +482,35 @@ def test_a_notification_webhook_that_keeps_failing_fails_the_thread_with_notify_
     assert stack.running_executions(thread.id) == []
     assert stack.execution_status(stack.execution_arn(thread.id)) == "FAILED"
     _record("notification webhook 500 until retries run out", "-", f"failed: {state.failure_error}")
+
+
+def test_a_notification_that_fails_once_is_sent_again_and_the_thread_waits_for_its_human(w: World) -> None:
+    """The webhook answers 500 once, then 200: WaitForHuman's retry calls request_human again, which stores a new
+    task token and notifies again, and the execution waits on that token (not on the first attempt's, which no
+    one will ever answer): the approval resumes the thread to done."""
+    stack, rt = w.stack, w.stack.rt
+    with FailingReceiver(failures=1) as receiver:
+        settings = rt.settings.model_copy(update={"notify_webhook_url": receiver.url})
+        rt.notifier = build_notifier(settings, rt.secrets.model_copy(update={"notify_webhook_secret": "s"}))
+        thread = stack.launch("deploybot", "deploy the latest backend to production")
+        deadline = time.monotonic() + 30  # the stack's wait knows links sent by its recording notifier, not this one
+        while len(receiver.deliveries) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stack.wait_idle()
+        waiting = stack.thread(thread.id)
+        assert fold(waiting).status == "awaiting_human"
+        assert [p["type"] for p in receiver.payloads()] == ["approval_requested"] * 2
+        execution = stack.execution_arn(thread.id)
+        assert stack.execution_status(execution) == "RUNNING", "parked on the second attempt's token"
+        waits = [r for r in stack.retry_waits if r.execution == f"{thread.id}-1" and r.state == "WaitForHuman"]
+        assert [r.retry for r in waits] == [1]
+        request = fold(waiting).open_request
+        assert request is not None
+        stack.decide(request.approval_id, Decision(decision="approve", by="alice"))
+        final = stack.wait(thread.id)
+    assert fold(final).status == "done", fold(final).failure
+    assert stack.wait_execution(execution) == "SUCCEEDED"
+    _record("notification webhook 500 once", "-", "finished")
 
 
 # --- the history limit, aborts, recovery ----------------------------------------------------------------------------

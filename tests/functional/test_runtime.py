@@ -71,9 +71,9 @@ def test_calculator_runs_to_done_through_the_state_machine(stack: LocalStack) ->
     if stack.loop_mode == "standard":
         assert (states.count("Step"), states.count("Burst")) == (4, 0)
         assert _burst_steps(stack) == []
-    else:  # the execution's first step runs here, the next three in one burst (ARCHITECTURE.md "Loop modes")
-        assert (states.count("Step"), states.count("Burst")) == (1, 1)
-        assert _burst_steps(stack) == [3]
+    else:  # every step runs in one burst, the first one too (LoopEntry; ARCHITECTURE.md "Loop modes")
+        assert (states.count("Step"), states.count("Burst")) == (0, 1)
+        assert _burst_steps(stack) == [4]
     assert states[-1] == "Done"
 
 
@@ -97,6 +97,32 @@ def test_deploybot_waits_for_human_then_approval_resumes_to_done(stack: LocalSta
     stack.wait_idle()
     assert stack.execution_status(execution) == "SUCCEEDED"
     assert "AfterHuman" in _states(stack, thread)
+
+
+def test_an_answered_token_whose_answer_the_engine_has_not_recorded_yet_is_busy_not_parked(stack: LocalStack) -> None:
+    """SendTaskSuccess wakes the engine's worker, which records the answer only when it runs. In between the
+    execution is about to move on: counting it parked would let the stack's reset stop it mid-way (a flake seen
+    under load). Here the worker is held in that window: the answer is on the token, the worker not woken yet."""
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends  # noqa: PLC0415
+
+    thread = stack.launch("deploybot", "deploy the latest backend to production")
+    waiting = stack.wait(thread.id)
+    assert fold(waiting).status == "awaiting_human"
+    stack.wait_idle()
+    assert stack.busy_executions() == []
+    execution_arn = stack.execution_arn(thread.id)
+    backend = stepfunctions_parser_backends["123456789012"]["us-east-1"]
+    execution: Any = next(e for m in backend.state_machines for e in m.executions if e.exec_arn == execution_arn)  # type: ignore[attr-defined]
+    endpoint = next(reversed(execution.exec_worker.env.callback_pool_manager._pool.values()))
+    woken, endpoint._notify_event = endpoint._notify_event, threading.Event()  # the worker waits on ``woken``
+    answer = {"thread_id": thread.id, "seq": waiting.version}  # no decision recorded: the step asks again
+    stack.rt.sfn.send_task_success(taskToken=endpoint.callback_id, output=json.dumps(answer))
+    try:
+        assert stack.busy_executions() == [execution_arn]
+    finally:
+        woken.set()  # let the worker record the answer and go on
+    stack.wait_idle()
+    assert fold(stack.wait(thread.id)).status == "awaiting_human"
 
 
 def test_rejection_is_fed_back_to_the_model_which_replans(stack: LocalStack) -> None:
