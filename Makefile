@@ -45,7 +45,9 @@ cfn: setup
 	@if [ -f template.yaml ]; then $(BIN)/cfn-lint template.yaml; fi
 
 asl: setup
-	@if ls infra/statemachine/*.asl.json >/dev/null 2>&1; then $(BIN)/python -m infra.asl_check infra/statemachine/*.asl.json; fi
+	@# LoopEntry names the agent loop's first state: Step (LoopMode standard) or Burst (express); check both.
+	@if ls infra/statemachine/*.asl.json >/dev/null 2>&1; then $(BIN)/python -m infra.asl_check --set LoopEntry=Step infra/statemachine/*.asl.json \
+		&& $(BIN)/python -m infra.asl_check --set LoopEntry=Burst infra/statemachine/agent_loop.asl.json; fi
 
 demo: setup
 	$(BIN)/python -m infra.local.demo

@@ -4,9 +4,11 @@ Neither cfn-lint (the template points at the file through ``DefinitionUri``) nor
 ``create_state_machine`` looks inside a definition: a ``Next`` naming a missing state only fails
 at run time. This module catches such mistakes offline.
 
-Usage: ``python -m infra.asl_check FILE...``. Each ``${Name}`` placeholder (a Step Functions
-``DefinitionSubstitutions`` key) is first replaced by a dummy: inside a JSON string by a string,
-bare by a number, as the real substitution produces JSON only once numbers are filled in.
+Usage: ``python -m infra.asl_check [--set Name=Value]... FILE...``. Each ``${Name}`` placeholder (a Step
+Functions ``DefinitionSubstitutions`` key) is first replaced by a dummy: inside a JSON string by a string, bare by a
+number, as the real substitution produces JSON only once numbers are filled in. A placeholder that names a state
+(``"StartAt": "${LoopEntry}"``) needs a real value, given with ``--set``: run the check once per value the template
+can substitute.
 """
 
 from __future__ import annotations
@@ -116,11 +118,14 @@ def _bare(value: object) -> str:
     return str(value)
 
 
-def dummy_substitute(text: str) -> str:
-    """Substitute dummies: ``dummy-<Name>`` inside strings, the number 1 for bare placeholders."""
-    values: dict[str, object] = {}
+def dummy_substitute(text: str, given: Mapping[str, object] | None = None) -> str:
+    """Substitute dummies: ``dummy-<Name>`` inside strings, the number 1 for bare placeholders; ``given`` values
+    win (a placeholder that names a state needs a real one)."""
+    values: dict[str, object] = dict(given or {})
     for match, in_string in _scan(text):
         name = match.group(1)
+        if given and name in given:
+            continue
         if in_string:
             values.setdefault(name, f"dummy-{name}")
         else:
@@ -446,9 +451,10 @@ def _is_path_or_intrinsic(value: object) -> bool:
 # --- command line -------------------------------------------------------------------------------
 
 
-def check_file(path: Path) -> tuple[list[str], int]:
-    """Problems of one ASL file (placeholders replaced by dummies) and its number of states."""
-    text = dummy_substitute(path.read_text(encoding="utf-8"))
+def check_file(path: Path, given: Mapping[str, object] | None = None) -> tuple[list[str], int]:
+    """Problems of one ASL file (placeholders replaced by ``given`` values, the rest by dummies) and its number of
+    states."""
+    text = dummy_substitute(path.read_text(encoding="utf-8"), given)
     try:
         definition = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -462,15 +468,20 @@ def check_file(path: Path) -> tuple[list[str], int]:
 
 def main(argv: list[str] | None = None) -> int:
     """Check each file named on the command line; exit status 1 if any has a problem."""
-    args = sys.argv[1:] if argv is None else argv
-    if not args:
-        print("usage: python -m infra.asl_check FILE...", file=sys.stderr)  # noqa: T201
+    args = list(sys.argv[1:] if argv is None else argv)
+    given: dict[str, object] = {}
+    while len(args) >= 2 and args[0] == "--set" and "=" in args[1]:
+        name, _, value = args[1].partition("=")
+        given[name] = value
+        del args[:2]
+    if not args or args[0].startswith("--"):
+        print("usage: python -m infra.asl_check [--set Name=Value]... FILE...", file=sys.stderr)  # noqa: T201
         return 2
     failed = False
     for arg in args:
         path = Path(arg)
         try:
-            problems, count = check_file(path)
+            problems, count = check_file(path, given)
         except OSError as exc:
             problems, count = [f"(definition): cannot read: {exc.strerror}"], 0
         for problem in problems:

@@ -64,10 +64,12 @@ def _loop(stack: LocalStack, name: str, mode: str, **burst: Any) -> tuple[str, s
     """A loop of ``mode`` that threads launched from now on run in, and the burst machine it starts (``burst``: its
     budgets); returns both ARNs. The mode is the template's own substitution, as ``LoopMode`` chooses it."""
     burst_arn = stack.add_workflow("AgentBurst", f"{name}-burst", **burst)
-    condition, express, standard = stack.template.state_machine().substitutions["BurstBelow"]["Fn::If"]
-    assert condition == "ExpressLoop"
-    below = express if mode == "express" else standard
-    loop = stack.use_state_machine(name, BurstBelow=below, BurstMachineArn=burst_arn)
+    chosen: dict[str, Any] = {}
+    for key in ("BurstBelow", "LoopEntry"):
+        condition, express, standard = stack.template.state_machine().substitutions[key]["Fn::If"]
+        assert condition == "ExpressLoop"
+        chosen[key] = express if mode == "express" else standard
+    loop = stack.use_state_machine(name, **chosen, BurstMachineArn=burst_arn)
     return loop, burst_arn  # before the agent is installed: the functions are redeployed with the loop's ARN
 
 
@@ -101,12 +103,12 @@ def test_a_thread_longer_than_the_burst_cap_runs_in_several_bursts_and_finishes(
     assert fold(final).status == "done", fold(final).failure
     assert fold(final).answer == "counted to 8"
     assert fold(final).steps == 9 == len(model.calls)
-    # The first step runs in the Standard loop; then bursts of at most three; the last one ends on done.
-    assert _bursts(stack, bursts) == [("SUCCEEDED", 3), ("SUCCEEDED", 3), ("SUCCEEDED", 2)]
+    # Every step runs in a burst, the first one too (LoopEntry): bursts of at most three; the last one ends on done.
+    assert _bursts(stack, bursts) == [("SUCCEEDED", 3), ("SUCCEEDED", 3), ("SUCCEEDED", 3)]
     execution = stack.execution_arn(thread.id)
     assert stack.wait_execution(execution) == "SUCCEEDED"
     states = _entered(stack, execution)
-    assert (states.count("Step"), states.count("Burst"), states[-1]) == (1, 3, "Done")
+    assert (states.count("Step"), states.count("Burst"), states[0], states[-1]) == (0, 3, "Burst", "Done")
     assert stack.running_executions(thread.id) == []
 
 
@@ -130,9 +132,8 @@ def test_a_burst_ends_after_the_step_that_finds_its_time_budget_spent(stack: Loc
     final = stack.wait(thread.id, until=("done", "failed"), timeout=60)
     assert fold(final).status == "done", fold(final).failure
     assert fold(final).steps == 7 == len(model.calls)
-    # call 1 in the Standard loop; calls 2-4 in the first burst (ended by the budget, not the 50-step cap); then one
-    # call per burst.
-    assert _bursts(stack, bursts) == [("SUCCEEDED", 3), ("SUCCEEDED", 1), ("SUCCEEDED", 1), ("SUCCEEDED", 1)]
+    # calls 1-4 in the first burst (ended by the budget, not the 50-step cap); then one call per burst.
+    assert _bursts(stack, bursts) == [("SUCCEEDED", 4), ("SUCCEEDED", 1), ("SUCCEEDED", 1), ("SUCCEEDED", 1)]
     execution = stack.execution_arn(thread.id)
     assert stack.wait_execution(execution) == "SUCCEEDED"
     assert _entered(stack, execution).count("Burst") == 4
@@ -142,7 +143,7 @@ def test_a_burst_ends_after_the_step_that_finds_its_time_budget_spent(stack: Loc
 def test_a_cancel_while_a_step_runs_ends_the_thread_and_its_executions_alike_in_both_modes(
     stack: LocalStack, mode: str
 ) -> None:
-    """A person cancels the thread while its third step (in express mode: the second step of a burst) waits for
+    """A person cancels the thread while its third step (in express mode: the third step of the first burst) waits for
     the model: the step's commit loses to the cancel, its retry replays the thread's route (failed), the burst ends
     on it, and the loop fails with Cancelled, exactly as in standard mode; nothing is left running."""
     thread_id = f"th_cancel_{mode}"
@@ -169,8 +170,8 @@ def test_a_cancel_while_a_step_runs_ends_the_thread_and_its_executions_alike_in_
     states = _entered(stack, execution)
     assert states[-1] == "Cancelled"
     if mode == "express":
-        # the burst ran calls 2 and 3 and ended on the route failed: it succeeded, the Standard loop failed
-        assert _bursts(stack, bursts) == [("SUCCEEDED", 2)]
+        # the burst ran calls 1 to 3 and ended on the route failed: it succeeded, the Standard loop failed
+        assert _bursts(stack, bursts) == [("SUCCEEDED", 3)]
         assert states.count("Burst") == 1
     else:
         assert _bursts(stack, bursts) == []
@@ -178,3 +179,32 @@ def test_a_cancel_while_a_step_runs_ends_the_thread_and_its_executions_alike_in_
     stack.wait_idle()
     assert stack.running_executions(thread_id) == []
     assert stack.busy_executions() == []
+
+
+def test_a_burst_that_fails_itself_is_run_again_and_repeats_no_model_call(stack: LocalStack) -> None:
+    """A burst can fail as a whole (Express's 5 minutes when a step and its retries run past the time budget, or a
+    stop), never half a step: the Burst state runs a new one from the seq the Standard execution holds, whose first
+    steps replay what the failed one committed. Here the first burst is stopped while its third step waits for the
+    model; that step still commits (the Lambda runs on), and the thread finishes with each model call made once."""
+    _, bursts = _loop(stack, "express-burst-stopped", "express")
+    sfn = stack.clients["stepfunctions"]
+
+    def on_call(made: int) -> None:
+        if made == 3:
+            (running,) = [
+                e for e in sfn.list_executions(stateMachineArn=bursts)["executions"] if e["status"] == "RUNNING"
+            ]
+            sfn.stop_execution(executionArn=running["executionArn"], error="States.Timeout", cause="5 minutes")
+
+    model = _install(stack, calls=6, on_call=on_call)
+    thread = _start(stack, "th_burst_stopped")
+    final = stack.wait(thread.id, until=("done", "failed"), timeout=60)
+    assert fold(final).status == "done", fold(final).failure
+    assert fold(final).steps == 6 == len(model.calls)
+    assert [status for status, _ in _bursts(stack, bursts)] == ["ABORTED", "SUCCEEDED"]
+    execution = stack.execution_arn(thread.id)
+    assert stack.wait_execution(execution) == "SUCCEEDED"
+    states = _entered(stack, execution)
+    assert (states.count("Burst"), "RecordFailure" in states) == (1, False)  # a retry enters no state again
+    stack.wait_idle()
+    assert stack.running_executions(thread.id) == []

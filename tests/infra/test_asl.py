@@ -23,6 +23,7 @@ REAL_VALUES: dict[str, object] = {
     "RetryMaxAttempts": "6",
     "ApprovalTimeoutSeconds": "86400",
     "MaxIterations": "100",
+    "LoopEntry": "Step",
     "BurstBelow": "0",
     "BurstMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:stepfold-agent-burst",
 }
@@ -48,12 +49,20 @@ def test_real_asl_passes_the_check() -> None:
 
 
 def test_real_asl_with_dummies_passes_the_check() -> None:
-    assert check(json.loads(dummy_substitute(ASL.read_text(encoding="utf-8")))) == []
+    for entry in ("Step", "Burst"):  # the state name is the one placeholder a dummy cannot stand for
+        assert check(json.loads(dummy_substitute(ASL.read_text(encoding="utf-8"), {"LoopEntry": entry}))) == []
 
 
 def test_cli_says_ok_for_the_real_file(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([str(ASL)]) == 0
+    assert main(["--set", "LoopEntry=Step", str(ASL)]) == 0
     assert capsys.readouterr().out.startswith("ok: 23 states")
+
+
+def test_a_placeholder_naming_a_state_needs_a_value_and_the_cli_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(ASL)]) == 1
+    assert "StartAt names a state that does not exist: 'dummy-LoopEntry'" in capsys.readouterr().out
+    assert main(["--set", "LoopEntry=Nowhere", str(ASL)]) == 1
+    assert main(["--set", "LoopEntry=Burst", str(ASL)]) == 0
 
 
 def test_numbers_are_substituted_as_numbers() -> None:
@@ -121,7 +130,12 @@ def test_a_burst_ends_without_failing_on_every_route_but_continue_and_on_a_step_
 
 def test_the_guard_sends_steps_to_the_burst_only_in_express_mode() -> None:
     for below, first in (("0", "Step"), ("1000000", "Burst")):
-        definition = json.loads(substitute(ASL.read_text(encoding="utf-8"), {**REAL_VALUES, "BurstBelow": below}))
+        values = {**REAL_VALUES, "BurstBelow": below, "LoopEntry": first}
+        definition = json.loads(substitute(ASL.read_text(encoding="utf-8"), values))
+        assert check(definition) == []
+        # The execution's first step, and the first after a human wait, run where the Guard sends the others.
+        assert definition["StartAt"] == first
+        assert definition["States"]["AfterHuman"]["Next"] == first
         rules = definition["States"]["Guard"]["Choices"]
         under_cap = next(
             (rule["Next"] for rule in rules if rule.get("NumericLessThan", -1) > 5),

@@ -49,7 +49,7 @@ TRANSIENT_WORDS = re.compile(r"Retryable|Unavailable|Throttl|Conflict|Transient|
 
 
 def _definition() -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(dummy_substitute(ASL.read_text()))
+    loaded: dict[str, Any] = json.loads(dummy_substitute(ASL.read_text(), {"LoopEntry": "Step"}))
     return loaded
 
 
