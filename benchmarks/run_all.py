@@ -17,7 +17,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import bytes_per_step, cold_start, context_size, mcp_cold_start, package_size, step_overhead, throughput
+from benchmarks import (
+    bytes_per_step,
+    cold_start,
+    context_size,
+    mcp_cold_start,
+    package_size,
+    step_overhead,
+    throughput,
+    transitions,
+)
 from benchmarks._common import ROOT, Report, machine_line, render_table
 
 README = ROOT / "benchmarks" / "README.md"
@@ -31,6 +40,7 @@ BENCHES: dict[str, Callable[[], Report]] = {
     "5": context_size.run,
     "6": throughput.run,
     "7": mcp_cold_start.run,
+    "8": transitions.run,
 }
 
 

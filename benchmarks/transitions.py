@@ -22,9 +22,17 @@ Both end in ``done_for_now``.
 
 Prices: the published us-east-1 prices in ``PRICES``, as read on ``PRICES_READ``. The model's time is priced, not
 measured: a step's Lambda waits ``STEP_SECONDS`` for the model (SCALE.md's assumption), and so does an Express burst
-that runs it; the local stack's own duration is printed beside it.
+that runs it; the local stack's own duration is printed beside it. Lambda is priced at each function's memory as
+template.yaml deploys it (the step function's ``StepMemorySize``). **Today's** cost, the baseline the issue's goal is
+measured against, is the standard mode's measured thread priced as the template deployed it before
+``StepMemorySize``: every function at the Globals' ``MemorySize`` (1,024 MB). The figures per mode are printed for
+both memory settings, so the loop mode's saving and the memory's are seen apart.
 
-Run: ``python benchmarks/transitions.py`` (``--mode express`` once the Express loop mode exists; a minute).
+Read units count the functions' reads only: the benchmark's own polling of the thread (``LocalStack.wait``, in this
+thread) is left out.
+
+Run: ``python benchmarks/transitions.py`` (both loop modes; ``--mode standard`` or ``express`` for one; a minute).
+``make bench`` runs it as benchmark 8 and writes its rows into benchmarks/README.md's table.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import json
 import math
 import os
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -47,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pydantic import BaseModel, ConfigDict
 
-from benchmarks._common import BENCH_AGENT, Lookup, Report, lookup, print_report
+from benchmarks._common import BENCH_AGENT, Lookup, Report, lookup, print_report, verdict
 from benchmarks.bytes_per_step import WriteUnits, item_bytes
 from benchmarks.throughput import quiet_stdout
 from core.adapters.llm import ProviderConfig
@@ -78,8 +87,8 @@ STEP_SECONDS = 3.0
 """A step's model call (SCALE.md's assumption): the step Lambda waits for it, and so does an Express burst."""
 OTHER_SECONDS = 0.1
 """What an invocation of another function (request_human, record_end) is priced at."""
-LAMBDA_GB = 1.0
-"""template.yaml Globals MemorySize: 1,024 MB."""
+STEP_FUNCTION = "StepFunction"
+LINES = ("Step Functions Standard", "Step Functions Express", "Lambda", "DynamoDB")
 EXPRESS_GB = 64 / 1024
 """An Express burst holds a small payload: the first 64 MB chunk."""
 
@@ -130,6 +139,17 @@ class ReadUnits:
 
     def __init__(self) -> None:
         self.units = 0.0
+        self.ignored: int | None = None
+        """The thread whose reads are not counted (the benchmark's polling, see :meth:`polling`)."""
+
+    @contextmanager
+    def polling(self) -> Iterator[None]:
+        """Reads made by this thread meanwhile are the benchmark's, not a function's: not counted."""
+        self.ignored = threading.get_ident()
+        try:
+            yield
+        finally:
+            self.ignored = None
 
     def attach(self, client: Any) -> ReadUnits:
         for op in ("Query", "GetItem"):
@@ -142,6 +162,8 @@ class ReadUnits:
         context["stepfold_consistent"] = bool(json.loads(body).get("ConsistentRead"))
 
     def _after(self, http_response: Any, context: Any, **_: Any) -> None:
+        if threading.get_ident() == self.ignored:
+            return
         answer = json.loads(http_response.content or b"{}")
         items = answer.get("Items") or ([answer["Item"]] if "Item" in answer else [])
         size = sum(item_bytes(item) for item in items)
@@ -171,26 +193,47 @@ class Measured:
     index_wru: int = 0
     rru: float = 0.0
 
-    def cost(self) -> dict[str, float]:
-        """Dollars for this thread, by line."""
+    def cost(self, memory_gb: Mapping[str, float]) -> dict[str, float]:
+        """Dollars for this thread, by line, with each function at ``memory_gb[logical id]``."""
         p = PRICES
-        step_invokes = self.invocations.get("StepFunction", 0)
-        other_invokes = sum(self.invocations.values()) - step_invokes
-        express_billed = sum(
-            math.ceil((steps * STEP_SECONDS + local) * 10) / 10
-            for steps, local in zip(self.express_steps, self.express_seconds, strict=True)
+        lambda_gb_seconds = sum(
+            count * (STEP_SECONDS if function == STEP_FUNCTION else OTHER_SECONDS) * memory_gb[function]
+            for function, count in self.invocations.items()
         )
         return {
             "Step Functions Standard": self.transitions["STANDARD"] * p["sfn_transition"],
             "Step Functions Express": self.executions["EXPRESS"] * p["express_request"]
-            + express_billed * EXPRESS_GB * p["express_gb_second"],
-            "Lambda": sum(self.invocations.values()) * p["lambda_request"]
-            + (step_invokes * STEP_SECONDS + other_invokes * OTHER_SECONDS) * LAMBDA_GB * p["lambda_gb_second"],
+            + self.express_gb_seconds() * p["express_gb_second"],
+            "Lambda": sum(self.invocations.values()) * p["lambda_request"] + lambda_gb_seconds * p["lambda_gb_second"],
             "DynamoDB": (self.wru + self.index_wru) * p["ddb_wru"] + self.rru * p["ddb_rru"],
         }
 
-    def per_thousand_steps(self) -> dict[str, float]:
-        return {line: dollars * 1000 / self.steps for line, dollars in self.cost().items()}
+    def express_gb_seconds(self) -> float:
+        """Express duration billed: each burst's model waits plus the stack's own time, rounded up to 100 ms, at
+        the first 64 MB."""
+        return (
+            sum(
+                math.ceil((steps * STEP_SECONDS + local) * 10) / 10
+                for steps, local in zip(self.express_steps, self.express_seconds, strict=True)
+            )
+            * EXPRESS_GB
+        )
+
+    def per_thousand_steps(self, memory_gb: Mapping[str, float]) -> dict[str, float]:
+        return {line: dollars * 1000 / self.steps for line, dollars in self.cost(memory_gb).items()}
+
+
+def memory_settings() -> dict[str, dict[str, float]]:
+    """GB of each function: as template.yaml deploys it ("template"), and as it did before ``StepMemorySize``, every
+    function at the Globals' ``MemorySize`` ("today")."""
+    from infra.local.template import load_template
+
+    template = load_template(Path(__file__).resolve().parents[1] / "template.yaml")
+    functions = [f.logical_id for f in template.functions()]
+    return {
+        "template": {f: template.memory_mb(f) / 1024 for f in functions},
+        "today": {f: int(template.globals["MemorySize"]) / 1024 for f in functions},
+    }
 
 
 def run_shape(shape: Shape, mode: str) -> Measured:
@@ -207,7 +250,8 @@ def run_shape(shape: Shape, mode: str) -> Measured:
         writes, reads = WriteUnits().attach(ddb), ReadUnits().attach(ddb)
         thread_id = stack.launch(agent.name, "look everything up").id
         while True:
-            thread = stack.wait(thread_id, timeout=300)
+            with reads.polling():
+                thread = stack.wait(thread_id, timeout=300)
             state = fold(thread)
             if state.status != "awaiting_human":
                 break
@@ -257,16 +301,25 @@ def money(dollars: float) -> str:
     return f"${dollars:.4f}"
 
 
-def run(modes: tuple[str, ...] = ("standard",)) -> Report:
+TARGET_VS_TODAY = 1 / 3
+"""Issue 19's goal: Step Functions + Lambda + DynamoDB per 1,000 steps at most a third of today's."""
+DAILY = (10_000, 1_000_000)
+"""Threads a day SCALE.md plans for."""
+
+
+def run(modes: tuple[str, ...] = ("standard", "express")) -> Report:
     report = Report("8 transitions")
-    results: list[Measured] = []
+    memory = memory_settings()
+    step_mb = round(memory["template"][STEP_FUNCTION] * 1024)
+    today_mb = round(memory["today"][STEP_FUNCTION] * 1024)
+    results: dict[tuple[str, str], Measured] = {}
     for mode in modes:
         for shape in SHAPES:
             with quieted():
                 started = time.perf_counter()
                 m = run_shape(shape, mode)
                 seconds = time.perf_counter() - started
-            results.append(m)
+            results[shape.name, mode] = m
             report.say(
                 f"[{mode}] {m.shape}: {m.status} after {m.steps} model calls in {seconds:.1f}s; executions "
                 f"{dict(m.executions)}; transitions {dict(m.transitions)} "
@@ -277,26 +330,77 @@ def run(modes: tuple[str, ...] = ("standard",)) -> Report:
             if m.express_seconds:
                 report.say(
                     f"    Express bursts: {len(m.express_seconds)}, steps {m.express_steps}, local seconds "
-                    f"{[round(s, 2) for s in m.express_seconds]}"
+                    f"{[round(x, 2) for x in m.express_seconds]}, billed {m.express_gb_seconds():.3f} GB-s"
                 )
-            per = m.per_thousand_steps()
-            report.say(
-                "    per 1,000 steps: "
-                + ", ".join(f"{line} {money(v)}" for line, v in per.items())
-                + f", total {money(sum(per.values()))}"
+            for label, gb in (("template", memory["template"]), ("today", memory["today"])):
+                per = m.per_thousand_steps(gb)
+                report.say(
+                    f"    per 1,000 steps, step function at {round(gb[STEP_FUNCTION] * 1024)} MB ({label}): "
+                    + ", ".join(f"{line} {money(v)}" for line, v in per.items())
+                    + f", total {money(sum(per.values()))}"
+                )
+            per = m.per_thousand_steps(memory["template"])
+            report.row(
+                f"{m.shape} ({shape.calls} steps{', 1 approval' if shape.approval_at is not None else ''}), {mode} "
+                "mode: Standard transitions (per step) / Express transitions / Express GB-s, per thread",
+                ours=(
+                    f"{m.transitions['STANDARD']} ({m.transitions['STANDARD'] / m.steps:.2f}) / "
+                    f"{m.transitions['EXPRESS']} / {m.express_gb_seconds():.3f}"
+                ),
             )
             report.row(
-                f"{m.shape}: infrastructure per 1,000 steps ({mode})",
+                f"{m.shape}, {mode} mode: per 1,000 steps, step function at {step_mb} MB (SFN Standard / Express / "
+                "Lambda / DynamoDB)",
+                ours=f"**{money(sum(per.values()))}** (" + " / ".join(money(per[line]) for line in LINES) + ")",
+            )
+    for shape in SHAPES:
+        standard, express = results.get((shape.name, "standard")), results.get((shape.name, "express"))
+        if standard is None or express is None:
+            continue
+        today = sum(standard.per_thousand_steps(memory["today"]).values())
+        standard_now = sum(standard.per_thousand_steps(memory["template"]).values())
+        express_now = sum(express.per_thousand_steps(memory["template"]).values())
+        express_at_today_mb = sum(express.per_thousand_steps(memory["today"]).values())
+        ratio = express_now / today
+        report.say(f"cost vs today, {shape.name}: {ratio:.3f}")
+        report.say(
+            f"    {shape.name}: today (standard, {today_mb} MB) {money(today)}; standard at {step_mb} MB "
+            f"{money(standard_now)} ({standard_now / today:.0%}); express at {today_mb} MB "
+            f"{money(express_at_today_mb)} ({express_at_today_mb / today:.0%}); "
+            f"express at {step_mb} MB {money(express_now)} ({ratio:.0%})"
+        )
+        report.row(
+            f"{shape.name}: express mode at {step_mb} MB vs today (standard, step at {today_mb} MB); the loop mode "
+            f"alone (express at {today_mb} MB) / the memory alone (standard at {step_mb} MB)",
+            ours=(
+                f"{ratio:.0%} ({money(express_now)} vs {money(today)}); {express_at_today_mb / today:.0%} / "
+                f"{standard_now / today:.0%}"
+            ),
+            target=f"<= {TARGET_VS_TODAY:.0%}",
+            verdict=verdict(ratio <= TARGET_VS_TODAY),
+        )
+        for daily in DAILY:
+            steps = daily * shape.calls
+            per_second = [m.transitions["STANDARD"] * daily / 86_400 for m in (standard, express)]
+            report.say(
+                f"    {daily:,} {shape.name} threads a day ({steps:,} steps): standard "
+                f"{money(standard_now * steps / 1000)}, express {money(express_now * steps / 1000)} a day "
+                f"(step function at {step_mb} MB); Standard transitions/s on average {per_second[0]:,.1f} vs "
+                f"{per_second[1]:,.1f}"
+            )
+            report.row(
+                f"{shape.name} at {daily:,} threads a day, step function at {step_mb} MB: standard / express mode, "
+                "dollars a day; Standard state transitions per second on average",
                 ours=(
-                    f"{money(sum(per.values()))} (Step Functions "
-                    f"{money(per['Step Functions Standard'] + per['Step Functions Express'])}"
-                    f", {m.transitions['STANDARD'] / m.steps:.2f} Standard transitions per step)"
+                    f"${standard_now * steps / 1000:,.2f} / ${express_now * steps / 1000:,.2f}; "
+                    f"{per_second[0]:,.1f} / {per_second[1]:,.1f}"
                 ),
             )
     report.notes.append(
-        f"prices as published on {PRICES_READ} (us-east-1; see PRICES in benchmarks/transitions.py); a step's "
-        f"model call priced at {STEP_SECONDS:g} s of Lambda at {LAMBDA_GB:g} GB (and of Express at 64 MB when a "
-        "burst runs it)"
+        f"benchmark 8: prices as published on {PRICES_READ} (us-east-1; PRICES in benchmarks/transitions.py); a step's "
+        f"model call priced at {STEP_SECONDS:g} s of the step function (and of Express at 64 MB when a burst runs it); "
+        f"functions at their template.yaml memory (the step function's StepMemorySize, {step_mb} MB); today = the "
+        f"standard mode with every function at {today_mb} MB, as the template deployed before StepMemorySize"
     )
     return report
 
@@ -312,7 +416,7 @@ def quieted() -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", choices=("standard", "express", "both"), default="standard")
+    parser.add_argument("--mode", choices=("standard", "express", "both"), default="both")
     args = parser.parse_args(argv)
     modes = ("standard", "express") if args.mode == "both" else (args.mode,)
     report = run(modes)

@@ -87,6 +87,18 @@ class Template:
             for k, p in self._of_type("AWS::Serverless::Function")
         ]
 
+    def memory_mb(self, logical_id: str, parameters: Mapping[str, str] | None = None) -> int:
+        """A function's ``MemorySize``: its own (a number or a parameter's ``!Ref``: ``parameters``, else the
+        default), else the Globals'."""
+        own = dict(self._of_type("AWS::Serverless::Function")).get(logical_id)
+        if own is None:
+            raise TemplateError(f"template.yaml has no function {logical_id}")
+        size = own.get("MemorySize", self.globals.get("MemorySize", 128))
+        if isinstance(size, dict) and "Ref" in size:
+            name = size["Ref"]
+            size = (parameters or {}).get(name, self.parameters[name].get("Default"))
+        return int(size)
+
     def runtime(self) -> str:
         return str(self.globals.get("Runtime", "python3.12"))
 

@@ -502,3 +502,19 @@ def test_the_layer_carries_what_the_packages_leave_out() -> None:
     assert _layer_provides() >= {"aws-lambda-powertools", "pydantic", "aws-xray-sdk"}
     also = {canonicalize_name(n) for n in _makefile_list("LAMBDA_LAYER_ALSO_HAS")}
     assert also <= _closure({"aws-lambda-powertools"}), "removed from the packages only if the layer has it"
+
+
+def test_every_parameter_is_in_the_readmes_parameter_table() -> None:
+    """README "Deploy to AWS" lists what each parameter does: a new parameter without a row is one nobody finds."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Deploy to AWS", 1)[1].split("| parameter | what |", 1)[1].split("\n\n", 1)[0]
+    listed = set(re.findall(r"`([A-Z][A-Za-z]+)`", "\n".join(line.split("|")[1] for line in table.splitlines()[2:])))
+    assert set(_template()["Parameters"]) - listed == set()
+
+
+def test_the_step_function_alone_takes_its_memory_from_step_memory_size() -> None:
+    functions = _resources("AWS::Serverless::Function")
+    sized = {name for name, fn in functions.items() if "MemorySize" in fn["Properties"]}
+    assert sized == {"StepFunction"}
+    assert functions["StepFunction"]["Properties"]["MemorySize"] == {"Ref": "StepMemorySize"}
+    assert _template()["Parameters"]["StepMemorySize"]["MinValue"] == 128
