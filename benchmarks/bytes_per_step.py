@@ -354,6 +354,97 @@ def measure_ours() -> Contender:
     return Contender(per_length, total_w, total_r, steps)
 
 
+# --- snapshot compression on a realistic thread -------------------------------------------------------------------
+
+_PAGE_CHARS = 6_800
+_DOCS = ("README.md", "ARCHITECTURE.md", "benchmarks/README.md", "benchmarks/SCALE.md")
+
+
+def realistic_thread(events: int = 150) -> Thread:
+    """A thread less regular than the bench's, made by the real kernel: every fourth call fetches a page of real
+    prose (distinct slices of this repo's docs, none fetched twice), the others look up records with random ids,
+    names and amounts; call ids are random and the clock moves 0.2-9 s a tick."""
+    import random
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from pydantic import BaseModel, ConfigDict
+
+    from core.kernel.events import ToolResult
+    from core.kernel.tools import Tool
+
+    root = Path(__file__).resolve().parents[1]
+    text = "\n".join((root / name).read_text() for name in _DOCS)
+
+    class Page(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        url: str
+
+    class Record(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        n: int
+
+    def page(args: Page, _: Any) -> dict[str, Any]:
+        at = int(args.url.rsplit("/", 1)[1]) * _PAGE_CHARS % max(1, len(text) - _PAGE_CHARS)
+        return {"url": args.url, "status": 200, "text": text[at : at + _PAGE_CHARS]}
+
+    def record(args: Record, _: Any) -> dict[str, Any]:
+        r = random.Random(args.n)
+        return {
+            "n": args.n,
+            "id": f"{r.getrandbits(128):032x}",
+            "name": f"customer {r.randint(1000, 99999)}",
+            "balance": round(r.uniform(-500, 50_000), 2),
+            "status": r.choice(["open", "closed", "overdue"]),
+        }
+
+    agent = replace(
+        BENCH_AGENT,
+        name="realistic",
+        tools=(
+            Tool("lookup", "Look up record n.", Record, record, idempotent=True),
+            Tool("fetch_page", "Fetch a web page.", Page, page, idempotent=True),
+        ),
+    )
+
+    def brain(request: LLMRequest) -> Say:
+        results = sum(isinstance(e, ToolResult) for e in request.events)
+        if results % 4 == 3:
+            return Say("fetch_page", {"url": f"https://example.com/{results // 4}"})
+        return Say("lookup", {"n": results})
+
+    rng = random.Random(7)
+    now = [T0]
+
+    def clock() -> Any:
+        now[0] += timedelta(milliseconds=rng.randint(200, 9_000))
+        return now[0]
+
+    store = MemoryThreadStore()
+    ctx = replace(bench_context(), clock=clock)
+    llm = ScriptedLLM(brain, name="realistic")
+    seq = store.create(start_thread("realistic", agent.name, BENCH_TASK, now=T0)).version
+    while seq < events:
+        seq = advance(store, "realistic", seq, agents={agent.name: agent}, llm_for=lambda _: llm, ctx=ctx).seq
+    return store.load("realistic")
+
+
+def snapshot_compression(thread: Thread) -> tuple[int, int]:
+    """(JSON bytes, stored bytes) of the snapshot the DynamoDB store would write of ``thread`` now."""
+    import zlib
+
+    from core.adapters.store.dynamodb import _snapshot_blob
+    from core.kernel.compaction import compact
+    from core.kernel.context import ContextOptions
+
+    window = ContextOptions().max_tokens * 5 // 4  # DynamoThreadStore's default snapshot_window_tokens
+    compacted = compact(thread, window_tokens=window)
+    if compacted is None:
+        raise RuntimeError(f"thread {thread.id} does not compact")
+    blob = _snapshot_blob(compacted)
+    return len(zlib.decompress(blob)), len(blob)
+
+
 # --- LangGraph --------------------------------------------------------------------------------------------------
 
 
@@ -499,6 +590,13 @@ def run() -> Report:
             verdict=verdict(o.wru <= WRU_TARGET) if length == last else "",
         )
     report.say(f"wru per step: {ours.per_length[last].wru:.2f}")
+    for label, thread in (
+        (f"the bench thread at {last} events", _kernel_thread("compression", steps_for(last))),
+        ("a realistic sample (real prose pages, random ids)", realistic_thread()),
+    ):
+        raw, stored = snapshot_compression(thread)
+        report.say(f"snapshot compression, {label}: {raw / stored:.2f}x ({raw:,} bytes of JSON stored in {stored:,})")
+        report.row(f"snapshot compression (zlib), {label}", ours=f"{raw / stored:.2f}x ({human_bytes(stored)})")
     report.row(
         f"first read in a new container at {last} events, before any snapshot (stepfold: the whole log)",
         ours=human_bytes(ours.per_length[last].first_cold_read),

@@ -592,7 +592,7 @@ class Staleness:
                 case ToolCall(prefetch=True):
                     prefetched.add(event.call_id)
                 case ToolResult():
-                    fingerprint = _digest(f"{event.tool}:{json.dumps(event.result, sort_keys=True, default=str)}")
+                    fingerprint = result_digest(event)
                     if event.call_id not in prefetched:
                         self.stale = self.stale + 1 if fingerprint in seen else 0
                     seen.add(fingerprint)
@@ -623,6 +623,12 @@ class StaleCarry:
 
 
 _DIGEST_CHARS = 16
+
+
+def result_digest(result: ToolResult) -> str:
+    """What :class:`Staleness` keeps of a tool result to tell a repeat: a digest of its tool and its JSON, key
+    order ignored (a store's snapshot derives these from the results it keeps rather than storing them twice)."""
+    return _digest(f"{result.tool}:{json.dumps(result.result, sort_keys=True, default=str)}")
 
 
 def _digest(text: str) -> str:

@@ -22,15 +22,24 @@ import pytest
 
 from core.adapters.llm.scripted import Say, ScriptedLLM
 from core.adapters.store import StoreUnavailableError, ThreadNotFoundError, VersionConflictError
-from core.adapters.store.dynamodb import DynamoThreadStore
+from core.adapters.store.dynamodb import DynamoThreadStore, _snapshot_blob
 from core.kernel.agent import Limits, StepContext
-from core.kernel.compaction import render_context
+from core.kernel.compaction import compact, render_context
 from core.kernel.context import ContextOptions, render
-from core.kernel.events import Event, HumanRequest, HumanResponse, LLMCall, ToolCall, ToolResult, UserInput
+from core.kernel.events import (
+    Event,
+    HumanRequest,
+    HumanResponse,
+    LLMCall,
+    ToolCall,
+    ToolResult,
+    UserInput,
+    dump_event,
+)
 from core.kernel.model import LLMRequest
 from core.kernel.runner import advance
 from core.kernel.store import RecentLoader, load_for_step
-from core.kernel.thread import Thread, fold, stale_results, start_thread
+from core.kernel.thread import Base, Thread, fold, result_digest, stale_results, start_thread
 from tests.functional._traffic import Traffic
 from tests.functional.conftest import ScratchAws
 from tests.unit.test_compaction import RESEARCHER, kernel_like
@@ -196,6 +205,165 @@ def test_an_event_too_big_to_copy_is_named_and_read_from_its_own_item(aws: Aws) 
     assert recent.base is not None
     assert big in recent.events
     assert render_context(recent, ContextOptions()) == render(whole, ContextOptions())
+    assert fold(recent) == fold(whole)
+    assert stale_results(recent) == stale_results(whole)
+    stale = json.loads(zlib.decompress(snapshot["b"]["B"]))["base"]["stale"]
+    assert result_digest(big) not in stale["seen_rest"]  # implied by the event the snapshot names, not stored twice
+
+
+# --- the snapshot's layout ------------------------------------------------------------------------------------------
+
+WINDOW = ContextOptions().max_tokens * 5 // 4
+"""The store's default ``snapshot_window_tokens``."""
+
+
+def _same_base(restored: Base | None, expected: Base | None) -> None:
+    """Equal bases: the repeat counts compared as counts (a dict's order is not part of them)."""
+    assert restored is not None
+    assert expected is not None
+    assert dict(restored.fold.signatures) == dict(expected.fold.signatures)
+    assert replace(restored, fold=replace(restored.fold, signatures=())) == replace(
+        expected, fold=replace(expected.fold, signatures=())
+    )
+
+
+def _blob(aws: Aws, thread_id: str) -> dict[str, Any]:
+    item = aws.item(thread_id, "SNAP")
+    assert item is not None
+    data: dict[str, Any] = json.loads(zlib.decompress(item["b"]["B"]))
+    return data
+
+
+def test_a_snapshot_stores_only_what_its_kept_events_do_not_imply_and_reads_back_exactly(aws: Aws) -> None:
+    window = WINDOW
+    thread = research("t-implied", 600, seed=3)
+    aws.write(thread)
+    expected = compact(thread, window_tokens=window)
+    assert expected is not None
+    assert expected.base is not None
+    data = _blob(aws, thread.id)
+
+    aws.traffic.reset()
+    recent = aws.store(snapshot_window_tokens=window).load_recent(thread.id)
+
+    _same_base(recent.base, expected.base)
+    assert recent == expected.model_copy(update={"base": recent.base})
+    assert aws.traffic.ops in (["Query"], ["Query", "Query"])  # from the snapshot, not the whole log
+    assert fold(recent) == fold(thread)
+    assert stale_results(recent) == stale_results(thread)
+    for options in (ContextOptions(), ContextOptions(drop_resolved_errors=False)):
+        assert render_context(recent, options) == render(thread, options)
+    # What is stored: only the digests and counts the kept events do not give (those of the events before the cut).
+    stale, counts = data["base"]["stale"], data["base"]["fold"]
+    assert data["format"] == 2
+    assert "seen" not in stale
+    assert "signatures" not in counts
+    kept = {result_digest(e) for e in expected.events if isinstance(e, ToolResult)}
+    assert kept
+    assert kept <= expected.base.stale.seen
+    assert stale["seen_rest"] == "".join(sorted(expected.base.stale.seen - kept))
+    assert stale["seen_not"] == ""
+    assert expected.base.fold.signatures
+    assert counts["signatures_rest"] == []  # its last limit review is in the window: every count is its calls'
+
+
+def test_accumulators_the_kept_events_do_not_match_read_back_exactly(aws: Aws) -> None:
+    """The stored difference goes both ways: counts above and below what the kept calls make, a count no kept
+    call makes, a digest a kept result makes that the fold does not hold (none of which the kernel writes today)."""
+    thread = research("t-odd", 600, seed=3)
+    aws.write(thread, snapshot_bytes=10**9)
+    compacted = compact(thread, window_tokens=WINDOW)
+    assert compacted is not None
+    assert compacted.base is not None
+    base = compacted.base
+    (first, n), *others = base.fold.signatures
+    signatures = ((first, n + 2), *others[1:], ("fetch:[('page', 12345)]", 3))  # others[0] dropped: below
+    kept = sorted(result_digest(e) for e in compacted.events if isinstance(e, ToolResult))
+    odd = replace(
+        base,
+        fold=replace(base.fold, signatures=signatures),
+        stale=replace(base.stale, seen=base.stale.seen - {kept[0]} | {"0123456789abcdef"}),
+    )
+    aws.look.put_item(
+        TableName=aws.table,
+        Item={
+            "PK": {"S": f"THREAD#{thread.id}"},
+            "SK": {"S": "SNAP"},
+            "version": {"N": str(thread.version)},
+            "b": {"B": _snapshot_blob(compacted.model_copy(update={"base": odd}))},
+        },
+    )
+    stale = _blob(aws, thread.id)["base"]["stale"]
+    assert stale["seen_not"] == kept[0]
+
+    recent = aws.store().load_recent(thread.id)
+
+    _same_base(recent.base, odd)
+
+
+def test_a_snapshot_in_the_layout_before_is_still_read(aws: Aws) -> None:
+    """A table written by the code before: the accumulators whole in ``base``, no ``format``; read as it is."""
+    thread = research("t-old", 300)
+    aws.write(thread, snapshot_bytes=10**9)  # no snapshot: the one below is the old code's
+    compacted = compact(thread, window_tokens=WINDOW)
+    assert compacted is not None
+    assert compacted.base is not None
+    events = [dump_event(event) for event in compacted.events]
+    old = json.dumps({"base": compacted.base.dump(), "events": events}, separators=(",", ":"), ensure_ascii=False)
+    aws.look.put_item(
+        TableName=aws.table,
+        Item={
+            "PK": {"S": f"THREAD#{thread.id}"},
+            "SK": {"S": "SNAP"},
+            "version": {"N": str(thread.version)},
+            "b": {"B": zlib.compress(old.encode(), 6)},
+        },
+    )
+
+    aws.traffic.reset()
+    recent = aws.store().load_recent(thread.id)
+
+    _same_base(recent.base, compacted.base)
+    assert aws.traffic.ops in (["Query"], ["Query", "Query"])
+    assert fold(recent) == fold(thread)
+    assert stale_results(recent) == stale_results(thread)
+    assert render_context(recent, ContextOptions()) == render(thread, ContextOptions())
+
+
+def test_code_that_reads_only_the_layout_before_refuses_the_new_one(aws: Aws) -> None:
+    """A container still on the code before (a deploy rolling out, a rollback) must not take the stored
+    differences for the whole accumulators: its ``Base.parse`` fails, and it reads the log instead."""
+    thread = research("t-mixed", 300)
+    aws.write(thread)
+
+    with pytest.raises(KeyError):
+        Base.parse(_blob(aws, thread.id)["base"], thread.id)
+
+
+@pytest.mark.parametrize("damage", ["not zlib", "truncated", "unknown layout"])
+def test_a_damaged_snapshot_is_passed_over_for_the_log(aws: Aws, caplog: pytest.LogCaptureFixture, damage: str) -> None:
+    thread = research(f"t-{damage.replace(' ', '-')}", 250)
+    aws.write(thread)
+    item = aws.item(thread.id, "SNAP")
+    assert item is not None
+    blob = item["b"]["B"]
+    damaged = {
+        "not zlib": b"\x00" + blob[1:],
+        "truncated": blob[: len(blob) // 2],
+        "unknown layout": zlib.compress(json.dumps({**_blob(aws, thread.id), "format": 3}).encode()),
+    }[damage]
+    aws.look.update_item(
+        TableName=aws.table,
+        Key={"PK": {"S": f"THREAD#{thread.id}"}, "SK": {"S": "SNAP"}},
+        UpdateExpression="SET b = :b",
+        ExpressionAttributeValues={":b": {"B": damaged}},
+    )
+
+    with caplog.at_level(logging.WARNING, logger="stepfold.store"):
+        recent = aws.store().load_recent(thread.id)
+
+    assert recent == thread
+    assert "snapshot cannot be used" in caplog.text
 
 
 # --- what a step writes ---------------------------------------------------------------------------------------------

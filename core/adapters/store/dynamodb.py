@@ -12,7 +12,9 @@ Layout (one table, string keys ``PK``/``SK``):
 - ``PK=THREAD#<id>, SK=SNAP``: the latest snapshot, for a container that has not seen the thread: the thread as
   :func:`core.kernel.compaction.compact` keeps it at ``version`` (the folds' accumulators, the first event and the
   events the context may still show), zlib-compressed JSON in ``b``. Events too big to copy there are named by seq
-  and read from their own items.
+  and read from their own items. The seen results' digests and the repeat counts are stored as what the kept events
+  do not already imply (most of them, as the context shows most calls and results), and added back on reading; a
+  snapshot written before that (no ``format``) is read as it is.
 
 An append is ONE conditional PutItem of its commit's item (``attribute_not_exists`` on ``EV#<expected version>``):
 two writers at the same version race for the same key and one loses, so the log can never fork. It is a
@@ -54,7 +56,7 @@ from pydantic import ValidationError
 from core.adapters.store.transient import unavailable_is_retryable
 from core.kernel.compaction import compact
 from core.kernel.context import ContextOptions
-from core.kernel.events import Event, dump_event, parse_event, utcnow
+from core.kernel.events import Event, HumanRequest, HumanResponse, ToolCall, ToolResult, dump_event, parse_event, utcnow
 from core.kernel.store import (
     STATUSES,
     InvalidCursorError,
@@ -68,7 +70,7 @@ from core.kernel.store import (
     decode_cursor,
     encode_cursor,
 )
-from core.kernel.thread import Base, Fold, Status, Thread
+from core.kernel.thread import Base, Fold, StaleCarry, Status, Thread, call_signature, result_digest
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -89,6 +91,9 @@ MAX_SNAPSHOT_BYTES = 300_000
 """A snapshot larger than this (compressed) is not written: its item must stay under DynamoDB's 400 KB."""
 _SNAPSHOT_EVENT_BYTES = 16_000
 """An event larger than this (as JSON) is named in a snapshot by its seq, not copied into it."""
+_SNAPSHOT_FORMAT = 2
+"""The snapshot blob's layout: 2 stores the repeat counts and the seen results' digests as what its kept events do
+not already imply (:func:`_implied`); a blob without ``format`` (written before) stores them whole."""
 
 STATUS_INDEX = "status-updated"
 """The GSI that lists threads: partition ``status``, sort ``updated_at``; sparse, only headers carry ``status``."""
@@ -641,15 +646,19 @@ class DynamoThreadStore:
         return _Known(thread, Fold.of(thread), header.status, header.updated_at, size, len(snapshot["b"]["B"]))
 
     def _restore(self, thread_id: str, header: _Header, item: Item) -> Thread:
-        """The compacted thread a snapshot item holds."""
+        """The compacted thread a snapshot item holds (either layout, see :data:`_SNAPSHOT_FORMAT`)."""
         data = json.loads(zlib.decompress(item["b"]["B"]))
-        base = Base.parse(data["base"], thread_id)
-        if base.version != int(item["version"]["N"]):
-            raise ValueError(f"snapshot says version {item['version']['N']}, its content {base.version}")
+        layout = data.get("format")
+        if layout not in (None, _SNAPSHOT_FORMAT):
+            raise ValueError(f"snapshot layout {layout!r}, this code reads {_SNAPSHOT_FORMAT} and the one before")
+        if int(data["base"]["version"]) != int(item["version"]["N"]):
+            raise ValueError(f"snapshot says version {item['version']['N']}, its content {data['base']['version']}")
         events = [
             self._event_at(thread_id, raw) if isinstance(raw, int) else parse_event(raw, thread_id=thread_id)
             for raw in data["events"]
         ]
+        raw_base = _whole_base(data["base"], events) if layout is not None else data["base"]
+        base = Base.parse(raw_base, thread_id)
         return Thread(id=thread_id, agent=header.agent, events=tuple(events), labels=header.labels, base=base)
 
     def _event_at(self, thread_id: str, seq: int) -> Event:
@@ -1001,15 +1010,66 @@ def _end_of(item: Item | None) -> int | None:
 
 
 def _snapshot_blob(thread: Thread) -> bytes:
-    """A compacted thread as a snapshot item stores it: compressed JSON; events too big to copy named by seq."""
+    """A compacted thread as a snapshot item stores it: compressed JSON; events too big to copy named by seq; the
+    repeat counts and seen results' digests as what the kept events do not imply (:func:`_implied`)."""
     events: list[Any] = []
     for event in thread.events:
         data = dump_event(event)
         big = len(json.dumps(data, separators=(",", ":"), ensure_ascii=False)) > _SNAPSHOT_EVENT_BYTES
         events.append(event.seq if big else data)
     assert thread.base is not None
-    text = json.dumps({"base": thread.base.dump(), "events": events}, separators=(",", ":"), ensure_ascii=False)
+    base = thread.base.dump()
+    seen, counts = _implied(thread.events)
+    carried = dict(thread.base.fold.signatures)
+    rest = {signature: n - counts.get(signature, 0) for signature, n in carried.items()}
+    rest.update((signature, -n) for signature, n in counts.items() if signature not in carried)
+    del base["fold"]["signatures"], base["stale"]["seen"]  # renamed, so code that reads only format 1 refuses it
+    base["fold"]["signatures_rest"] = [[signature, n] for signature, n in rest.items() if n]
+    base["stale"]["seen_rest"] = "".join(sorted(thread.base.stale.seen - seen))
+    base["stale"]["seen_not"] = "".join(sorted(seen - thread.base.stale.seen))
+    text = json.dumps(
+        {"format": _SNAPSHOT_FORMAT, "base": base, "events": events}, separators=(",", ":"), ensure_ascii=False
+    )
     return zlib.compress(text.encode(), 6)
+
+
+def _implied(events: Sequence[Event]) -> tuple[set[str], dict[str, int]]:
+    """What a snapshot's kept events say of its accumulators, as the folds count them: the digests of their results
+    (``Staleness.seen``) and the repeat counts of their calls since the last limit review (``Fold.signatures``).
+
+    The context shows most results and calls, so most of both accumulators is implied: a snapshot stores only the
+    difference, and :func:`_whole_base` adds it back. Exact whatever this implies, since the difference is stored
+    both ways (digests implied but not seen, counts below zero); implying more than the folds hold only costs bytes.
+    """
+    seen: set[str] = set()
+    counts: dict[str, int] = {}
+    requests: dict[str, HumanRequest] = {}
+    for event in events:
+        if isinstance(event, ToolResult):
+            seen.add(result_digest(event))
+        elif isinstance(event, ToolCall) and not event.prefetch:
+            signature = call_signature(event.tool, event.args)
+            counts[signature] = counts.get(signature, 0) + 1
+        elif isinstance(event, HumanRequest):
+            requests[event.approval_id] = event
+        elif isinstance(event, HumanResponse):
+            request = requests.get(event.approval_id)
+            if request is not None and request.origin == "limit":
+                counts.clear()  # as Fold.feed: a limit review starts the repeat counts again
+    return seen, counts
+
+
+def _whole_base(raw: dict[str, Any], events: Sequence[Event]) -> dict[str, Any]:
+    """A format-2 snapshot's base as ``Base.parse`` reads it: the implied part of its accumulators added back."""
+    seen, counts = _implied(events)
+    fold, stale = dict(raw["fold"]), dict(raw["stale"])
+    for signature, n in fold.pop("signatures_rest"):
+        counts[str(signature)] = counts.get(str(signature), 0) + int(n)
+    fold["signatures"] = [[signature, n] for signature, n in counts.items() if n]
+    digests = StaleCarry.parse({"seen": stale.pop("seen_rest"), "prefetched": [], "stale": 0}).seen
+    refused = StaleCarry.parse({"seen": stale.pop("seen_not"), "prefetched": [], "stale": 0}).seen
+    stale["seen"] = "".join(sorted((seen | digests) - refused))
+    return {**raw, "fold": fold, "stale": stale}
 
 
 def _reasons(exc: Any) -> list[dict[str, Any]]:
