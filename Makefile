@@ -64,10 +64,14 @@ clean:
 
 # --- SAM build targets (infra) ---
 # `sam build` calls build-<LogicalId> for the functions of template.yaml (Metadata: BuildMethod: makefile), each with
-# its own ARTIFACTS_DIR. Each function's package holds core/, agents/, functions/ and prompts/ (no tests, venvs or
-# caches) and, of requirements-lambda.txt, only the packages it imports (LAMBDA_NEEDS_<LogicalId>), installed for
-# arm64 / CPython 3.12; functions/templates only where HTML is rendered. LAMBDA_PIP must be a pip that can reach
-# PyPI; its interpreter need not be 3.12.
+# its own ARTIFACTS_DIR. Each function's package holds, of core/, agents/ and functions/, only the modules its handler
+# (LAMBDA_HANDLER_<LogicalId>, the module of template.yaml's Handler) imports, and prompts/ and functions/templates/
+# only if one of them reads them: infra/lambda_package.py walks the import graph from the handler (lazy imports
+# included; dynamic ones declared there), deletes the rest, and fails the build if an import resolves to nothing in
+# the package, the layer or the runtime. Of requirements-lambda.txt it holds only the packages the function imports
+# (LAMBDA_NEEDS_<LogicalId>) and their requirements, installed for arm64 / CPython 3.12, minus LAMBDA_NOT_IMPORTED.
+# No tests, venvs or caches. LAMBDA_PIP must be a pip that can reach PyPI; its interpreter need not be 3.12.
+# tests/infra/test_packages.py builds every package for this machine and imports and runs each handler from it.
 #
 # The package ships bytecode: Lambda's file system is read-only, so without .pyc every cold start compiles every
 # module it imports. .pyc is specific to a Python minor version, so it is compiled by LAMBDA_PYTHON, which must be
@@ -79,10 +83,12 @@ clean:
 # LAMBDA_PLATFORM / LAMBDA_PY_VERSION let benchmarks/cold_start.py build the same package for this machine.
 #
 # Powertools, pydantic and the X-Ray SDK come from AWS's Powertools layer (template.yaml PowertoolsVersion; it carries
-# Powertools with all its extras), so no package ships them (LAMBDA_POWERTOOLS=layer, the default), nor what the layer
-# has that our own dependencies pull in too (LAMBDA_LAYER_ALSO_HAS: /var/task comes first on sys.path, so a copy here
-# would only shadow the layer's). LAMBDA_POWERTOOLS=bundle puts them in every package instead, from
-# requirements-lambda.txt, for a stack deployed with PowertoolsVersion=bundled (no layer in that partition or region).
+# Powertools with all its extras), so no package ships them (LAMBDA_POWERTOOLS=layer, the default), nor what else of
+# the layer a function needs (LAMBDA_LAYER_ALSO_HAS: fastjsonschema, the validation extra; typing_extensions, which our
+# own dependencies pull in too: /var/task comes first on sys.path, so a copy here would only shadow the layer's).
+# LAMBDA_POWERTOOLS=bundle puts them in every package instead, from requirements-lambda.txt, for a stack deployed with
+# PowertoolsVersion=bundled (no layer in that partition or region). LAMBDA_LAYER_MODULES are the top-level modules of
+# the layer the functions may import (infra/lambda_package.py refuses an import of any other that nothing ships).
 LAMBDA_PIP ?= python3 -m pip
 LAMBDA_PY_VERSION ?= 3.12
 LAMBDA_PLATFORM ?= manylinux2014_aarch64
@@ -92,24 +98,43 @@ LAMBDA_PYC ?= auto
 LAMBDA_PYC_OK := $(shell "$(LAMBDA_PYTHON)" -c 'import sys; v = "%d.%d" % sys.version_info[:2]; \
 	sys.exit(v != "$(LAMBDA_PY_VERSION)" or sys.implementation.name != "cpython")' 2>/dev/null && echo 1)
 LAMBDA_SOURCES := core agents functions prompts
+# Runs infra/lambda_package.py (stdlib only): the target's Python where there is one, so it knows the target's stdlib.
+LAMBDA_TOOL_PYTHON ?= $(if $(LAMBDA_PYC_OK),$(LAMBDA_PYTHON),python3)
 LAMBDA_POWERTOOLS ?= layer
 LAMBDA_LAYER_PROVIDES := aws-lambda-powertools pydantic aws-xray-sdk
-LAMBDA_LAYER_ALSO_HAS := typing_extensions
+LAMBDA_LAYER_ALSO_HAS := typing_extensions fastjsonschema
+LAMBDA_LAYER_MODULES := aws_lambda_powertools pydantic pydantic_core aws_xray_sdk typing_extensions fastjsonschema
 LAMBDA_BUNDLED := $(if $(filter bundle,$(LAMBDA_POWERTOOLS)),$(LAMBDA_LAYER_PROVIDES))
 LAMBDA_NEEDS_COMMON :=
 # What the Lambda runtime has (boto3 and its dependencies; aws-xray-sdk pulls botocore in), never shipped.
 LAMBDA_RUNTIME_HAS := boto3 botocore s3transfer jmespath dateutil python_dateutil six urllib3
+# Requirements of what the functions import that no function imports. anyio: httpx requires it for its async API
+# (AsyncClient, the ASGI transport); httpcore imports it only inside try/except ImportError, and the functions use the
+# sync httpx.Client only (tests/infra/test_packages.py runs their HTTP paths in the built packages without it).
+LAMBDA_NOT_IMPORTED := anyio
+LAMBDA_LAZY_OK := httpx
 # httpx: model providers, replies and MCP servers (step), notifications (request_human, record_end); fastjsonschema:
-# MCP tools' input schemas (step); jinja2: the HTML pages.
+# MCP tools' input schemas (step; the layer has it); jinja2: the HTML pages. Each is imported inside the functions that
+# use it (functions/_wiring.py builds the notifier, the replier, the models and the MCP clients on first use), so a
+# function that never calls them ships without them: LAMBDA_LAZY_OK, what infra/lambda_package.py lets a package lack
+# when only a call, never the handler's import, would import it. The API posts nothing (no notification, reply or
+# model call): tests/infra/test_packages.py runs the API's functional tests with httpx unimportable.
 LAMBDA_NEEDS_StepFunction := httpx fastjsonschema
 LAMBDA_NEEDS_RequestHumanFunction := httpx
 LAMBDA_NEEDS_RecordEndFunction := httpx
-LAMBDA_NEEDS_ApiFunction := jinja2 httpx
+LAMBDA_NEEDS_ApiFunction := jinja2
 LAMBDA_NEEDS_ApprovalsFunction := jinja2
 LAMBDA_NEEDS_AuthorizerFunction :=
 LAMBDA_NEEDS_TriggersFunction :=
 LAMBDA_NEEDS_LaunchFunction :=
-LAMBDA_HTML_FUNCTIONS := ApiFunction ApprovalsFunction
+LAMBDA_HANDLER_StepFunction := functions.step
+LAMBDA_HANDLER_RequestHumanFunction := functions.request_human
+LAMBDA_HANDLER_RecordEndFunction := functions.record_end
+LAMBDA_HANDLER_ApiFunction := functions.api
+LAMBDA_HANDLER_ApprovalsFunction := functions.approvals
+LAMBDA_HANDLER_AuthorizerFunction := functions.authorizer
+LAMBDA_HANDLER_TriggersFunction := functions.triggers
+LAMBDA_HANDLER_LaunchFunction := functions.launch
 LAMBDA_FUNCTIONS := StepFunction RequestHumanFunction ApiFunction ApprovalsFunction AuthorizerFunction \
 	TriggersFunction RecordEndFunction LaunchFunction
 
@@ -139,8 +164,8 @@ lambda-package:
 	mkdir -p "$(ARTIFACTS_DIR)"
 	cp -R $(LAMBDA_SOURCES) "$(ARTIFACTS_DIR)/"
 	find "$(ARTIFACTS_DIR)" -depth \( -name __pycache__ -o -name '*.pyc' -o -name py.typed \) -exec rm -rf {} +
-	$(if $(filter $(LAMBDA_FUNCTION),$(LAMBDA_HTML_FUNCTIONS)),,rm -rf "$(ARTIFACTS_DIR)/functions/templates")
-	@needs="$(strip $(LAMBDA_BUNDLED) $(LAMBDA_NEEDS_COMMON) $(LAMBDA_NEEDS_$(LAMBDA_FUNCTION)))"; \
+	@needs="$(strip $(LAMBDA_BUNDLED) $(filter-out $(if $(LAMBDA_BUNDLED),,$(LAMBDA_LAYER_ALSO_HAS)), \
+		$(LAMBDA_NEEDS_COMMON) $(LAMBDA_NEEDS_$(LAMBDA_FUNCTION))))"; \
 	if [ -n "$$needs" ]; then \
 		reqs=$$(grep -E "^($$(echo $$needs | tr ' ' '|'))==" requirements-lambda.txt); \
 		test "$$(echo "$$reqs" | wc -l)" -eq "$$(echo $$needs | wc -w)" || \
@@ -151,9 +176,12 @@ lambda-package:
 			--target "$(ARTIFACTS_DIR)" $$reqs || exit 1; \
 	fi
 	rm -rf "$(ARTIFACTS_DIR)/bin"
-	cd "$(ARTIFACTS_DIR)" && for m in $(LAMBDA_RUNTIME_HAS) $(if $(LAMBDA_BUNDLED),,$(LAMBDA_LAYER_ALSO_HAS)); do \
-		rm -rf "$$m" "$$m.py" "$$m"-*.dist-info; done
+	cd "$(ARTIFACTS_DIR)" && for m in $(LAMBDA_RUNTIME_HAS) $(LAMBDA_NOT_IMPORTED) \
+		$(if $(LAMBDA_BUNDLED),,$(LAMBDA_LAYER_ALSO_HAS)); do rm -rf "$$m" "$$m.py" "$$m"-*.dist-info; done
 	find "$(ARTIFACTS_DIR)" -depth \( -name __pycache__ -o -name '*.pyc' \) -exec rm -rf {} +
+	$(LAMBDA_TOOL_PYTHON) infra/lambda_package.py "$(ARTIFACTS_DIR)" $(LAMBDA_HANDLER_$(LAMBDA_FUNCTION)) \
+		--python-version $(LAMBDA_PY_VERSION) --provided $(LAMBDA_LAYER_MODULES) $(LAMBDA_RUNTIME_HAS) \
+		--lazy-ok $(LAMBDA_LAZY_OK)
 	@if [ "$(LAMBDA_PYC)" != 0 ] && [ "$(LAMBDA_PYC_OK)" = 1 ]; then \
 		"$(LAMBDA_PYTHON)" -m compileall -q -j0 --invalidation-mode unchecked-hash \
 			-s "$(ARTIFACTS_DIR)" -p /var/task "$(ARTIFACTS_DIR)" >/dev/null || { echo "compileall failed" >&2; exit 1; }; fi

@@ -63,17 +63,25 @@ cfn-lint .aws-sam/transformed.json
 
 # Powertools, pydantic and the X-Ray SDK come from AWS's Powertools layer (template.yaml PowertoolsVersion), unless
 # the build bundles them (LAMBDA_POWERTOOLS=bundle, for a stack deployed with PowertoolsVersion=bundled).
+# Each package holds only what its handler imports (Makefile LAMBDA_HANDLER_*, infra/lambda_package.py): httpx where a
+# function posts over HTTP, never anyio (httpx's async API), HTML templates only where pages are rendered.
 layer_has="aws_lambda_powertools pydantic pydantic_core aws_xray_sdk typing_extensions.py"
 if [ "${LAMBDA_POWERTOOLS:-layer}" = bundle ]; then bundled=$layer_has; layered=; else bundled=; layered=$layer_has; fi
-for fn in StepFunction RequestHumanFunction ApiFunction; do
+for fn in StepFunction RequestHumanFunction RecordEndFunction ApiFunction ApprovalsFunction; do
   dir=.aws-sam/build/$fn
-  for required in core functions prompts httpx $bundled; do
+  case $fn in ApiFunction|ApprovalsFunction) posts=; pages="jinja2 functions/templates";; *) posts=httpx; pages=;; esac
+  for required in core functions prompts $posts $pages $bundled; do
     test -e "$dir/$required" || { echo "sam.sh: $dir lacks $required" >&2; exit 1; }
   done
-  for forbidden in tests benchmarks infra .venv .venv-sam .git boto3 botocore $layered; do
+  for forbidden in tests benchmarks infra .venv .venv-sam .git boto3 botocore anyio $layered \
+    $([ -n "$pages" ] || echo functions/templates jinja2) $([ -n "$posts" ] || echo httpx); do
     test ! -e "$dir/$forbidden" || { echo "sam.sh: $dir must not contain $forbidden" >&2; exit 1; }
   done
 done
+# fastjsonschema (the step's MCP tool schemas) is the layer's (its validation extra), shipped only when bundled.
+if [ "${LAMBDA_POWERTOOLS:-layer}" = bundle ] || [ ! -e .aws-sam/build/StepFunction/fastjsonschema ]; then :; else
+  echo "sam.sh: .aws-sam/build/StepFunction must not contain fastjsonschema (the layer has it)" >&2; exit 1
+fi
 
 echo "== artifact sizes (unzipped, with .pyc; LAMBDA_POWERTOOLS=${LAMBDA_POWERTOOLS:-layer})"
 du -s --apparent-size --block-size=1K .aws-sam/build/*/ | sort -rn

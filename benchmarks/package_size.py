@@ -1,8 +1,10 @@
 """3. Package size: stepfold's deployables, one per function, vs each peer's installed footprint with its dependencies.
 
 stepfold: one package per function of template.yaml, as ``sam build`` makes them with the Makefile builder
-(``build-<LogicalId>``: core/, agents/, functions/, prompts/ and, of requirements-lambda.txt, only the packages that
-function imports, for arm64 / CPython 3.12, with the ``.pyc`` compiled for 3.12). With SAM CLI in ``.venv-sam``,
+(``build-<LogicalId>``: of core/, agents/ and functions/ only the modules that function's handler imports, prompts/
+and the HTML templates only where they are read (``infra/lambda_package.py``), and of requirements-lambda.txt only the
+packages that function imports, without anyio, for arm64 / CPython 3.12, with the ``.pyc`` compiled for 3.12). With
+SAM CLI in ``.venv-sam``,
 ``bash .ci/sam.sh`` builds them into ``.aws-sam/build/<LogicalId>``; without it, ``make lambda-packages`` runs the
 same recipe for every function into the same place (the report says which). No boto3/botocore: the Lambda runtime
 provides them. Peers: their ``pip install --target`` directories (``benchmarks/_targets.py``), in full and without
@@ -45,6 +47,7 @@ FUNCTIONS = (
     "ApprovalsFunction",
     "AuthorizerFunction",
     "TriggersFunction",
+    "LaunchFunction",
 )
 ARTIFACT = BUILD / "StepFunction"
 TARGET_BYTES = 5_000_000
