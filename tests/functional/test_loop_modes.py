@@ -208,3 +208,33 @@ def test_a_burst_that_fails_itself_is_run_again_and_repeats_no_model_call(stack:
     assert (states.count("Burst"), "RecordFailure" in states) == (1, False)  # a retry enters no state again
     stack.wait_idle()
     assert stack.running_executions(thread.id) == []
+
+
+def test_a_burst_that_keeps_failing_fails_the_thread_and_the_execution_as_loop_failed(stack: LocalStack) -> None:
+    """Every burst is stopped during its model call: after the Burst state's retries the failure is recorded on the
+    thread under its own name (States.TaskFailed, which ``stepfold retry`` continues from) and the execution fails
+    as LoopFailed (a Fail state may not carry a States.* name; AWS would end it as States.Runtime), with the
+    original name in the Cause. Each model call was made once."""
+    _, bursts = _loop(stack, "express-burst-keeps-failing", "express")
+    sfn = stack.clients["stepfunctions"]
+
+    def on_call(_: int) -> None:
+        (running,) = [e for e in sfn.list_executions(stateMachineArn=bursts)["executions"] if e["status"] == "RUNNING"]
+        sfn.stop_execution(executionArn=running["executionArn"])
+
+    model = _install(stack, calls=6, on_call=on_call)
+    thread = _start(stack, "th_burst_keeps_failing")
+    final = stack.wait(thread.id, until=("done", "failed"), timeout=60)
+    state = fold(final)
+    assert (state.status, state.failure_error) == ("failed", "States.TaskFailed")
+    attempts = 1 + 2  # the Burst state's Retry of States.TaskFailed: MaxAttempts 2
+    assert len(model.calls) == attempts == state.steps
+    assert [status for status, _ in _bursts(stack, bursts)] == ["ABORTED"] * attempts
+    execution = stack.execution_arn(thread.id)
+    assert stack.wait_execution(execution) == "FAILED"
+    described = sfn.describe_execution(executionArn=execution)
+    assert described["error"] == "LoopFailed"
+    assert described["cause"].startswith("States.TaskFailed: ")
+    assert _entered(stack, execution)[-3:] == ["RecordFailure", "FailAs", "LoopFailed"]
+    stack.wait_idle()
+    assert stack.running_executions(thread.id) == []

@@ -122,7 +122,7 @@ def test_each_task_state_records_what_it_cannot_retry(state: str) -> None:
     _, definition = _our_tasks()[state]
     last = definition["Catch"][-1]
     assert last["ErrorEquals"] == ["States.ALL"]
-    expected = "StepError" if state == "RecordFailure" else "RecordFailure"
+    expected = "FailAs" if state == "RecordFailure" else "RecordFailure"  # FailAs: StepError, or LoopFailed
     assert last["Next"] == expected
 
 
