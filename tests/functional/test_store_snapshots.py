@@ -227,6 +227,19 @@ def _same_base(restored: Base | None, expected: Base | None) -> None:
     )
 
 
+def _put_snapshot(aws: Aws, thread: Thread, blob: bytes) -> None:
+    """A snapshot item as the store writes one, at the thread's version, with this payload."""
+    aws.look.put_item(
+        TableName=aws.table,
+        Item={
+            "PK": {"S": f"THREAD#{thread.id}"},
+            "SK": {"S": "SNAP"},
+            "version": {"N": str(thread.version)},
+            "b": {"B": blob},
+        },
+    )
+
+
 def _blob(aws: Aws, thread_id: str) -> dict[str, Any]:
     item = aws.item(thread_id, "SNAP")
     assert item is not None
@@ -284,15 +297,7 @@ def test_accumulators_the_kept_events_do_not_match_read_back_exactly(aws: Aws) -
         fold=replace(base.fold, signatures=signatures),
         stale=replace(base.stale, seen=base.stale.seen - {kept[0]} | {"0123456789abcdef"}),
     )
-    aws.look.put_item(
-        TableName=aws.table,
-        Item={
-            "PK": {"S": f"THREAD#{thread.id}"},
-            "SK": {"S": "SNAP"},
-            "version": {"N": str(thread.version)},
-            "b": {"B": _snapshot_blob(compacted.model_copy(update={"base": odd}))},
-        },
-    )
+    _put_snapshot(aws, thread, _snapshot_blob(compacted.model_copy(update={"base": odd})))
     stale = _blob(aws, thread.id)["base"]["stale"]
     assert stale["seen_not"] == kept[0]
 
@@ -310,15 +315,7 @@ def test_a_snapshot_in_the_layout_before_is_still_read(aws: Aws) -> None:
     assert compacted.base is not None
     events = [dump_event(event) for event in compacted.events]
     old = json.dumps({"base": compacted.base.dump(), "events": events}, separators=(",", ":"), ensure_ascii=False)
-    aws.look.put_item(
-        TableName=aws.table,
-        Item={
-            "PK": {"S": f"THREAD#{thread.id}"},
-            "SK": {"S": "SNAP"},
-            "version": {"N": str(thread.version)},
-            "b": {"B": zlib.compress(old.encode(), 6)},
-        },
-    )
+    _put_snapshot(aws, thread, zlib.compress(old.encode(), 6))
 
     aws.traffic.reset()
     recent = aws.store().load_recent(thread.id)

@@ -26,8 +26,8 @@ from importlib.metadata import distribution
 from pathlib import Path
 
 import pytest
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
+
+from tests.infra._dists import closure
 
 ROOT = Path(__file__).resolve().parents[2]
 MAKEFILE = (ROOT / "Makefile").read_text(encoding="utf-8")
@@ -48,26 +48,10 @@ FAKE_AWS = {
 }
 
 
-def _closure(names: list[str]) -> set[str]:
-    """The distributions ``names`` install (their requirements without extras, recursively), as installed here."""
-    seen: set[str] = set()
-    todo = list(names)
-    while todo:
-        name = canonicalize_name(todo.pop())
-        if name in seen:
-            continue
-        seen.add(name)
-        for line in distribution(name).requires or []:
-            requirement = Requirement(line)
-            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
-                todo.append(requirement.name)
-    return seen
-
-
 def _link_distributions(names: list[str], directory: Path) -> Path:
     """``directory`` holding a link to each top-level module of the distributions ``names`` install."""
     directory.mkdir(parents=True, exist_ok=True)
-    for name in sorted(_closure(names)):
+    for name in sorted(closure(names)):
         dist = distribution(name)
         for file in dist.files or []:
             top = file.parts[0]

@@ -16,6 +16,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from tests.infra._dists import closure
+
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 
@@ -401,24 +403,6 @@ def _layer_provides() -> set[str]:
     return {canonicalize_name(n) for n in _makefile_list("LAMBDA_LAYER_PROVIDES")}
 
 
-def _closure(names: set[str]) -> set[str]:
-    """The distributions ``names`` install (their requirements without extras, recursively), as installed here."""
-    from importlib.metadata import distribution  # noqa: PLC0415
-
-    seen: set[str] = set()
-    todo = list(names)
-    while todo:
-        name = canonicalize_name(todo.pop())
-        if name in seen:
-            continue
-        seen.add(name)
-        for line in distribution(name).requires or []:
-            requirement = Requirement(line)
-            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
-                todo.append(requirement.name)
-    return seen
-
-
 def test_every_function_has_a_package_recipe_and_pins_what_it_needs() -> None:
     needs = _makefile_needs()
     assert set(needs) == set(_resources("AWS::Serverless::Function")), "LAMBDA_NEEDS_<LogicalId> per function"
@@ -451,7 +435,7 @@ def test_each_package_holds_what_its_handler_imports(name: str) -> None:
         timeout=120,
     )
     loaded = set(json.loads(done.stdout)) - {"core", "agents", "functions"} - LAMBDA_PROVIDED_MODULES
-    shipped = _closure(_makefile_needs()[name] | _layer_provides())  # the package and the Powertools layer
+    shipped = closure(_makefile_needs()[name] | _layer_provides())  # the package and the Powertools layer
     owners = packages_distributions()
     missing = {
         top
@@ -505,7 +489,7 @@ def test_the_layer_carries_what_the_packages_leave_out() -> None:
     assert _layer_provides() - {"aws-lambda-powertools"} <= extras
     assert _layer_provides() >= {"aws-lambda-powertools", "pydantic", "aws-xray-sdk"}
     also = {canonicalize_name(n) for n in _makefile_list("LAMBDA_LAYER_ALSO_HAS")}
-    assert also <= _closure({"aws-lambda-powertools"}) | extras, "removed from the packages only if the layer has it"
+    assert also <= closure({"aws-lambda-powertools"}) | extras, "removed from the packages only if the layer has it"
 
 
 def test_every_parameter_is_in_the_readmes_parameter_table() -> None:
