@@ -9,6 +9,7 @@ paths whatever ``STEPFOLD_LOOP_MODE`` the tier runs in: the per-burst step cap (
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -20,7 +21,7 @@ from agents import AGENTS, scripted_model
 from core.adapters.llm import ProviderConfig
 from core.adapters.llm.scripted import Say, ScriptedLLM
 from core.kernel.agent import Agent, Limits
-from core.kernel.events import LLMCall
+from core.kernel.events import Failed, LLMCall
 from core.kernel.model import LLMRequest
 from core.kernel.thread import Thread, fold, start_thread
 from core.kernel.tools import Tool
@@ -238,3 +239,51 @@ def test_a_burst_that_keeps_failing_fails_the_thread_and_the_execution_as_loop_f
     assert _entered(stack, execution)[-3:] == ["RecordFailure", "FailAs", "LoopFailed"]
     stack.wait_idle()
     assert stack.running_executions(thread.id) == []
+
+
+@pytest.mark.parametrize("mode", ["standard", "express"])
+@pytest.mark.parametrize("end", ["Cancelled", "Paused"])
+def test_a_deliberate_end_in_a_continued_execution_ends_the_first_one_of_the_chain_by_the_same_name(
+    stack: LocalStack, mode: str, end: str
+) -> None:
+    """MaxIterations 2: the thread's fourth model call runs in the second execution of the chain, which the first
+    waits for (ContinueAsNew, .sync:2). A person cancels or pauses the thread during that call: the second execution
+    fails with that name, and the first, the one a parent workflow started and waits for, fails with the same name
+    and Cause (PassOnFailure), in both loop modes. Neither is recorded on the thread as a system failure."""
+    thread_id = f"th_chain_{end.lower()}_{mode}"
+    from core.services.control import pause  # noqa: PLC0415
+
+    def on_call(made: int) -> None:
+        if made == 4:
+            rt = stack.rt
+            if end == "Cancelled":
+                cancel(rt.threads, rt.waits, thread_id, by="ops", reason="wrong ticket", clock=rt.clock)
+            else:
+                pause(rt.threads, thread_id, by="ops", reason="change freeze", clock=rt.clock)
+
+    chosen: dict[str, Any] = {}
+    for key in ("BurstBelow", "LoopEntry"):
+        _, express, standard = stack.template.state_machine().substitutions[key]["Fn::If"]
+        chosen[key] = express if mode == "express" else standard
+    bursts = stack.add_workflow("AgentBurst", f"chain-{end}-{mode}-burst")
+    stack.use_state_machine(f"chain-{end}-{mode}", MaxIterations=2, BurstMachineArn=bursts, **chosen)
+    _install(stack, calls=10, on_call=on_call)
+    _start(stack, thread_id)
+    final = stack.wait(thread_id, until=("failed", "paused", "done"), timeout=60)
+    assert fold(final).status == ("failed" if end == "Cancelled" else "paused")
+    sfn = stack.clients["stepfunctions"]
+    first = stack.execution_arn(thread_id)
+    assert stack.wait_execution(first) == "FAILED"
+    chain = sorted(
+        (e for e in sfn.list_executions(stateMachineArn=stack.state_machine_arn)["executions"]),
+        key=lambda e: e["startDate"],
+    )
+    assert [e["status"] for e in chain] == ["FAILED", "FAILED"]
+    described = [sfn.describe_execution(executionArn=e["executionArn"]) for e in chain]
+    assert [d["error"] for d in described] == [end, end]
+    assert described[0]["cause"] == described[1]["cause"]
+    assert json.loads(described[0]["cause"])["thread_id"] == thread_id
+    assert _entered(stack, first)[-3:] == ["ContinueAsNew", "NextExecutionFailed", "PassOnFailure"]
+    assert not any(isinstance(e, Failed) and e.error == end for e in final.events), "not recorded as a failure"
+    stack.wait_idle()
+    assert stack.running_executions(thread_id) == []
