@@ -12,11 +12,14 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from core.adapters.llm import LLM, ProviderConfig, make_llm
 from core.adapters.llm.scripted import Script, scripted_models
 from core.kernel.agent import Agent, UnknownAgentError
-from core.services.triggers import Trigger
+
+if TYPE_CHECKING:
+    from core.kernel.trigger_types import Trigger
 
 
 def _discover() -> tuple[dict[str, Agent], dict[str, Script]]:

@@ -19,7 +19,7 @@ from core.kernel.agent import Agent, Limits
 from core.kernel.events import Error, HumanResponse
 from core.kernel.model import LLMRequest
 from core.kernel.tools import Tool, ToolContext
-from core.services.triggers import EventRule, Webhook
+from core.kernel.trigger_types import EventRule, Webhook
 
 ORDER_ID = r"ord_[A-Za-z0-9]{1,32}"
 

@@ -19,7 +19,7 @@ from core.adapters.llm.scripted import Say
 from core.kernel.agent import Agent, Limits
 from core.kernel.model import LLMRequest
 from core.kernel.tools import Tool, ToolContext
-from core.services.triggers import Webhook
+from core.kernel.trigger_types import Webhook
 
 Label = Literal["bug", "feature", "question", "security"]
 Team = Literal["backend", "frontend", "docs", "product"]

@@ -19,8 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from agents import AGENTS, scripted_model
 from core.adapters.llm import LLM, ProviderConfig, make_llm
-from core.adapters.notify import EmailNotifier, SlackNotifier, WebhookNotifier
-from core.adapters.replies import HttpReplier
 from core.adapters.store.spend_dynamodb import DynamoSpendLedger
 from core.kernel.agent import Agent, StepContext
 from core.kernel.budget import SpendLedger
@@ -28,21 +26,22 @@ from core.kernel.events import Event, utcnow
 from core.kernel.prompts import PromptLibrary
 from core.kernel.store import ThreadStore
 from core.kernel.thread import Thread
-from core.services.approvals import Approval, ApprovalStore
 from core.services.notify import Alert, MultiNotifier, Notifier, RecordingNotifier
-from core.services.replies import Replier, ReplyPolicy, ReplyResult, send_reply
 
 if TYPE_CHECKING:
     import httpx
     from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
     # boto3's client types, from the mypy-boto3-* stubs: a dev dependency, never in the Lambda package
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_ses import SESClient
     from mypy_boto3_stepfunctions import SFNClient
 
     from core.kernel.mcp import McpServer, McpTools
+    from core.services.approvals import Approval, ApprovalStore
+    from core.services.replies import Replier, ReplyPolicy, ReplyResult
 
 
 def _first_agent() -> str:
@@ -127,6 +126,8 @@ class Settings(BaseModel):
 
     def reply_policy(self) -> ReplyPolicy:
         """Where this function's replies may go (checked at send time for every reply)."""
+        from core.services.replies import ReplyPolicy  # noqa: PLC0415 - only a step that ends a thread pays for it
+
         return ReplyPolicy(callback_hosts=self.reply_callback_hosts, allow_loopback=self.reply_allow_loopback)
 
     @field_validator("notify_webhook_url", "notify_slack_url")
@@ -514,7 +515,11 @@ class Runtime:
         The destination is checked against :meth:`Settings.reply_policy` whichever replier is installed, and
         a signed reply is signed with ``reply_signing_key``, never an inbound webhook secret.
         """
+        from core.services.replies import send_reply  # noqa: PLC0415 - only a step that ends a thread pays for it
+
         if self.replier is None:
+            from core.adapters.replies import HttpReplier  # noqa: PLC0415
+
             self.replier = HttpReplier(
                 lambda: self.secrets.reply_signing_key, allow_loopback=self.settings.reply_allow_loopback
             )
@@ -695,6 +700,8 @@ def build_notifier(
     ses: Callable[[], SESClient] | None = None,
 ) -> Notifier:
     """The configured channels (webhook, Slack, email), or an :class:`UnsentNotifier` when there are none."""
+    from core.adapters.notify import EmailNotifier, SlackNotifier, WebhookNotifier  # noqa: PLC0415 - at the first notification
+
     channels: list[Notifier] = []
     client: httpx.Client | None = None
 
@@ -756,7 +763,8 @@ class LazyClient:
     """A boto3 client made at its first use (any attribute: a call, ``exceptions``, ``meta``).
 
     Making a client loads its service model, tens of milliseconds each: a cold start pays only for the clients
-    its function calls (the step calls DynamoDB; S3 only for a large event, Step Functions never).
+    its function calls (the step calls DynamoDB; S3 only for a large event, Step Functions never). The approval
+    store is made the same way (:func:`build_runtime`): the step never uses it.
     """
 
     def __init__(self, make: Callable[[], Any]) -> None:
@@ -785,7 +793,6 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     """
     import boto3  # noqa: PLC0415 - keep import time off the module
 
-    from core.adapters.store.approvals_dynamodb import DynamoApprovalStore  # noqa: PLC0415
     from core.adapters.store.dynamodb import DynamoThreadStore  # noqa: PLC0415
 
     settings = settings or Settings.from_env()
@@ -800,7 +807,7 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
         agents=agents_with_prompt_versions(AGENTS, settings.prompt_versions, prompts),
         prompts=prompts,
         threads=threads,
-        approvals=DynamoApprovalStore(settings.table, dynamodb),
+        approvals=cast("ApprovalStore", LazyClient(lambda: _approval_store(settings.table, dynamodb))),
         sfn=sfn,
         clients={"dynamodb": dynamodb, "s3": s3, "stepfunctions": sfn},
         spend=DynamoSpendLedger(settings.table, dynamodb),
@@ -815,6 +822,14 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
 
         rt.tracer = tracer_or_none()
     return rt
+
+
+def _approval_store(table: str, dynamodb: DynamoDBClient) -> ApprovalStore:
+    """The approval records' store, made at its first use: only the functions that open, decide or cancel a human
+    wait use it, so the step's cold start does not import the approvals service and its models."""
+    from core.adapters.store.approvals_dynamodb import DynamoApprovalStore  # noqa: PLC0415
+
+    return DynamoApprovalStore(table, dynamodb)
 
 
 _RUNTIME: Runtime | None = None

@@ -237,7 +237,9 @@ Event = Annotated[
 ]
 
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
-EVENTS_ADAPTER: TypeAdapter[list[Event]] = TypeAdapter(list[Event])
+EVENTS_ADAPTER: TypeAdapter[list[Event]] = TypeAdapter(list[Event], config=ConfigDict(defer_build=True))
+"""Built at its first use: no step reads or writes a list of events through it, so a cold start does not pay for
+its validator (a second copy of every event's)."""
 
 
 class UnknownSchemaVersionError(ValueError):

@@ -32,10 +32,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from core.services.approvals import Approval
-
 if TYPE_CHECKING:
     from mypy_boto3_ses.type_defs import MessageTypeDef
+
+    from core.services.approvals import Approval
 
 SIGNATURE_HEADER = "X-Stepfold-Signature"
 SIGNATURE_TOLERANCE_SECONDS = 300

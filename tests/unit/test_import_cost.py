@@ -72,6 +72,12 @@ STEP_NEVER_IMPORTS = (
     "aws_xray_sdk",  # only when tracing is active (functions._observe.tracer_or_none)
     "core.adapters.mcp",  # the MCP client: at the first step of an agent that declares MCP servers
     "fastjsonschema",  # MCP tools' input schemas, likewise
+    "core.services.triggers",  # webhooks, schedules, rules: agents declare triggers with core.kernel.trigger_types
+    "core.services.control",
+    "core.services.approvals",  # the approval store is made at its first use; the step never uses it
+    "core.services.replies",  # at the step that ends a triggered thread (Runtime.send_reply)
+    "core.adapters.replies",
+    "core.adapters.notify",  # the notification channels: at the first notification (request_human, record_end)
 )
 
 
@@ -113,3 +119,34 @@ def test_the_first_invocation_makes_only_the_dynamodb_client(monkeypatch: pytest
     assert rt.sfn.meta.service_model.service_name == "stepfunctions"  # the first use makes the real client
     assert lazy["stepfunctions"].made
     assert not lazy["s3"].made
+
+
+_FIRST_INVOCATION = """
+import json, os, sys
+os.environ.update(AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x")
+os.environ.pop("AWS_XRAY_DAEMON_ADDRESS", None)
+from functions._wiring import runtime
+rt = runtime()
+seen = {"modules": sorted(sys.modules), "made_by_runtime": rt.approvals.made}
+rt.approvals.get  # its first use makes the store
+seen["made"] = type(rt.approvals._client).__name__
+print(json.dumps(seen))
+"""
+AT_FIRST_INVOCATION = ("boto3", "core.adapters.store.dynamodb")
+"""What ``runtime()`` imports of :data:`STEP_NEVER_IMPORTS` (never at import, always at the first invocation)."""
+
+
+def test_the_first_invocation_imports_only_what_a_step_needs() -> None:
+    """``runtime()`` (the step's first invocation) makes the approval store at its first use, which a step never
+    reaches: the approvals service and its models stay out of the step's cold start, like everything else the
+    import check names."""
+    done = subprocess.run(
+        [sys.executable, "-c", _FIRST_INVOCATION], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60
+    )
+    seen = json.loads(done.stdout)
+    never = [n for n in STEP_NEVER_IMPORTS if n not in AT_FIRST_INVOCATION]
+    leaked = sorted(m for m in seen["modules"] if any(m == n or m.startswith(n + ".") for n in never))
+    assert leaked == []
+    assert "boto3" in seen["modules"]  # the probe saw the first invocation
+    assert seen["made_by_runtime"] is False
+    assert seen["made"] == "DynamoApprovalStore"
