@@ -13,7 +13,9 @@ for the next sample. It times the import of ``functions.step``, the first invoca
 clients) and one ``handler`` call that runs one agent step (the calculator agent and its scripted model) on the memory
 store, which is swapped in after ``runtime()`` built the DynamoDB one (this machine has no AWS).
 
-The floor is ``import boto3; boto3.client("dynamodb")``, measured the same way. The peers (each in its own ``pip install
+The same first invocation is also timed with X-Ray tracing active (``TRACING_ENV``: what Lambda sets for the
+template's ``Tracing: Active``), which builds Powertools' Tracer. The floor is ``import boto3;
+boto3.client("dynamodb")``, measured the same way. The peers (each in its own ``pip install
 --target`` directory, ``benchmarks/_targets.py``) time their imports only (no first invocation is counted for them), the
 same way; every directory but the source-only stepfold build is compiled once with ``compileall --invalidation-mode
 unchecked-hash``, as a pip-installed package ships bytecode. Before timing, each peer runs one agent step with a fake
@@ -93,6 +95,15 @@ class Contender:
     paths: tuple[Path, ...]
     code: str
     target: Target | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    """Environment on top of the first invocation's (stepfold's contenders only)."""
+
+
+TRACED = "stepfold, X-Ray tracing active"
+TRACING_ENV = (("AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1:2000"), ("AWS_XRAY_CONTEXT_MISSING", "IGNORE_ERROR"))
+"""What Lambda sets when a function's tracing is active (template.yaml: ``Tracing: Active``): the first invocation
+then builds Powertools' Tracer (the X-Ray SDK, botocore and httpx patched). No daemon listens: segments are UDP
+datagrams nobody reads, and outside Lambda there is no facade segment, whose absence is ignored."""
 
 
 def child_env() -> dict[str, str]:
@@ -252,6 +263,7 @@ def run() -> Report:
     contenders = [
         Contender(OURS, (ours_pyc, layer, boto3_dir), FIRST_INVOCATION),
         Contender(SOURCE_ONLY, (ours_source, layer, boto3_dir), FIRST_INVOCATION),
+        Contender(TRACED, (ours_pyc, layer, boto3_dir), FIRST_INVOCATION, env=TRACING_ENV),
         Contender(KERNEL, (ours_pyc, layer), KERNEL_CODE),
         Contender(BOTO3, (boto3_dir,), BOTO3_CODE),
     ]
@@ -272,15 +284,19 @@ def run() -> Report:
             failed[target.contender] = error
         report.say(f"{target.contender}: one agent step with a fake model: {error or 'ok'}")
         contenders.append(Contender(target.contender, (target.directory,), target.imports, target))
+
+    def env_of(contender: Contender) -> dict[str, str]:
+        return {**first_env, **dict(contender.env)} if contender.code is FIRST_INVOCATION else env
+
     for contender in contenders:  # warm-up: the disk cache (nothing is written: no bytecode cache)
-        sample(contender, first_env if contender.code is FIRST_INVOCATION else env)
+        sample(contender, env_of(contender))
     times: dict[str, list[float]] = {c.name: [] for c in contenders}
     rss: dict[str, list[int]] = {c.name: [] for c in contenders}
     started = time.perf_counter()
     for round_ in range(ROUNDS):
         shift = round_ % len(contenders)
         for contender in contenders[shift:] + contenders[:shift]:
-            seconds, kib = sample(contender, first_env if contender.code is FIRST_INVOCATION else env)
+            seconds, kib = sample(contender, env_of(contender))
             times[contender.name].append(seconds)
             rss[contender.name].append(kib)
     report.say(f"{ROUNDS} interleaved rounds in {time.perf_counter() - started:.0f}s")
@@ -316,6 +332,12 @@ def run() -> Report:
         f"stepfold without shipped .pyc (ms; / boto3): what every cold start cost before ({SOURCE_ONLY})",
         ours=f"{med[SOURCE_ONLY]:.0f} ({med[SOURCE_ONLY] / floor:.2f}x)",
     )
+    report.row(
+        f"{TRACED} (template.yaml's `Tracing: Active`: the first invocation also builds Powertools' Tracer; ms; "
+        "/ boto3)",
+        ours=f"{med[TRACED]:.0f} ({med[TRACED] / floor:.2f}x)",
+    )
+    report.say(f"first invocation with X-Ray tracing active vs boto3: {med[TRACED] / floor:.2f}x")
     report.row(
         f"the kernel alone, no AWS ({KERNEL_CODE.removeprefix('import ')}; ms; / boto3)",
         ours=f"{med[KERNEL]:.0f} ({med[KERNEL] / floor:.2f}x)",
