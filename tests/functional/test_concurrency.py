@@ -50,16 +50,7 @@ def _waiting_deploy(stack: LocalStack) -> Thread:
 
 
 def _decide(stack: LocalStack, approval_id: str, by: str) -> Callable[[], Thread]:
-    rt = stack.rt
-    return lambda: decide(
-        approval_id,
-        Decision(decision="approve", by=by, channel="link"),
-        threads=rt.threads,
-        approvals=rt.approvals,
-        agents=rt.agents,
-        tokens=rt.sfn,
-        clock=rt.clock,
-    )
+    return lambda: stack.decide(approval_id, Decision(decision="approve", by=by, channel="link"))
 
 
 def test_two_approvers_at_once_exactly_one_wins(stack: LocalStack) -> None:

@@ -13,7 +13,7 @@ from mcp.types import ToolAnnotations
 
 from core.kernel.events import Error, HumanRequest, ToolCall, ToolResult, ToolsListed
 from core.kernel.thread import Thread, fold
-from core.services.approvals import Decision, decide
+from core.services.approvals import Decision
 from infra.cli import StepView
 from infra.local.mcp_server import URL_SETTING, LocalMcpServer, Ops, PagedMCPServer, free_url, ops_server
 from infra.local.stack import LocalStack
@@ -35,16 +35,7 @@ def _use(stack: LocalStack, url: str, **env: str) -> None:
 def _decide(stack: LocalStack, thread: Thread, decision: str = "approve") -> None:
     approval, _ = stack.notifier.sent[-1]
     assert approval.thread_id == thread.id
-    rt = stack.rt
-    decide(
-        approval.approval_id,
-        Decision(decision=decision, by="alice@example.com", channel="link"),
-        threads=rt.threads,
-        approvals=rt.approvals,
-        agents=rt.agents,
-        tokens=rt.sfn,
-        clock=rt.clock,
-    )
+    stack.decide(approval.approval_id, Decision(decision=decision, by="alice@example.com", channel="link"))
 
 
 def _tools(thread: Thread) -> list[str]:

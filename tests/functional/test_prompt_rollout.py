@@ -17,7 +17,7 @@ from agents import AGENTS, deploybot
 from core.kernel.events import LLMCall, ToolCall
 from core.kernel.prompts import PromptLibrary
 from core.kernel.thread import Thread, fold
-from core.services.approvals import Decision, decide
+from core.services.approvals import Decision
 from core.services.control import thread_id_for
 from core.services.replay import FORKED_FROM, fork
 from functions import api
@@ -46,16 +46,7 @@ def _hashes(thread: Thread) -> set[str]:
 def _decide(stack: LocalStack, thread_id: str, decision: Decision) -> None:
     approval_id = fold(stack.thread(thread_id)).open_request
     assert approval_id is not None
-    rt = stack.rt
-    decide(
-        approval_id.approval_id,
-        decision,
-        threads=rt.threads,
-        approvals=rt.approvals,
-        agents=rt.agents,
-        tokens=rt.sfn,
-        clock=rt.clock,
-    )
+    stack.decide(approval_id.approval_id, decision)
 
 
 def _live_versions() -> dict[str, int]:

@@ -13,7 +13,7 @@ from core.adapters.llm.scripted import ScriptedLLM
 from core.kernel.events import Error, HumanRequest, HumanResponse, LLMCall, ToolCall
 from core.kernel.store import VersionConflictError
 from core.kernel.thread import Thread, fold, start_thread
-from core.services.approvals import Decision, decide
+from core.services.approvals import Decision
 from functions import step as step_function
 from functions._boundary import ConcurrentWrite, Unrecoverable
 from infra.local.stack import LambdaContext, LocalStack
@@ -28,16 +28,7 @@ def _approve(stack: LocalStack, thread: Thread, decision: Decision) -> None:
     assert approval.thread_id == thread.id
     assert "sig=" in url
     assert approval.task_token not in url
-    rt = stack.rt
-    decide(
-        approval.approval_id,
-        decision,
-        threads=rt.threads,
-        approvals=rt.approvals,
-        agents=rt.agents,
-        tokens=rt.sfn,
-        clock=rt.clock,
-    )
+    stack.decide(approval.approval_id, decision)
 
 
 def _states(stack: LocalStack, thread: Thread, seq: int = 1) -> list[str]:
