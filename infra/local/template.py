@@ -93,11 +93,7 @@ class Template:
         own = dict(self._of_type("AWS::Serverless::Function")).get(logical_id)
         if own is None:
             raise TemplateError(f"template.yaml has no function {logical_id}")
-        size = own.get("MemorySize", self.globals.get("MemorySize", 128))
-        if isinstance(size, dict) and "Ref" in size:
-            name = size["Ref"]
-            size = (parameters or {}).get(name, self.parameters[name].get("Default"))
-        return int(size)
+        return int(self._parameter(own.get("MemorySize", self.globals.get("MemorySize", 128)), parameters or {}))
 
     def runtime(self) -> str:
         return str(self.globals.get("Runtime", "python3.12"))

@@ -10,7 +10,7 @@ paths whatever ``STEPFOLD_LOOP_MODE`` the tier runs in: the per-burst step cap (
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -61,17 +61,20 @@ def _install(stack: LocalStack, calls: int, on_call: Callable[[int], None] = lam
     return model
 
 
-def _loop(stack: LocalStack, name: str, mode: str, **burst: Any) -> tuple[str, str]:
-    """A loop of ``mode`` that threads launched from now on run in, and the burst machine it starts (``burst``: its
-    budgets); returns both ARNs. The mode is the template's own substitution, as ``LoopMode`` chooses it."""
+def _loop(
+    stack: LocalStack, name: str, mode: str, loop: Mapping[str, Any] | None = None, **burst: Any
+) -> tuple[str, str]:
+    """A loop of ``mode`` (with the substitutions ``loop`` on top) that threads launched from now on run in, and the
+    burst machine it starts (``burst``: its budgets); returns both ARNs. The mode is the template's own substitution,
+    as ``LoopMode`` chooses it."""
     burst_arn = stack.add_workflow("AgentBurst", f"{name}-burst", **burst)
     chosen: dict[str, Any] = {}
     for key in ("BurstBelow", "LoopEntry"):
         condition, express, standard = stack.template.state_machine().substitutions[key]["Fn::If"]
         assert condition == "ExpressLoop"
         chosen[key] = express if mode == "express" else standard
-    loop = stack.use_state_machine(name, **chosen, BurstMachineArn=burst_arn)
-    return loop, burst_arn  # before the agent is installed: the functions are redeployed with the loop's ARN
+    arn = stack.use_state_machine(name, **chosen, **(loop or {}), BurstMachineArn=burst_arn)
+    return arn, burst_arn  # before the agent is installed: the functions are redeployed with the loop's ARN
 
 
 def _start(stack: LocalStack, thread_id: str) -> Thread:
@@ -261,12 +264,7 @@ def test_a_deliberate_end_in_a_continued_execution_ends_the_first_one_of_the_cha
             else:
                 pause(rt.threads, thread_id, by="ops", reason="change freeze", clock=rt.clock)
 
-    chosen: dict[str, Any] = {}
-    for key in ("BurstBelow", "LoopEntry"):
-        _, express, standard = stack.template.state_machine().substitutions[key]["Fn::If"]
-        chosen[key] = express if mode == "express" else standard
-    bursts = stack.add_workflow("AgentBurst", f"chain-{end}-{mode}-burst")
-    stack.use_state_machine(f"chain-{end}-{mode}", MaxIterations=2, BurstMachineArn=bursts, **chosen)
+    _loop(stack, f"chain-{end}-{mode}", mode, loop={"MaxIterations": 2})
     _install(stack, calls=10, on_call=on_call)
     _start(stack, thread_id)
     final = stack.wait(thread_id, until=("failed", "paused", "done"), timeout=60)
