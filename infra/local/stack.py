@@ -199,6 +199,7 @@ class LocalStack:
         nested.fill_sync_execution_gap()  # after the start gap: it wraps what that one installs
         _fill_stop_execution_gap()
         _fill_token_per_attempt_gap()
+        _fill_unstarted_execution_gap()
         _scale_retry_waits()
         _speed_up_moto()
         _RETRY_CLOCK.run_for(self)
@@ -904,6 +905,30 @@ def _fill_start_execution_gap() -> None:
     task._normalise_parameters = parameters  # type: ignore[method-assign,assignment]
     task._normalise_response = response  # type: ignore[method-assign,assignment]
     task._stepfold_filled = True  # type: ignore[attr-defined]
+
+
+def _fill_unstarted_execution_gap() -> None:
+    """moto's ``SendTaskSuccess``/``Failure``/``Heartbeat`` look for the token in every running execution's engine,
+    and an execution started a moment ago has none yet (``exec_worker`` or its ``env`` still None): the call fails
+    with an AttributeError (a 500 from the API that relays a person's decision) whenever any execution anywhere is
+    starting, which the express loop mode's bursts make frequent. Such an execution holds no token, so leave it out
+    of what those calls search, as Step Functions would never see the difference. Idempotent."""
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend  # noqa: PLC0415
+
+    backend = StepFunctionsParserBackend
+    if getattr(backend, "_stepfold_started_filled", False):
+        return
+    every = backend._get_executions
+
+    def started_executions(self: Any, execution_status: Any = None) -> list[Any]:
+        return [
+            e
+            for e in every(self, execution_status)
+            if e.exec_worker is not None and getattr(e.exec_worker, "env", None) is not None
+        ]
+
+    backend._get_executions = started_executions  # type: ignore[method-assign]
+    backend._stepfold_started_filled = True  # type: ignore[attr-defined]
 
 
 def _fill_token_per_attempt_gap() -> None:

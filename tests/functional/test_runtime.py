@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -114,6 +115,28 @@ def test_an_answered_token_whose_answer_the_engine_has_not_recorded_yet_is_busy_
         woken.set()  # let the worker record the answer and go on
     stack.wait_idle()
     assert fold(stack.wait(thread.id)).status == "awaiting_human"
+
+
+def test_a_decision_reaches_its_token_while_another_execution_is_still_starting(stack: LocalStack) -> None:
+    """moto's SendTaskSuccess searched every running execution's engine and failed on one whose engine was not
+    built yet (a 500 from the API relaying the decision, seen when a burst started at that moment). An execution
+    still starting holds no token: the decision reaches the parked one."""
+    from moto.stepfunctions.parser.api import ExecutionStatus  # noqa: PLC0415
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends  # noqa: PLC0415
+
+    thread = stack.launch("deploybot", "deploy the latest backend to production")
+    waiting = stack.wait(thread.id)
+    assert fold(waiting).status == "awaiting_human"
+    machine: Any = stepfunctions_parser_backends["123456789012"]["us-east-1"].state_machines[0]
+    starting = SimpleNamespace(status=ExecutionStatus.RUNNING, exec_status="STARTING", exec_worker=None)
+    machine.executions.insert(0, starting)
+    try:
+        approval = fold(waiting).open_request
+        assert approval is not None
+        stack.decide(approval.approval_id, Decision(decision="approve", by="alice", channel="link"))
+    finally:
+        machine.executions.remove(starting)
+    assert fold(stack.wait(thread.id)).status == "done"
 
 
 def test_rejection_is_fed_back_to_the_model_which_replans(stack: LocalStack) -> None:
